@@ -1,0 +1,146 @@
+//! Building the application from settings: open the store, migrate, wire the broker, the
+//! function executor and the VAPI service, bind the listener. Tests build it on port 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::functions::{Executor, Registry};
+use crate::http::{ServeOptions, serve};
+use crate::hub::{BrokerLimits, DynBroker, MemoryBroker};
+use crate::metrics::Metrics;
+use crate::store::{DynStore, StoreError};
+use crate::vapi::VapiService;
+
+/// Cheap handles shared by every handler.
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: DynStore,
+    pub broker: DynBroker,
+    pub metrics: Arc<Metrics>,
+    pub vapi: Arc<VapiService>,
+    /// Cancelled when shutdown starts: readiness fails and long-lived work winds down.
+    pub shutdown: CancellationToken,
+    /// Background tasks shutdown waits for.
+    pub tasks: TaskTracker,
+}
+
+#[derive(Debug)]
+pub enum StartError {
+    Store(StoreError),
+    Bind(std::io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Store(e) => write!(f, "cannot open the database: {e}"),
+            StartError::Bind(e) => write!(f, "cannot listen: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    memory_broker: Arc<MemoryBroker>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let store = crate::store::connect(&settings.database_url, settings.database_max_connections).await.map_err(StartError::Store)?;
+        store.migrate().await.map_err(StartError::Store)?;
+        let memory_broker = Arc::new(MemoryBroker::new(BrokerLimits::default()));
+        let broker: DynBroker = memory_broker.clone();
+        let metrics = Arc::new(Metrics::new());
+        let tasks = TaskTracker::new();
+        let registry = Arc::new(Registry::new(&settings.functions, store.clone()));
+        let executor = Executor::new(registry, store.clone(), metrics.clone(), settings.vapi.tool_timeout);
+        let vapi = Arc::new(VapiService {
+            cfg: Arc::new(settings.vapi.clone()),
+            public_url: settings.public_url.clone(),
+            store: store.clone(),
+            broker: broker.clone(),
+            executor,
+            metrics: metrics.clone(),
+            tasks: tasks.clone(),
+        });
+        let listener = TcpListener::bind(settings.listen).await.map_err(StartError::Bind)?;
+        let addr = listener.local_addr().map_err(StartError::Bind)?;
+        let state =
+            Arc::new(AppState { settings: Arc::new(settings), store, broker, metrics, vapi, shutdown: CancellationToken::new(), tasks });
+        Ok(Self { listener, addr, state, memory_broker })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until `signal` resolves, then drains: in-flight requests finish (up to the
+    /// shutdown timeout) and background tasks complete.
+    pub async fn run_until(self, signal: impl Future<Output = ()> + Send) {
+        let state = self.state.clone();
+        let s = &state.settings;
+        let opts = ServeOptions {
+            header_read_timeout: s.header_read_timeout,
+            shutdown_timeout: s.shutdown_timeout,
+            max_connections: s.max_connections,
+        };
+        let sweeper = spawn_sweeper(self.memory_broker.clone(), state.shutdown.clone(), &state.tasks);
+        let server = tokio::spawn(serve(self.listener, crate::http::router(state.clone()), state.shutdown.clone(), opts));
+        signal.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        state.shutdown.cancel();
+        let _ = server.await;
+        sweeper.abort();
+        state.tasks.close();
+        if tokio::time::timeout(opts.shutdown_timeout, state.tasks.wait()).await.is_err() {
+            tracing::warn!("background tasks did not finish before the deadline");
+        }
+    }
+}
+
+/// Idle topics (ended calls nobody watches) are dropped once their history has expired.
+fn spawn_sweeper(broker: Arc<MemoryBroker>, stop: CancellationToken, _tasks: &TaskTracker) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => { broker.sweep(); }
+                _ = stop.cancelled() => break,
+            }
+        }
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,89 @@
+//! Flags shared by every subcommand that needs settings; each also reads its `SWITCHBOARD_*`
+//! variable. Values stay strings here so validation can name the setting in its message.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// Configuration file [default: ./switchboard.toml when it exists]
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "SWITCHBOARD_LISTEN")]
+    pub listen: Option<String>,
+    /// sqlite://PATH or postgres://… [default: sqlite://switchboard.db]
+    #[arg(long, env = "SWITCHBOARD_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Database connection pool size [default: 8]
+    #[arg(long, env = "SWITCHBOARD_DATABASE_MAX_CONNECTIONS")]
+    pub database_max_connections: Option<String>,
+    /// Event broker: memory [default: memory]
+    #[arg(long, env = "SWITCHBOARD_BROKER_URL")]
+    pub broker_url: Option<String>,
+    /// Public base URL of the hub, as VAPI calls it (HMAC {url})
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Log filter, e.g. info or switchboard=debug [default: info]
+    #[arg(long, env = "SWITCHBOARD_LOG")]
+    pub log: Option<String>,
+    /// text or json [default: text]
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Grace period for in-flight requests at shutdown [default: 25000]
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_TIMEOUT_MS")]
+    pub shutdown_timeout_ms: Option<String>,
+    /// Time a client has to send its request headers [default: 10000]
+    #[arg(long, env = "SWITCHBOARD_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<String>,
+    /// Open client connections at most [default: 10000]
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS")]
+    pub max_connections: Option<String>,
+    /// Shared secret VAPI sends as x-vapi-secret or Authorization: Bearer
+    #[arg(long, env = "SWITCHBOARD_VAPI_SECRET", hide_env_values = true)]
+    pub vapi_secret: Option<String>,
+    /// HMAC key of VAPI's HMAC credential (enables HMAC verification)
+    #[arg(long, env = "SWITCHBOARD_VAPI_HMAC_SECRET", hide_env_values = true)]
+    pub vapi_hmac_secret: Option<String>,
+    /// sha256, sha512 or sha1 [default: sha256]
+    #[arg(long, env = "SWITCHBOARD_VAPI_HMAC_ALGORITHM")]
+    pub vapi_hmac_algorithm: Option<String>,
+    /// [default: x-signature]
+    #[arg(long, env = "SWITCHBOARD_VAPI_HMAC_SIGNATURE_HEADER")]
+    pub vapi_hmac_signature_header: Option<String>,
+    /// [default: x-timestamp]
+    #[arg(long, env = "SWITCHBOARD_VAPI_HMAC_TIMESTAMP_HEADER")]
+    pub vapi_hmac_timestamp_header: Option<String>,
+    /// Header carrying a message id, for {svix-id} payloads
+    #[arg(long, env = "SWITCHBOARD_VAPI_HMAC_MESSAGE_ID_HEADER")]
+    pub vapi_hmac_message_id_header: Option<String>,
+    /// Text before the encoded digest, e.g. sha256= [default: none]
+    #[arg(long, env = "SWITCHBOARD_VAPI_HMAC_PREFIX")]
+    pub vapi_hmac_prefix: Option<String>,
+    /// hex or base64 [default: hex]
+    #[arg(long, env = "SWITCHBOARD_VAPI_HMAC_ENCODING")]
+    pub vapi_hmac_encoding: Option<String>,
+    /// Signed payload template [default: {timestamp}.{body}]
+    #[arg(long, env = "SWITCHBOARD_VAPI_HMAC_PAYLOAD_FORMAT")]
+    pub vapi_hmac_payload_format: Option<String>,
+    /// false signs the body alone (VAPI includeTimestamp=false) [default: true]
+    #[arg(long, env = "SWITCHBOARD_VAPI_HMAC_INCLUDE_TIMESTAMP")]
+    pub vapi_hmac_include_timestamp: Option<String>,
+    /// The HMAC secret is base64 and is decoded before use [default: false]
+    #[arg(long, env = "SWITCHBOARD_VAPI_HMAC_SECRET_IS_BASE64")]
+    pub vapi_hmac_secret_is_base64: Option<String>,
+    /// Accepted clock skew of the timestamp header, both ways [default: 300]
+    #[arg(long, env = "SWITCHBOARD_VAPI_HMAC_TOLERANCE_SECS")]
+    pub vapi_hmac_tolerance_secs: Option<String>,
+    /// Largest webhook body in bytes [default: 1048576]
+    #[arg(long, env = "SWITCHBOARD_VAPI_BODY_LIMIT")]
+    pub vapi_body_limit: Option<String>,
+    /// Default time a function may take before an error result is returned [default: 10000]
+    #[arg(long, env = "SWITCHBOARD_VAPI_TOOL_TIMEOUT_MS")]
+    pub vapi_tool_timeout_ms: Option<String>,
+    /// Organisation for calls that carry no orgId [default: default]
+    #[arg(long, env = "SWITCHBOARD_VAPI_DEFAULT_ORG")]
+    pub vapi_default_org: Option<String>,
+    /// Assistant id answered to assistant-request when the file configures none
+    #[arg(long, env = "SWITCHBOARD_VAPI_ASSISTANT_ID")]
+    pub vapi_assistant_id: Option<String>,
+}

@@ -1,0 +1,203 @@
+//! Settings: defaults, then `switchboard.toml`, then `SWITCHBOARD_*` variables, then flags.
+//! Loaded once at start-up, validated with a message naming the bad setting, passed down.
+
+mod args;
+mod file;
+mod secret;
+mod vapi;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub use args::ConfigArgs;
+pub use file::FileConfig;
+pub use secret::Secret;
+pub use vapi::{
+    AssistantRoute, DestinationReply, Encoding, FunctionHandler, FunctionSpec, HmacAlgorithm, HmacSettings, KnowledgeDoc, VapiSettings,
+};
+
+/// A setting that could not be used, with where it can be set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub setting: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { setting: setting.into(), message: message.into() }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid setting `{}`: {}", self.setting, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub broker_url: String,
+    /// The hub's URL as callers see it (used for HMAC `{url}` payloads behind a proxy).
+    pub public_url: Option<String>,
+    pub log: String,
+    pub log_format: LogFormat,
+    /// How long shutdown waits for in-flight requests before closing them.
+    pub shutdown_timeout: Duration,
+    /// Slowloris guard: a client must finish sending headers within this time.
+    pub header_read_timeout: Duration,
+    /// Accepted TCP connections at once; further ones wait in the kernel backlog.
+    pub max_connections: usize,
+    pub vapi: VapiSettings,
+    pub functions: Vec<FunctionSpec>,
+}
+
+impl Settings {
+    /// Every default, as documented in the README.
+    pub fn defaults() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://switchboard.db".into(),
+            database_max_connections: 8,
+            broker_url: "memory".into(),
+            public_url: None,
+            log: "info".into(),
+            log_format: LogFormat::Text,
+            shutdown_timeout: Duration::from_secs(25),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            vapi: VapiSettings::defaults(),
+            functions: vapi::default_functions(Duration::from_secs(10)),
+        }
+    }
+
+    /// Loads the file named by `--config`/`SWITCHBOARD_CONFIG`, or `./switchboard.toml` if present.
+    pub fn load(args: &ConfigArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => Some(read_file(path)?),
+            None if Path::new("switchboard.toml").exists() => Some(read_file(Path::new("switchboard.toml"))?),
+            None => None,
+        };
+        Self::from_sources(file.unwrap_or_default(), args)
+    }
+
+    /// Merges a parsed file with flags/environment (the latter win) and validates the result.
+    pub fn from_sources(file: FileConfig, args: &ConfigArgs) -> Result<Self, ConfigError> {
+        let mut s = Self::defaults();
+        if let Some(v) = pick(&args.listen, &file.listen) {
+            s.listen = v.parse().map_err(|_| {
+                ConfigError::new("listen (--listen, SWITCHBOARD_LISTEN)", format!("{v:?} is not host:port, e.g. 127.0.0.1:8080"))
+            })?;
+        }
+        if let Some(v) = pick(&args.database_url, &file.database_url) {
+            if !(v.starts_with("sqlite:") || v.starts_with("postgres://") || v.starts_with("postgresql://")) {
+                return Err(ConfigError::new(
+                    "database_url (--database-url, SWITCHBOARD_DATABASE_URL)",
+                    format!("{v:?} must start with sqlite: or postgres://"),
+                ));
+            }
+            s.database_url = v;
+        }
+        if let Some(n) = parse_num::<u32>(
+            &args.database_max_connections,
+            file.database_max_connections,
+            "database_max_connections (SWITCHBOARD_DATABASE_MAX_CONNECTIONS)",
+        )? {
+            if n == 0 {
+                return Err(ConfigError::new("database_max_connections", "must be at least 1"));
+            }
+            s.database_max_connections = n;
+        }
+        if let Some(v) = pick(&args.broker_url, &file.broker_url) {
+            if v != "memory" {
+                return Err(ConfigError::new(
+                    "broker_url (--broker-url, SWITCHBOARD_BROKER_URL)",
+                    format!("{v:?} is not supported yet: this version has the in-process broker only (\"memory\")"),
+                ));
+            }
+            s.broker_url = v;
+        }
+        if let Some(v) = pick(&args.public_url, &file.public_url) {
+            if !(v.starts_with("http://") || v.starts_with("https://")) {
+                return Err(ConfigError::new("public_url (SWITCHBOARD_PUBLIC_URL)", format!("{v:?} must start with http:// or https://")));
+            }
+            s.public_url = Some(v.trim_end_matches('/').to_string());
+        }
+        if let Some(v) = pick(&args.log, &file.log) {
+            s.log = v;
+        }
+        if let Some(v) = pick(&args.log_format, &file.log_format) {
+            s.log_format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => return Err(ConfigError::new("log_format (SWITCHBOARD_LOG_FORMAT)", format!("{other:?} is not text or json"))),
+            };
+        }
+        if let Some(ms) =
+            parse_num::<u64>(&args.shutdown_timeout_ms, file.shutdown_timeout_ms, "shutdown_timeout_ms (SWITCHBOARD_SHUTDOWN_TIMEOUT_MS)")?
+        {
+            s.shutdown_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = parse_num::<u64>(
+            &args.header_read_timeout_ms,
+            file.header_read_timeout_ms,
+            "header_read_timeout_ms (SWITCHBOARD_HEADER_READ_TIMEOUT_MS)",
+        )? {
+            if ms == 0 {
+                return Err(ConfigError::new("header_read_timeout_ms", "must be greater than 0"));
+            }
+            s.header_read_timeout = Duration::from_millis(ms);
+        }
+        if let Some(n) = parse_num::<usize>(&args.max_connections, file.max_connections, "max_connections (SWITCHBOARD_MAX_CONNECTIONS)")? {
+            if n == 0 {
+                return Err(ConfigError::new("max_connections", "must be at least 1"));
+            }
+            s.max_connections = n;
+        }
+        s.vapi = VapiSettings::from_sources(&file.vapi, args)?;
+        s.functions = vapi::functions_from(&file.functions, s.vapi.tool_timeout)?;
+        Ok(s)
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new("config (--config, SWITCHBOARD_CONFIG)", format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| ConfigError::new(format!("{}", path.display()), e.message().to_string()))
+}
+
+/// A flag or variable wins over the file.
+fn pick(arg: &Option<String>, file: &Option<String>) -> Option<String> {
+    arg.clone().filter(|s| !s.is_empty()).or_else(|| file.clone())
+}
+
+fn parse_num<T: std::str::FromStr + Copy>(arg: &Option<String>, file: Option<T>, name: &str) -> Result<Option<T>, ConfigError> {
+    match arg.as_deref().filter(|s| !s.is_empty()) {
+        Some(v) => v.trim().parse().map(Some).map_err(|_| ConfigError::new(name, format!("{v:?} is not a valid number"))),
+        None => Ok(file),
+    }
+}
+
+fn parse_bool(arg: &Option<String>, file: Option<bool>, name: &str) -> Result<Option<bool>, ConfigError> {
+    match arg.as_deref().filter(|s| !s.is_empty()) {
+        Some("true" | "1" | "yes") => Ok(Some(true)),
+        Some("false" | "0" | "no") => Ok(Some(false)),
+        Some(v) => Err(ConfigError::new(name, format!("{v:?} is not true or false"))),
+        None => Ok(file),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,92 @@
+//! Settings: precedence of flags over file, and errors that name the bad setting.
+
+use super::*;
+
+fn file(toml_text: &str) -> FileConfig {
+    toml::from_str(toml_text).unwrap()
+}
+
+#[test]
+fn defaults_match_the_documented_ones() {
+    let s = Settings::from_sources(FileConfig::default(), &ConfigArgs::default()).unwrap();
+    assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(s.database_url, "sqlite://switchboard.db");
+    assert_eq!(s.broker_url, "memory");
+    assert_eq!(s.vapi.body_limit, 1024 * 1024);
+    assert_eq!(s.vapi.tool_timeout, Duration::from_secs(10));
+    assert_eq!(s.functions.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), vec!["lookupCustomer", "bookAppointment", "transferCall"]);
+    assert!(!s.vapi.auth_configured());
+}
+
+#[test]
+fn flags_and_environment_win_over_the_file() {
+    let f = file("listen = \"127.0.0.1:9000\"\n[vapi]\nsecret = \"from-file\"\n");
+    let args = ConfigArgs { listen: Some("0.0.0.0:7000".into()), vapi_secret: Some("from-env".into()), ..ConfigArgs::default() };
+    let s = Settings::from_sources(f, &args).unwrap();
+    assert_eq!(s.listen.to_string(), "0.0.0.0:7000");
+    assert_eq!(s.vapi.secrets.iter().map(|s| s.expose()).collect::<Vec<_>>(), vec!["from-env"]);
+}
+
+#[test]
+fn a_bad_value_is_reported_with_the_setting_name() {
+    let args = ConfigArgs { listen: Some("nowhere".into()), ..ConfigArgs::default() };
+    let e = Settings::from_sources(FileConfig::default(), &args).unwrap_err();
+    assert!(e.to_string().contains("SWITCHBOARD_LISTEN"), "{e}");
+    let args = ConfigArgs { vapi_hmac_secret: Some("k".into()), vapi_hmac_algorithm: Some("md5".into()), ..ConfigArgs::default() };
+    let e = Settings::from_sources(FileConfig::default(), &args).unwrap_err();
+    assert!(e.to_string().contains("SWITCHBOARD_VAPI_HMAC_ALGORITHM"), "{e}");
+}
+
+#[test]
+fn unknown_keys_in_the_file_are_refused() {
+    assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+}
+
+#[test]
+fn hmac_options_from_the_file_are_applied_and_base64_secrets_decoded() {
+    let f = file(
+        "[vapi.hmac]\nsecret = \"c2VjcmV0\"\nsecret_is_base64 = true\nalgorithm = \"sha512\"\nsignature_header = \"X-Sig\"\nsignature_encoding = \"base64\"\nsignature_prefix = \"v1=\"\ntolerance_secs = 60\n",
+    );
+    let h = Settings::from_sources(f, &ConfigArgs::default()).unwrap().vapi.hmac.unwrap();
+    assert_eq!(h.keys, vec![b"secret".to_vec()]);
+    assert_eq!(
+        (h.algorithm, h.encoding, h.signature_header.as_str(), h.prefix.as_str()),
+        (HmacAlgorithm::Sha512, Encoding::Base64, "x-sig", "v1=")
+    );
+    assert_eq!(h.tolerance, Duration::from_secs(60));
+}
+
+#[test]
+fn include_timestamp_false_signs_the_body_alone() {
+    let args =
+        ConfigArgs { vapi_hmac_secret: Some("k".into()), vapi_hmac_include_timestamp: Some("false".into()), ..ConfigArgs::default() };
+    let h = Settings::from_sources(FileConfig::default(), &args).unwrap().vapi.hmac.unwrap();
+    assert_eq!(h.payload_format, "{body}");
+    assert!(!h.signs_timestamp());
+}
+
+#[test]
+fn an_assistant_answer_must_be_exactly_one_kind() {
+    let f = file("[vapi.assistant_request]\nassistant_id = \"a\"\nerror = \"closed\"\n");
+    let e = Settings::from_sources(f, &ConfigArgs::default()).unwrap_err();
+    assert!(e.setting.contains("vapi.assistant_request"), "{e}");
+}
+
+#[test]
+fn declared_functions_replace_the_builtins_and_are_validated() {
+    let f = file(
+        "[[functions]]\nname = \"check_availability\"\nurl = \"http://127.0.0.1:9/f\"\ntimeout_ms = 500\n[functions.parameters]\ntype = \"object\"\n",
+    );
+    let s = Settings::from_sources(f, &ConfigArgs::default()).unwrap();
+    assert_eq!(s.functions.len(), 1);
+    assert!(matches!(s.functions[0].handler, FunctionHandler::Http { .. }));
+    assert_eq!(s.functions[0].timeout, Duration::from_millis(500));
+    let bad = file("[[functions]]\nname = \"x\"\nbuiltin = \"nope\"\n");
+    assert!(Settings::from_sources(bad, &ConfigArgs::default()).unwrap_err().to_string().contains("functions[0]"));
+}
+
+#[test]
+fn unsupported_brokers_are_refused_at_start_up() {
+    let args = ConfigArgs { broker_url: Some("redis://127.0.0.1".into()), ..ConfigArgs::default() };
+    assert!(Settings::from_sources(FileConfig::default(), &args).unwrap_err().to_string().contains("SWITCHBOARD_BROKER_URL"));
+}

@@ -1,0 +1,124 @@
+//! Exactly-once execution per tool-call id: the first delivery claims the id in the store and
+//! runs the function; a redelivery (on any instance) gets the stored result, or waits for the
+//! running one until the deadline. The result is stored before it is answered.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{CallContext, Outcome, Registry};
+use crate::metrics::Metrics;
+use crate::store::{Claim, DynStore, Finished, InvocationRow, NewInvocation};
+
+/// How often a redelivery checks on a call still running elsewhere.
+const POLL: Duration = Duration::from_millis(25);
+/// Extra lease beyond the timeout before a claim is presumed abandoned.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// `Err` when the arguments were not valid JSON: answered as an error result.
+    pub args: Result<Value, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ToolOutcome {
+    pub id: String,
+    pub name: String,
+    pub outcome: Outcome,
+    pub latency_ms: f64,
+    /// Answered from the store, without running the function again.
+    pub replayed: bool,
+}
+
+#[derive(Clone)]
+pub struct Executor {
+    pub registry: Arc<Registry>,
+    store: DynStore,
+    metrics: Arc<Metrics>,
+    default_timeout: Duration,
+}
+
+impl Executor {
+    pub fn new(registry: Arc<Registry>, store: DynStore, metrics: Arc<Metrics>, default_timeout: Duration) -> Self {
+        Self { registry, store, metrics, default_timeout }
+    }
+
+    /// Runs the call at most once. `on_start` runs (and is awaited) only when this caller really
+    /// runs the function, so a `function.invoked` event always precedes its completion.
+    pub async fn execute<F, Fut>(&self, call: &ToolCall, ctx: &CallContext, on_start: F) -> ToolOutcome
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let timeout = self.registry.spec(&call.name).map(|s| s.timeout).unwrap_or(self.default_timeout);
+        let now = crate::clock::now_ms();
+        let claim = NewInvocation {
+            tool_call_id: call.id.clone(),
+            call_id: ctx.call_id.clone(),
+            org_id: ctx.org_id.clone(),
+            name: call.name.clone(),
+            arguments: call.args.as_ref().map(Value::to_string).unwrap_or_else(|e| e.clone()),
+            started_at: now,
+            lease_until: now + (timeout + LEASE_MARGIN).as_millis() as i64,
+        };
+        let started = Instant::now();
+        let claimed = self.metrics.time_store("claim_invocation", self.store.claim_invocation(claim)).await;
+        match claimed {
+            Ok(Claim::Claimed) => {}
+            Ok(Claim::Existing(row)) => return self.replay(call, *row, timeout).await,
+            Err(e) => {
+                // Without a claim the hub cannot promise "once"; it answers rather than risk twice.
+                tracing::error!(error = %e, tool_call_id = %call.id, "could not claim tool call");
+                return self.outcome(call, Outcome::Err("The hub cannot run functions right now; try again shortly.".into()), 0.0, false);
+            }
+        }
+        on_start().await;
+        let ran = Instant::now();
+        let outcome = match &call.args {
+            Ok(args) => self.registry.invoke(&call.name, args, ctx, &call.id).await,
+            Err(e) => Outcome::Err(e.clone()),
+        };
+        let latency_ms = ran.elapsed().as_secs_f64() * 1000.0;
+        self.metrics.tool_call(self.metric_name(&call.name), matches!(outcome, Outcome::Ok(_)), latency_ms / 1000.0);
+        let (ok, result, error) = match &outcome {
+            Outcome::Ok(r) => (true, Some(r.clone()), None),
+            Outcome::Err(e) => (false, None, Some(e.clone())),
+        };
+        let done = Finished { tool_call_id: call.id.clone(), ok, result, error, latency_ms, finished_at: crate::clock::now_ms() };
+        if let Err(e) = self.metrics.time_store("finish_invocation", self.store.finish_invocation(done)).await {
+            tracing::error!(error = %e, tool_call_id = %call.id, "tool call ran but its result could not be stored");
+        }
+        tracing::debug!(tool_call_id = %call.id, function = %call.name, latency_ms, total_ms = started.elapsed().as_secs_f64() * 1000.0, "tool call");
+        self.outcome(call, outcome, latency_ms, false)
+    }
+
+    async fn replay(&self, call: &ToolCall, mut row: InvocationRow, timeout: Duration) -> ToolOutcome {
+        let deadline = Instant::now() + timeout;
+        while row.status == "running" && Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+            match self.store.get_invocation(&call.id).await {
+                Ok(Some(r)) => row = r,
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let outcome = match row.status.as_str() {
+            "ok" => Outcome::Ok(row.result.unwrap_or_default()),
+            "error" => Outcome::Err(row.error.unwrap_or_default()),
+            _ => Outcome::Err(format!("{} is still running.", call.name)),
+        };
+        self.outcome(call, outcome, row.latency_ms.unwrap_or(0.0), true)
+    }
+
+    fn outcome(&self, call: &ToolCall, outcome: Outcome, latency_ms: f64, replayed: bool) -> ToolOutcome {
+        ToolOutcome { id: call.id.clone(), name: call.name.clone(), outcome, latency_ms, replayed }
+    }
+
+    /// Metric labels only for declared functions: a model can invent names without end.
+    fn metric_name<'a>(&self, name: &'a str) -> &'a str {
+        if self.registry.spec(name).is_some() { name } else { "unknown" }
+    }
+}

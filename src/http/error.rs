@@ -1,0 +1,88 @@
+//! The one error type at the HTTP boundary: `{"error":{"code","message"}}` with the right
+//! status. Server-side failures are logged in full and answered without internal details.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the body is not valid JSON (or not the JSON shape the route takes).
+    Malformed(String),
+    /// 401: missing or wrong credentials. The message never says which check failed.
+    Unauthenticated,
+    /// 403: authenticated, but not allowed to see or do this.
+    Forbidden,
+    /// 404: nothing here, or nothing this caller may see (the same answer, so ids can't be probed).
+    NotFound,
+    /// 405
+    MethodNotAllowed,
+    /// 413: the body is over the configured limit.
+    TooLarge(usize),
+    /// 415: the body is not JSON.
+    UnsupportedMediaType,
+    /// 422: well-formed, but a field is invalid.
+    Invalid { code: &'static str, message: String },
+    /// 503: a dependency (store, broker) is down; retry later.
+    Unavailable(&'static str),
+    /// 500: a bug; details go to the log only.
+    Internal(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            ApiError::Malformed(m) => (StatusCode::BAD_REQUEST, "malformed_json", m.clone()),
+            ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", "Missing or invalid credentials.".into()),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "This token may not do that.".into()),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "Nothing found here.".into()),
+            ApiError::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed on this route.".into())
+            }
+            ApiError::TooLarge(limit) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("The body is larger than {limit} bytes."))
+            }
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Send the body as application/json.".into())
+            }
+            ApiError::Invalid { code, message } => (StatusCode::UNPROCESSABLE_ENTITY, code, message.clone()),
+            ApiError::Unavailable(what) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("The {what} is unavailable; retry shortly."))
+            }
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong on our side.".into()),
+        }
+    }
+
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Invalid { code, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(detail = %detail, "internal error");
+        }
+        let mut resp = (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => {
+                tracing::warn!(detail = %m, "store unavailable");
+                ApiError::Unavailable("database")
+            }
+            StoreError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! switchboard: a real-time hub between VAPI voice assistants, browser chat and supervisors.
+//!
+//! The spine:
+//! ```text
+//! VAPI ── POST /vapi/webhook ──► vapi (verify, parse leniently, dedup) ──► store (SQLite | Postgres)
+//!                                   │  tool calls ──► functions (registry, exactly-once executor)
+//!                                   └─ domain events ──► hub broker (per-topic seq + history)
+//! supervisors ── GET /api/calls… ──► calls (org-scoped views of the store)
+//! ```
+//! `config` loads settings, `app` wires everything, `http` owns the listener and errors.
+
+pub mod app;
+pub mod auth;
+pub mod calls;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod functions;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod simulate;
+pub mod store;
+pub mod telemetry;
+pub mod vapi;

@@ -1,0 +1,76 @@
+//! Prometheus metrics, held in the application state (no global recorder): webhooks by type
+//! and outcome, authentication failures, tool-call latency, and store latency.
+
+use std::future::Future;
+use std::time::Instant;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    webhooks: Family<Labels, Counter>,
+    webhook_seconds: Family<Labels, Histogram>,
+    auth_failures: Family<Labels, Counter>,
+    tool_calls: Family<Labels, Histogram>,
+    store_seconds: Family<Labels, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("switchboard");
+        let webhooks = Family::<Labels, Counter>::default();
+        registry.register("webhooks", "VAPI webhooks received, by message type and outcome", webhooks.clone());
+        let webhook_seconds = Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_1, 2.0, 18)));
+        registry.register("webhook_duration_seconds", "Time to answer a VAPI webhook, by message type", webhook_seconds.clone());
+        let auth_failures = Family::<Labels, Counter>::default();
+        registry.register("webhook_auth_failures", "Webhooks refused by authentication, by reason", auth_failures.clone());
+        let tool_calls = Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_5, 2.0, 16)));
+        registry.register("tool_call_duration_seconds", "Function run time of tool calls, by function and outcome", tool_calls.clone());
+        let store_seconds = Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_05, 2.0, 18)));
+        registry.register("store_operation_duration_seconds", "Store latency, by operation", store_seconds.clone());
+        Self { registry, webhooks, webhook_seconds, auth_failures, tool_calls, store_seconds }
+    }
+
+    pub fn webhook(&self, kind: &str, outcome: &'static str, started: Instant) {
+        self.webhooks.get_or_create(&vec![("type", kind.to_string()), ("outcome", outcome.to_string())]).inc();
+        self.webhook_seconds.get_or_create(&vec![("type", kind.to_string())]).observe(started.elapsed().as_secs_f64());
+    }
+
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures.get_or_create(&vec![("reason", reason.to_string())]).inc();
+    }
+
+    pub fn tool_call(&self, function: &str, ok: bool, seconds: f64) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.tool_calls.get_or_create(&vec![("function", function.to_string()), ("outcome", outcome.to_string())]).observe(seconds);
+    }
+
+    /// Times a store operation and records it under `op`.
+    pub async fn time_store<T>(&self, op: &'static str, fut: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let out = fut.await;
+        self.store_seconds.get_or_create(&vec![("op", op.to_string())]).observe(started.elapsed().as_secs_f64());
+        out
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,102 @@
+//! `switchboard simulate`: drives a hub with concurrent simulated calls, each at the pace of
+//! a real conversation, signed like VAPI when a secret is given. Also the traffic source of
+//! the load test (`script`).
+
+pub mod script;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::config::HmacSettings;
+use crate::vapi::auth::{RequestFacts, sign};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulateArgs {
+    /// The hub's webhook URL
+    #[arg(long, default_value = "http://127.0.0.1:8080/vapi/webhook")]
+    pub url: String,
+    /// Concurrent calls
+    #[arg(long, default_value_t = 5)]
+    pub calls: u64,
+    /// Calls each simulated line makes one after another
+    #[arg(long, default_value_t = 1)]
+    pub rounds: u64,
+    /// Speed-up of the conversation pace (2 = twice as fast as real time)
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// VAPI org id of the simulated calls
+    #[arg(long, default_value = "demo-org")]
+    pub org: String,
+    /// Sent as x-vapi-secret
+    #[arg(long, env = "SWITCHBOARD_VAPI_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// Sign like VAPI's default HMAC credential instead
+    #[arg(long, env = "SWITCHBOARD_VAPI_HMAC_SECRET", hide_env_values = true)]
+    pub hmac_secret: Option<String>,
+    /// Where end-of-call reports point their recording URLs
+    #[arg(long, default_value = "https://storage.vapi.ai")]
+    pub recording_base: String,
+    /// Seed of the generator
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// Posts one webhook body, signed as configured.
+pub struct Poster {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub secret: Option<String>,
+    pub hmac: Option<HmacSettings>,
+}
+
+impl Poster {
+    pub fn new(url: &str, secret: Option<String>, hmac_secret: Option<String>) -> Self {
+        let http = reqwest::Client::builder().no_proxy().tcp_nodelay(true).pool_max_idle_per_host(256).build().unwrap_or_default();
+        Self { http, url: url.to_string(), secret, hmac: hmac_secret.map(|k| HmacSettings::with_key(k.into_bytes())) }
+    }
+
+    pub async fn post(&self, body: String) -> Result<reqwest::Response, reqwest::Error> {
+        let mut req = self.http.post(&self.url).header("content-type", "application/json");
+        if let Some(s) = &self.secret {
+            req = req.header("x-vapi-secret", s);
+        }
+        if let Some(h) = &self.hmac {
+            let ts = crate::clock::now_ms().to_string();
+            let facts = RequestFacts { method: "POST", url: &self.url, now_ms: 0 };
+            req = req.header(&h.signature_header, sign(h, body.as_bytes(), &ts, "", &facts)).header(&h.timestamp_header, ts);
+        }
+        req.body(body).send().await
+    }
+}
+
+pub async fn run(args: SimulateArgs) -> ExitCode {
+    let poster = Arc::new(Poster::new(&args.url, args.secret.clone(), args.hmac_secret.clone()));
+    let sent = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut lines = Vec::new();
+    for line in 0..args.calls {
+        let (poster, sent, failed, a) = (poster.clone(), sent.clone(), failed.clone(), args.clone());
+        lines.push(tokio::spawn(async move {
+            let mut rng = script::Rng::new(a.seed.wrapping_add(line * 7919));
+            for round in 0..a.rounds {
+                let s = script::call(line * 1000 + round, &a.org, crate::clock::now_ms(), &a.recording_base, &mut rng);
+                for (gap, msg) in s.messages {
+                    tokio::time::sleep(Duration::from_secs_f64(gap as f64 / 1000.0 / a.speed.max(0.01))).await;
+                    match poster.post(msg.to_string()).await {
+                        Ok(r) if r.status().is_success() => sent.fetch_add(1, Ordering::Relaxed),
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            }
+        }));
+    }
+    for l in lines {
+        let _ = l.await;
+    }
+    let (ok, bad) = (sent.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let _ = writeln!(std::io::stdout(), "simulated {} calls: {ok} webhooks accepted, {bad} failed", args.calls * args.rounds);
+    if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}

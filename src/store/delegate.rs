@@ -1,0 +1,100 @@
+//! The `Store` trait for both engines, as one body: each engine provides `conn` (a pooled
+//! connection) and `write` (a committed transaction) and a `q` module of shared queries.
+
+macro_rules! impl_store {
+    ($ty:ty, $name:literal) => {
+        #[async_trait::async_trait]
+        impl crate::store::Store for $ty {
+            fn backend(&self) -> &'static str {
+                $name
+            }
+
+            async fn ping(&self) -> crate::store::Result<()> {
+                sqlx::query("SELECT 1").execute(&mut *self.conn().await?).await?;
+                Ok(())
+            }
+
+            async fn migrate(&self) -> crate::store::Result<()> {
+                self.run_migrations().await
+            }
+
+            async fn ingest(&self, i: Ingest) -> crate::store::Result<IngestOutcome> {
+                self.write(move |c| Box::pin(async move { q::ingest(c, &i, crate::clock::now_ms()).await })).await
+            }
+
+            async fn claim_invocation(&self, n: NewInvocation) -> crate::store::Result<Claim> {
+                self.write(move |c| Box::pin(async move { q::claim_invocation(c, &n).await })).await
+            }
+
+            async fn finish_invocation(&self, d: Finished) -> crate::store::Result<()> {
+                self.write(move |c| Box::pin(async move { q::finish_invocation(c, &d).await })).await
+            }
+
+            async fn get_invocation(&self, id: &str) -> crate::store::Result<Option<InvocationRow>> {
+                Ok(q::get_invocation(&mut *self.conn().await?, id).await?)
+            }
+
+            async fn list_calls(&self, scope: &OrgScope, f: &CallFilter) -> crate::store::Result<Vec<CallRow>> {
+                Ok(q::list_calls(&mut *self.conn().await?, scope, f).await?)
+            }
+
+            async fn get_call(&self, id: &str) -> crate::store::Result<Option<CallRow>> {
+                Ok(q::get_call(&mut *self.conn().await?, id).await?)
+            }
+
+            async fn transcript(&self, call_id: &str) -> crate::store::Result<Vec<SegmentRow>> {
+                Ok(q::transcript(&mut *self.conn().await?, call_id).await?)
+            }
+
+            async fn invocations(&self, call_id: &str) -> crate::store::Result<Vec<InvocationRow>> {
+                Ok(q::invocations(&mut *self.conn().await?, call_id).await?)
+            }
+
+            async fn recordings(&self, call_id: &str) -> crate::store::Result<Vec<RecordingRow>> {
+                Ok(q::recordings(&mut *self.conn().await?, call_id).await?)
+            }
+
+            async fn count_raw_events(&self, call_id: Option<&str>) -> crate::store::Result<i64> {
+                Ok(q::count_raw_events(&mut *self.conn().await?, call_id).await?)
+            }
+
+            async fn insert_token(
+                &self,
+                id: &str,
+                hash: &str,
+                role: &str,
+                orgs: &str,
+                label: Option<&str>,
+                now: i64,
+            ) -> crate::store::Result<()> {
+                let (id, hash, role, orgs, label) =
+                    (id.to_owned(), hash.to_owned(), role.to_owned(), orgs.to_owned(), label.map(str::to_owned));
+                self.write(move |c| Box::pin(async move { q::insert_token(c, &id, &hash, &role, &orgs, label.as_deref(), now).await }))
+                    .await
+            }
+
+            async fn find_token(&self, hash: &str) -> crate::store::Result<Option<TokenRow>> {
+                Ok(q::find_token(&mut *self.conn().await?, hash).await?)
+            }
+
+            async fn find_customer(&self, phone: Option<&str>, name: Option<&str>) -> crate::store::Result<Option<CustomerRow>> {
+                Ok(q::find_customer(&mut *self.conn().await?, phone, name).await?)
+            }
+
+            async fn booked_slots(&self, date: &str) -> crate::store::Result<Vec<String>> {
+                Ok(q::booked_slots(&mut *self.conn().await?, date).await?)
+            }
+
+            async fn book_appointment(&self, phone: &str, starts_at: &str, service: &str, now: i64) -> crate::store::Result<Booking> {
+                let (phone, starts_at, service) = (phone.to_owned(), starts_at.to_owned(), service.to_owned());
+                self.write(move |c| Box::pin(async move { q::book_appointment(c, &phone, &starts_at, &service, now).await })).await
+            }
+
+            async fn find_department(&self, name: &str) -> crate::store::Result<Option<DepartmentRow>> {
+                Ok(q::find_department(&mut *self.conn().await?, name).await?)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;

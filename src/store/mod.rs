@@ -1,0 +1,82 @@
+//! Persistence behind one trait: SQLite (the embedded default, WAL, group commit) and
+//! Postgres. SQL lives only in this module; `queries` holds the statements both engines share.
+
+mod delegate;
+mod error;
+mod postgres;
+mod queries;
+mod sanitize;
+mod sqlite;
+pub mod types;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use error::StoreError;
+pub use postgres::PgStore;
+pub use sanitize::sanitize_text;
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`, for logs and metrics.
+    fn backend(&self) -> &'static str;
+    /// A cheap round trip, for `/readyz`.
+    async fn ping(&self) -> Result<()>;
+    async fn migrate(&self) -> Result<()>;
+
+    /// Applies one VAPI message atomically; a repeated dedup key changes nothing.
+    async fn ingest(&self, ingest: Ingest) -> Result<IngestOutcome>;
+
+    /// Claims a tool call for execution, or returns the row of whoever has it.
+    async fn claim_invocation(&self, inv: NewInvocation) -> Result<Claim>;
+    async fn finish_invocation(&self, done: Finished) -> Result<()>;
+    async fn get_invocation(&self, tool_call_id: &str) -> Result<Option<InvocationRow>>;
+
+    async fn list_calls(&self, scope: &OrgScope, filter: &CallFilter) -> Result<Vec<CallRow>>;
+    async fn get_call(&self, id: &str) -> Result<Option<CallRow>>;
+    async fn transcript(&self, call_id: &str) -> Result<Vec<SegmentRow>>;
+    async fn invocations(&self, call_id: &str) -> Result<Vec<InvocationRow>>;
+    async fn recordings(&self, call_id: &str) -> Result<Vec<RecordingRow>>;
+    async fn count_raw_events(&self, call_id: Option<&str>) -> Result<i64>;
+
+    async fn insert_token(&self, id: &str, hash: &str, role: &str, orgs: &str, label: Option<&str>, now: i64) -> Result<()>;
+    async fn find_token(&self, hash: &str) -> Result<Option<TokenRow>>;
+
+    /// Demo tables behind the built-in functions.
+    async fn find_customer(&self, phone: Option<&str>, name: Option<&str>) -> Result<Option<CustomerRow>>;
+    async fn booked_slots(&self, date: &str) -> Result<Vec<String>>;
+    async fn book_appointment(&self, phone: &str, starts_at: &str, service: &str, now: i64) -> Result<Booking>;
+    async fn find_department(&self, name: &str) -> Result<Option<DepartmentRow>>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the store named by a `sqlite:` or `postgres://` URL.
+pub async fn connect(url: &str, max_connections: u32) -> Result<DynStore> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url, max_connections).await?))
+    } else {
+        Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
+    }
+}
+
+/// Status order: a call never moves back down this list (see `queries::apply_status`).
+pub fn status_rank(status: &str) -> i64 {
+    match status {
+        "scheduled" => 0,
+        "queued" => 1,
+        "ringing" => 2,
+        "in-progress" => 3,
+        "forwarding" => 4,
+        "ended" | "not-found" => 5,
+        _ => -1,
+    }
+}
+
+/// The rank at and above which a call is over.
+pub const TERMINAL_RANK: i64 = 5;

@@ -1,0 +1,59 @@
+//! Postgres, the scale-out engine: pooled connections, one transaction per write. Postgres
+//! batches concurrent commits itself, and its unique indexes make every instance agree on
+//! dedup keys and tool-call claims.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgConnection, PgPool, Row};
+
+use super::types::*;
+use super::{Result, StoreError};
+
+mod q {
+    crate::store::queries::shared_queries!(sqlx::Postgres, sqlx::PgConnection);
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let options: PgConnectOptions = url.parse().map_err(|e| StoreError::Internal(format!("bad Postgres URL: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.disable_statement_logging())
+            .await?;
+        let sync: String = sqlx::query("SHOW synchronous_commit").fetch_one(&pool).await?.try_get(0)?;
+        if sync == "off" {
+            tracing::warn!("Postgres has synchronous_commit=off: a webhook answered 2xx may be lost in a crash");
+        }
+        Ok(Self { pool })
+    }
+
+    async fn run_migrations(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, sqlx::Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        let mut tx = self.pool.begin().await?;
+        let value = f(&mut tx).await?;
+        tx.commit().await?;
+        Ok(value)
+    }
+}
+
+super::delegate::impl_store!(PgStore, "postgres");

@@ -1,0 +1,408 @@
+//! The SQL both engines share. sqlx's executors and `rows_affected` are per-driver types, so
+//! this body is written once as a macro and instantiated for SQLite and for Postgres; every
+//! statement uses `$n` placeholders, `ON CONFLICT` and portable functions valid in both.
+
+macro_rules! shared_queries {
+    ($db:ty, $conn:ty) => {
+        use sqlx::{QueryBuilder, Row};
+
+        use crate::store::sanitize::{clean, sanitize_text};
+        use crate::store::types::*;
+        use crate::store::{TERMINAL_RANK, status_rank};
+
+        const CALL_COLUMNS: &str = "id, org_id, assistant_id, call_type, customer_number, phone_number, status, \
+            status_rank, status_at, created_at, started_at, ended_at, ended_reason, cost, cost_breakdown, summary, \
+            analysis, metadata, control_url, listen_url, last_event_at, updated_at";
+
+        /// Records the delivery; `false` means the dedup key was seen before.
+        pub async fn insert_raw(c: &mut $conn, r: &RawEvent) -> sqlx::Result<bool> {
+            let res = sqlx::query(
+                "INSERT INTO webhook_events (call_id, org_id, kind, received_at, message_ts, dedup_key, payload) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedup_key) DO NOTHING",
+            )
+            .bind(&r.call_id)
+            .bind(&r.org_id)
+            .bind(&r.kind)
+            .bind(r.received_at)
+            .bind(r.message_ts)
+            .bind(&r.dedup_key)
+            .bind(sanitize_text(&r.payload))
+            .execute(&mut *c)
+            .await?;
+            Ok(res.rows_affected() == 1)
+        }
+
+        /// Inserts the call or fills in what an earlier message did not know.
+        /// Identity fields keep their first value; control/listen URLs take the newest.
+        pub async fn upsert_call(c: &mut $conn, s: &CallSeen) -> sqlx::Result<()> {
+            let status = s.initial_status.clone().unwrap_or_else(|| "unknown".into());
+            let rank = status_rank(&status);
+            sqlx::query(
+                "INSERT INTO calls (id, org_id, assistant_id, call_type, customer_number, phone_number, status, \
+                 status_rank, created_at, control_url, listen_url, metadata, last_event_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
+                 ON CONFLICT (id) DO UPDATE SET \
+                   assistant_id = COALESCE(calls.assistant_id, excluded.assistant_id), \
+                   call_type = COALESCE(calls.call_type, excluded.call_type), \
+                   customer_number = COALESCE(calls.customer_number, excluded.customer_number), \
+                   phone_number = COALESCE(calls.phone_number, excluded.phone_number), \
+                   control_url = COALESCE(excluded.control_url, calls.control_url), \
+                   listen_url = COALESCE(excluded.listen_url, calls.listen_url), \
+                   metadata = COALESCE(excluded.metadata, calls.metadata), \
+                   last_event_at = CASE WHEN excluded.last_event_at > calls.last_event_at \
+                                        THEN excluded.last_event_at ELSE calls.last_event_at END",
+            )
+            .bind(&s.id)
+            .bind(&s.org_id)
+            .bind(&s.assistant_id)
+            .bind(&s.call_type)
+            .bind(&s.customer_number)
+            .bind(&s.phone_number)
+            .bind(&status)
+            .bind(rank)
+            .bind(s.created_at)
+            .bind(&s.control_url)
+            .bind(&s.listen_url)
+            .bind(clean(&s.metadata))
+            .bind(s.seen_at)
+            .execute(&mut *c)
+            .await?;
+            Ok(())
+        }
+
+        /// Moves the status forward only: an update of lower rank is out of order and ignored,
+        /// an ended call stays ended. The one step back allowed is forwarding → in-progress
+        /// when it is newer (a transfer that did not happen).
+        pub async fn apply_status(c: &mut $conn, call_id: &str, ch: &StatusChange, now: i64) -> sqlx::Result<bool> {
+            let rank = status_rank(&ch.status);
+            if rank < 0 {
+                return Ok(false);
+            }
+            let res = sqlx::query(
+                "UPDATE calls SET status = $2, status_rank = $3, status_at = $4, \
+                   ended_reason = COALESCE($5, ended_reason), \
+                   started_at = CASE WHEN $2 = 'in-progress' AND started_at IS NULL THEN $4 ELSE started_at END, \
+                   ended_at = CASE WHEN $3 >= $6 AND ended_at IS NULL THEN $4 ELSE ended_at END, \
+                   updated_at = $7 \
+                 WHERE id = $1 AND status_rank < $6 AND (status_rank < $3 \
+                   OR (status = 'forwarding' AND $2 = 'in-progress' AND $4 > COALESCE(status_at, 0)))",
+            )
+            .bind(call_id)
+            .bind(&ch.status)
+            .bind(rank)
+            .bind(ch.at)
+            .bind(&ch.ended_reason)
+            .bind(TERMINAL_RANK)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            Ok(res.rows_affected() == 1)
+        }
+
+        /// The end-of-call report completes the record whatever order things arrived in.
+        pub async fn apply_end_report(c: &mut $conn, call_id: &str, r: &EndReport, now: i64) -> sqlx::Result<bool> {
+            let res = sqlx::query(
+                "UPDATE calls SET status = 'ended', status_rank = $2, \
+                   status_at = CASE WHEN status_rank < $2 THEN $3 ELSE status_at END, \
+                   ended_reason = COALESCE($4, ended_reason), \
+                   started_at = COALESCE($5, started_at), ended_at = $3, \
+                   cost = COALESCE($6, cost), cost_breakdown = COALESCE($7, cost_breakdown), \
+                   summary = COALESCE($8, summary), analysis = COALESCE($9, analysis), updated_at = $10 \
+                 WHERE id = $1",
+            )
+            .bind(call_id)
+            .bind(TERMINAL_RANK)
+            .bind(r.ended_at)
+            .bind(&r.ended_reason)
+            .bind(r.started_at)
+            .bind(r.cost)
+            .bind(clean(&r.cost_breakdown))
+            .bind(clean(&r.summary))
+            .bind(clean(&r.analysis))
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            for rec in &r.recordings {
+                sqlx::query(
+                    "INSERT INTO recordings (call_id, kind, source_url, state, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 'pending', $4, $4) ON CONFLICT (call_id, kind) DO NOTHING",
+                )
+                .bind(call_id)
+                .bind(&rec.kind)
+                .bind(&rec.source_url)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+            }
+            Ok(res.rows_affected() == 1)
+        }
+
+        pub async fn insert_segment(c: &mut $conn, call_id: &str, s: &NewSegment, now: i64) -> sqlx::Result<SegmentRow> {
+            let text = sanitize_text(&s.text).into_owned();
+            let row = sqlx::query(
+                "INSERT INTO transcript_segments (call_id, role, text, spoken_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            )
+            .bind(call_id)
+            .bind(&s.role)
+            .bind(&text)
+            .bind(s.spoken_at)
+            .bind(now)
+            .fetch_one(&mut *c)
+            .await?;
+            Ok(SegmentRow { id: row.try_get("id")?, call_id: call_id.to_string(), role: s.role.clone(), text, spoken_at: s.spoken_at })
+        }
+
+        /// The whole of one message, inside the caller's transaction.
+        pub async fn ingest(c: &mut $conn, i: &Ingest, now: i64) -> sqlx::Result<IngestOutcome> {
+            if !insert_raw(c, &i.raw).await? {
+                return Ok(IngestOutcome::Duplicate);
+            }
+            let Some(call) = &i.call else { return Ok(IngestOutcome::Applied(Box::default())) };
+            let existed = sqlx::query("SELECT 1 FROM calls WHERE id = $1").bind(&call.id).fetch_optional(&mut *c).await?.is_some();
+            upsert_call(c, call).await?;
+            let mut applied = Applied { call_created: !existed, ..Applied::default() };
+            match &i.change {
+                CallChange::Nothing => {}
+                CallChange::Status(ch) => applied.status_changed = apply_status(c, &call.id, ch, now).await?,
+                CallChange::Transcript(seg) => applied.segment = Some(insert_segment(c, &call.id, seg, now).await?),
+                CallChange::Ended(r) => applied.status_changed = apply_end_report(c, &call.id, r, now).await?,
+            }
+            applied.call = get_call(c, &call.id).await?;
+            Ok(IngestOutcome::Applied(Box::new(applied)))
+        }
+
+        pub async fn get_call(c: &mut $conn, id: &str) -> sqlx::Result<Option<CallRow>> {
+            sqlx::query_as::<_, CallRow>(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = $1")).bind(id).fetch_optional(&mut *c).await
+        }
+
+        pub async fn list_calls(c: &mut $conn, scope: &OrgScope, f: &CallFilter) -> sqlx::Result<Vec<CallRow>> {
+            let mut qb = QueryBuilder::<$db>::new(format!("SELECT {CALL_COLUMNS} FROM calls WHERE 1 = 1"));
+            if let OrgScope::Only(orgs) = scope {
+                if orgs.is_empty() {
+                    return Ok(Vec::new());
+                }
+                qb.push(" AND org_id IN (");
+                let mut sep = qb.separated(", ");
+                for o in orgs {
+                    sep.push_bind(o.clone());
+                }
+                qb.push(")");
+            }
+            if let Some(s) = &f.status {
+                qb.push(" AND status = ").push_bind(s.clone());
+            }
+            if let Some(a) = &f.assistant_id {
+                qb.push(" AND assistant_id = ").push_bind(a.clone());
+            }
+            if let Some(t) = f.since {
+                qb.push(" AND created_at >= ").push_bind(t);
+            }
+            if let Some(t) = f.until {
+                qb.push(" AND created_at < ").push_bind(t);
+            }
+            if let Some(q) = &f.q {
+                let pattern = format!("%{}%", escape_like(&q.to_lowercase()));
+                qb.push(" AND (EXISTS (SELECT 1 FROM transcript_segments t WHERE t.call_id = calls.id AND lower(t.text) LIKE ")
+                    .push_bind(pattern.clone())
+                    .push(" ESCAPE '\\') OR lower(COALESCE(summary, '')) LIKE ")
+                    .push_bind(pattern)
+                    .push(" ESCAPE '\\')");
+            }
+            if let Some((created, id)) = &f.before {
+                qb.push(" AND (created_at < ").push_bind(*created);
+                qb.push(" OR (created_at = ").push_bind(*created);
+                qb.push(" AND id < ").push_bind(id.clone()).push("))");
+            }
+            qb.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(f.limit);
+            qb.build_query_as::<CallRow>().fetch_all(&mut *c).await
+        }
+
+        pub async fn transcript(c: &mut $conn, call_id: &str) -> sqlx::Result<Vec<SegmentRow>> {
+            sqlx::query_as::<_, SegmentRow>(
+                "SELECT id, call_id, role, text, spoken_at FROM transcript_segments WHERE call_id = $1 ORDER BY spoken_at, id",
+            )
+            .bind(call_id)
+            .fetch_all(&mut *c)
+            .await
+        }
+
+        const INVOCATION_COLUMNS: &str =
+            "tool_call_id, call_id, org_id, name, arguments, status, result, error, latency_ms, started_at, finished_at, lease_until";
+
+        pub async fn get_invocation(c: &mut $conn, id: &str) -> sqlx::Result<Option<InvocationRow>> {
+            sqlx::query_as::<_, InvocationRow>(&format!("SELECT {INVOCATION_COLUMNS} FROM function_invocations WHERE tool_call_id = $1"))
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await
+        }
+
+        pub async fn invocations(c: &mut $conn, call_id: &str) -> sqlx::Result<Vec<InvocationRow>> {
+            sqlx::query_as::<_, InvocationRow>(&format!(
+                "SELECT {INVOCATION_COLUMNS} FROM function_invocations WHERE call_id = $1 ORDER BY started_at, tool_call_id"
+            ))
+            .bind(call_id)
+            .fetch_all(&mut *c)
+            .await
+        }
+
+        /// Insert-if-absent is the claim; a running claim whose lease ran out is taken over.
+        pub async fn claim_invocation(c: &mut $conn, n: &NewInvocation) -> sqlx::Result<Claim> {
+            let inserted = sqlx::query(
+                "INSERT INTO function_invocations (tool_call_id, call_id, org_id, name, arguments, status, started_at, lease_until) \
+                 VALUES ($1, $2, $3, $4, $5, 'running', $6, $7) ON CONFLICT (tool_call_id) DO NOTHING",
+            )
+            .bind(&n.tool_call_id)
+            .bind(&n.call_id)
+            .bind(&n.org_id)
+            .bind(&n.name)
+            .bind(sanitize_text(&n.arguments))
+            .bind(n.started_at)
+            .bind(n.lease_until)
+            .execute(&mut *c)
+            .await?;
+            if inserted.rows_affected() == 1 {
+                return Ok(Claim::Claimed);
+            }
+            let taken = sqlx::query(
+                "UPDATE function_invocations SET started_at = $2, lease_until = $3 \
+                 WHERE tool_call_id = $1 AND status = 'running' AND lease_until < $2",
+            )
+            .bind(&n.tool_call_id)
+            .bind(n.started_at)
+            .bind(n.lease_until)
+            .execute(&mut *c)
+            .await?;
+            if taken.rows_affected() == 1 {
+                return Ok(Claim::Claimed);
+            }
+            match get_invocation(c, &n.tool_call_id).await? {
+                Some(row) => Ok(Claim::Existing(Box::new(row))),
+                None => Err(sqlx::Error::RowNotFound),
+            }
+        }
+
+        pub async fn finish_invocation(c: &mut $conn, d: &Finished) -> sqlx::Result<()> {
+            sqlx::query(
+                "UPDATE function_invocations SET status = $2, result = $3, error = $4, latency_ms = $5, finished_at = $6 \
+                 WHERE tool_call_id = $1",
+            )
+            .bind(&d.tool_call_id)
+            .bind(if d.ok { "ok" } else { "error" })
+            .bind(clean(&d.result))
+            .bind(clean(&d.error))
+            .bind(d.latency_ms)
+            .bind(d.finished_at)
+            .execute(&mut *c)
+            .await?;
+            Ok(())
+        }
+
+        pub async fn recordings(c: &mut $conn, call_id: &str) -> sqlx::Result<Vec<RecordingRow>> {
+            sqlx::query_as::<_, RecordingRow>(
+                "SELECT id, call_id, kind, source_url, state, created_at FROM recordings WHERE call_id = $1 ORDER BY kind",
+            )
+            .bind(call_id)
+            .fetch_all(&mut *c)
+            .await
+        }
+
+        pub async fn count_raw_events(c: &mut $conn, call_id: Option<&str>) -> sqlx::Result<i64> {
+            let row = match call_id {
+                Some(id) => sqlx::query("SELECT COUNT(*) AS n FROM webhook_events WHERE call_id = $1").bind(id).fetch_one(&mut *c).await?,
+                None => sqlx::query("SELECT COUNT(*) AS n FROM webhook_events").fetch_one(&mut *c).await?,
+            };
+            row.try_get("n")
+        }
+
+        pub async fn insert_token(
+            c: &mut $conn,
+            id: &str,
+            hash: &str,
+            role: &str,
+            orgs: &str,
+            label: Option<&str>,
+            now: i64,
+        ) -> sqlx::Result<()> {
+            sqlx::query("INSERT INTO api_tokens (id, token_hash, role, orgs, label, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(id)
+                .bind(hash)
+                .bind(role)
+                .bind(orgs)
+                .bind(label)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+            Ok(())
+        }
+
+        pub async fn find_token(c: &mut $conn, hash: &str) -> sqlx::Result<Option<TokenRow>> {
+            sqlx::query_as::<_, TokenRow>("SELECT id, role, orgs, label, created_at, revoked_at FROM api_tokens WHERE token_hash = $1")
+                .bind(hash)
+                .fetch_optional(&mut *c)
+                .await
+        }
+
+        pub async fn find_customer(c: &mut $conn, phone: Option<&str>, name: Option<&str>) -> sqlx::Result<Option<CustomerRow>> {
+            if let Some(p) = phone {
+                let found = sqlx::query_as::<_, CustomerRow>("SELECT phone, name, email, notes FROM demo_customers WHERE phone = $1")
+                    .bind(p)
+                    .fetch_optional(&mut *c)
+                    .await?;
+                if found.is_some() {
+                    return Ok(found);
+                }
+            }
+            match name {
+                Some(n) => {
+                    sqlx::query_as::<_, CustomerRow>(
+                        "SELECT phone, name, email, notes FROM demo_customers WHERE lower(name) LIKE $1 ESCAPE '\\' ORDER BY name LIMIT 1",
+                    )
+                    .bind(format!("%{}%", escape_like(&n.to_lowercase())))
+                    .fetch_optional(&mut *c)
+                    .await
+                }
+                None => Ok(None),
+            }
+        }
+
+        pub async fn booked_slots(c: &mut $conn, date: &str) -> sqlx::Result<Vec<String>> {
+            let rows = sqlx::query("SELECT starts_at FROM demo_appointments WHERE starts_at LIKE $1 ORDER BY starts_at")
+                .bind(format!("{}%", escape_like(date)))
+                .fetch_all(&mut *c)
+                .await?;
+            rows.iter().map(|r| r.try_get::<String, _>("starts_at")).collect()
+        }
+
+        pub async fn book_appointment(c: &mut $conn, phone: &str, starts_at: &str, service: &str, now: i64) -> sqlx::Result<Booking> {
+            let row = sqlx::query(
+                "INSERT INTO demo_appointments (customer_phone, starts_at, service, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (starts_at) DO NOTHING RETURNING id",
+            )
+            .bind(phone)
+            .bind(starts_at)
+            .bind(service)
+            .bind(now)
+            .fetch_optional(&mut *c)
+            .await?;
+            Ok(match row {
+                Some(r) => Booking::Booked { id: r.try_get("id")? },
+                None => Booking::SlotTaken,
+            })
+        }
+
+        pub async fn find_department(c: &mut $conn, name: &str) -> sqlx::Result<Option<DepartmentRow>> {
+            sqlx::query_as::<_, DepartmentRow>("SELECT name, number, sip_uri FROM demo_departments WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *c)
+                .await
+        }
+
+        /// LIKE patterns are built from user text: its own wildcards must match literally.
+        fn escape_like(s: &str) -> String {
+            s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+        }
+    };
+}
+
+pub(crate) use shared_queries;

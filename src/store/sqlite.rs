@@ -1,0 +1,141 @@
+//! SQLite, the embedded default: WAL for concurrent readers, `synchronous=FULL` because a 2xx
+//! promises the write survives power loss, and one writer task that group-commits: concurrent
+//! writes share a transaction (one fsync), each inside its own savepoint.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+use super::types::*;
+use super::{Result, StoreError};
+
+mod q {
+    crate::store::queries::shared_queries!(sqlx::Sqlite, sqlx::SqliteConnection);
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Most jobs one transaction takes; bounds the latency a batch adds to its first job.
+const MAX_BATCH: usize = 256;
+/// Queued writes before callers wait: backpressure instead of unbounded memory.
+const QUEUE: usize = 4096;
+
+/// Runs a job's statements; returns what to do once the batch's commit outcome is known.
+type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Finish> + Send>;
+type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+
+pub struct SqliteStore {
+    reads: SqlitePool,
+    /// The only path to the write connection; the writer task owns it.
+    writer: mpsc::Sender<Job>,
+    options: SqliteConnectOptions,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        if url.contains(":memory:") {
+            return Err(StoreError::Internal("an in-memory SQLite database cannot be shared by the pool; use a file path".into()));
+        }
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Internal(format!("bad SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5))
+            .disable_statement_logging();
+        let write_conn = options.connect().await?;
+        let reads = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.clone())
+            .await?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(writer(write_conn, rx));
+        Ok(Self { reads, writer: tx, options })
+    }
+
+    async fn run_migrations(&self) -> Result<()> {
+        // A connection of its own: migrations manage their own transactions. (A one-connection
+        // pool, because `Migrator::run(&mut conn)` is not `Send` inside an async trait.)
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(self.options.clone()).await?;
+        let result = MIGRATOR.run(&pool).await;
+        pool.close().await;
+        Ok(result?)
+    }
+
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
+        Ok(self.reads.acquire().await?)
+    }
+
+    /// Queues `f` for the writer; resolves once the transaction holding it has committed.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, sqlx::Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |conn: &mut SqliteConnection| -> BoxFuture<'_, Finish> {
+            Box::pin(async move {
+                if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut *conn).await {
+                    let e = StoreError::from(e);
+                    return Box::new(move |_| drop(tx.send(Err(e)))) as Finish;
+                }
+                match f(&mut *conn).await {
+                    Ok(value) => {
+                        let released = sqlx::query("RELEASE job").execute(&mut *conn).await;
+                        Box::new(move |commit: std::result::Result<(), String>| {
+                            let outcome = match (released, commit) {
+                                (Err(e), _) => Err(StoreError::from(e)),
+                                (Ok(_), Err(e)) => Err(StoreError::Unavailable(e)),
+                                (Ok(_), Ok(())) => Ok(value),
+                            };
+                            drop(tx.send(outcome));
+                        }) as Finish
+                    }
+                    Err(e) => {
+                        // Undo this job only; the rest of the batch commits.
+                        let _ = sqlx::query("ROLLBACK TO job").execute(&mut *conn).await;
+                        let _ = sqlx::query("RELEASE job").execute(&mut *conn).await;
+                        let e = StoreError::from(e);
+                        Box::new(move |_| drop(tx.send(Err(e)))) as Finish
+                    }
+                }
+            })
+        });
+        self.writer.send(job).await.map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?;
+        // A dropped job (the batch could not even begin) reads as unavailable.
+        rx.await.map_err(|_| StoreError::Unavailable("the write was not committed".into()))?
+    }
+}
+
+async fn writer(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await {
+            tracing::error!(error = %e, "SQLite writer could not begin a transaction");
+            batch.clear();
+            continue;
+        }
+        let mut finishers = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
+            finishers.push(job(&mut conn).await);
+        }
+        let commit = match sqlx::query("COMMIT").execute(&mut conn).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, "SQLite commit failed");
+                let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+                Err(e.to_string())
+            }
+        };
+        for finish in finishers {
+            finish(commit.clone());
+        }
+    }
+}
+
+super::delegate::impl_store!(SqliteStore, "sqlite");

@@ -1,0 +1,252 @@
+//! Records the store reads and writes. Times are milliseconds since the Unix epoch on both
+//! backends, so one set of queries serves SQLite and Postgres alike.
+
+use serde::Serialize;
+
+/// Which organisations a caller may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrgScope {
+    All,
+    Only(Vec<String>),
+}
+
+impl OrgScope {
+    pub fn allows(&self, org: &str) -> bool {
+        match self {
+            OrgScope::All => true,
+            OrgScope::Only(orgs) => orgs.iter().any(|o| o == org),
+        }
+    }
+}
+
+/// One delivery of a VAPI message, redacted, for the raw event log.
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    pub call_id: Option<String>,
+    pub org_id: String,
+    pub kind: String,
+    pub received_at: i64,
+    pub message_ts: Option<i64>,
+    /// Unique: a second delivery of the same message finds it and has no effect.
+    pub dedup_key: String,
+    pub payload: String,
+}
+
+/// What a message's embedded `call` object says. It may be stale, so it never moves status.
+#[derive(Debug, Clone, Default)]
+pub struct CallSeen {
+    pub id: String,
+    pub org_id: String,
+    pub assistant_id: Option<String>,
+    pub call_type: Option<String>,
+    pub customer_number: Option<String>,
+    pub phone_number: Option<String>,
+    pub created_at: i64,
+    pub seen_at: i64,
+    /// The embedded status, used only when the call is first inserted.
+    pub initial_status: Option<String>,
+    pub control_url: Option<String>,
+    pub listen_url: Option<String>,
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StatusChange {
+    pub status: String,
+    pub at: i64,
+    pub ended_reason: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSegment {
+    pub role: String,
+    pub text: String,
+    pub spoken_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRecording {
+    pub kind: String,
+    pub source_url: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EndReport {
+    pub ended_reason: Option<String>,
+    pub started_at: Option<i64>,
+    pub ended_at: i64,
+    pub cost: Option<f64>,
+    pub cost_breakdown: Option<String>,
+    pub summary: Option<String>,
+    pub analysis: Option<String>,
+    pub recordings: Vec<NewRecording>,
+}
+
+#[derive(Debug, Clone)]
+pub enum CallChange {
+    Nothing,
+    Status(StatusChange),
+    Transcript(NewSegment),
+    Ended(EndReport),
+}
+
+/// Everything one message changes, written in one transaction with its dedup record.
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    pub raw: RawEvent,
+    pub call: Option<CallSeen>,
+    pub change: CallChange,
+}
+
+#[derive(Debug, Clone)]
+pub enum IngestOutcome {
+    /// The dedup key was already present: nothing was written.
+    Duplicate,
+    Applied(Box<Applied>),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    /// The call after the change (when the message named one).
+    pub call: Option<CallRow>,
+    /// This message is the first the hub has seen of the call.
+    pub call_created: bool,
+    /// The status actually moved (out-of-order updates do not).
+    pub status_changed: bool,
+    pub segment: Option<SegmentRow>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct CallRow {
+    pub id: String,
+    pub org_id: String,
+    pub assistant_id: Option<String>,
+    pub call_type: Option<String>,
+    pub customer_number: Option<String>,
+    pub phone_number: Option<String>,
+    pub status: String,
+    pub status_rank: i64,
+    pub status_at: Option<i64>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub ended_reason: Option<String>,
+    pub cost: Option<f64>,
+    pub cost_breakdown: Option<String>,
+    pub summary: Option<String>,
+    pub analysis: Option<String>,
+    pub metadata: Option<String>,
+    pub control_url: Option<String>,
+    pub listen_url: Option<String>,
+    pub last_event_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SegmentRow {
+    pub id: i64,
+    pub call_id: String,
+    pub role: String,
+    pub text: String,
+    pub spoken_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RecordingRow {
+    pub id: i64,
+    pub call_id: String,
+    pub kind: String,
+    pub source_url: String,
+    pub state: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewInvocation {
+    pub tool_call_id: String,
+    pub call_id: Option<String>,
+    pub org_id: String,
+    pub name: String,
+    pub arguments: String,
+    pub started_at: i64,
+    /// A claim older than this is taken over (its worker is presumed dead).
+    pub lease_until: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct InvocationRow {
+    pub tool_call_id: String,
+    pub call_id: Option<String>,
+    pub org_id: String,
+    pub name: String,
+    pub arguments: String,
+    pub status: String,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub latency_ms: Option<f64>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub lease_until: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// This caller runs the function.
+    Claimed,
+    /// Someone already ran it (or is running it): here is its row.
+    Existing(Box<InvocationRow>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub tool_call_id: String,
+    pub ok: bool,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub latency_ms: f64,
+    pub finished_at: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    pub status: Option<String>,
+    pub assistant_id: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub q: Option<String>,
+    pub limit: i64,
+    /// Keyset position: calls strictly older than (created_at, id).
+    pub before: Option<(i64, String)>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenRow {
+    pub id: String,
+    pub role: String,
+    /// JSON array of org ids, `["*"]` for all.
+    pub orgs: String,
+    pub label: Option<String>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct CustomerRow {
+    pub phone: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub notes: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DepartmentRow {
+    pub name: String,
+    pub number: Option<String>,
+    pub sip_uri: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Booking {
+    Booked { id: i64 },
+    SlotTaken,
+}

@@ -1,0 +1,219 @@
+//! Handling one verified VAPI message: store what must last, answer what needs an answer,
+//! publish what supervisors watch. Stored before answered: a 2xx means the write committed.
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+use serde_json::{Value, json};
+use tokio_util::task::TaskTracker;
+
+use super::message::{Kind, Message};
+use super::{events, record, replies, tools};
+use crate::config::VapiSettings;
+use crate::functions::{CallContext, Executor, Outcome, ToolOutcome};
+use crate::http::ApiError;
+use crate::hub::DynBroker;
+use crate::metrics::Metrics;
+use crate::store::{Applied, CallChange, DynStore, Ingest, IngestOutcome};
+
+pub struct VapiService {
+    pub cfg: Arc<VapiSettings>,
+    pub public_url: Option<String>,
+    pub store: DynStore,
+    pub broker: DynBroker,
+    pub executor: Executor,
+    pub metrics: Arc<Metrics>,
+    /// Background work (async tools) that shutdown waits for.
+    pub tasks: TaskTracker,
+}
+
+/// The reply body VAPI gets.
+pub enum Answer {
+    Json(Value),
+    /// `voice-request` wants raw PCM; the hub is no voice provider and sends none.
+    Audio(Vec<u8>),
+}
+
+pub struct Handled {
+    pub answer: Answer,
+    /// For metrics: processed, duplicate or ignored.
+    pub outcome: &'static str,
+}
+
+impl VapiService {
+    pub async fn handle(&self, m: &Message<'_>, raw: &[u8]) -> Result<Handled, ApiError> {
+        let now = crate::clock::now_ms();
+        let org = record::org_of(m, &self.cfg.default_org);
+        let json = |v: Value, outcome| Ok(Handled { answer: Answer::Json(v), outcome });
+        match m.kind() {
+            Kind::ToolCalls => self.tool_calls(m, raw, &org, now).await,
+            Kind::FunctionCall => self.function_call(m, raw, &org, now).await,
+            // Calls in progress must get their answer even if the log write fails.
+            Kind::AssistantRequest => {
+                let (logged, answer) =
+                    tokio::join!(self.record(m, raw, &org, now), replies::assistant_request(&self.cfg, m, self.store.as_ref()));
+                json(answer, self.log_only(logged))
+            }
+            Kind::TransferDestinationRequest => {
+                let logged = self.record(m, raw, &org, now).await;
+                json(replies::destination(&self.cfg.transfer_destination, "transfer"), self.log_only(logged))
+            }
+            Kind::HandoffDestinationRequest => {
+                let logged = self.record(m, raw, &org, now).await;
+                json(replies::destination(&self.cfg.handoff_destination, "handoff"), self.log_only(logged))
+            }
+            Kind::KnowledgeBaseRequest => {
+                let logged = self.record(m, raw, &org, now).await;
+                json(replies::knowledge(&self.cfg, m), self.log_only(logged))
+            }
+            Kind::EndpointingRequest => json(replies::endpointing(&self.cfg), self.log_only(self.record(m, raw, &org, now).await)),
+            Kind::CampaignPredial => json(replies::predial(&self.cfg), self.log_only(self.record(m, raw, &org, now).await)),
+            Kind::VoiceRequest => {
+                let outcome = self.log_only(self.record(m, raw, &org, now).await);
+                Ok(Handled { answer: Answer::Audio(Vec::new()), outcome })
+            }
+            // Informational: a failed write is a 503, so VAPI's retry (if configured) can redeliver.
+            Kind::Other => json(json!({}), self.record(m, raw, &org, now).await.map(|o| if o == "duplicate" { o } else { "ignored" })?),
+            _ => json(json!({}), self.record(m, raw, &org, now).await?),
+        }
+    }
+
+    fn log_only(&self, logged: Result<&'static str, ApiError>) -> &'static str {
+        logged.unwrap_or_else(|e| {
+            tracing::error!(error = ?e, "could not log a message that needs an answer; answering anyway");
+            "processed"
+        })
+    }
+
+    /// Stores the message (raw log, call, change) in one transaction and publishes the result.
+    async fn record(&self, m: &Message<'_>, raw: &[u8], org: &str, now: i64) -> Result<&'static str, ApiError> {
+        let at = m.timestamp_ms().unwrap_or(now);
+        if record::is_ephemeral(m) && !self.cfg.raw_log_ephemeral {
+            self.publish_live(m, org, at).await;
+            return Ok("processed");
+        }
+        let ingest = Ingest {
+            raw: record::raw_event(m, org, record::dedup_key(m, raw), now),
+            call: record::call_seen(m, org, now),
+            change: record::change(m, now),
+        };
+        let ended = matches!(ingest.change, CallChange::Ended(_));
+        match self.metrics.time_store("ingest", self.store.ingest(ingest)).await? {
+            IngestOutcome::Duplicate => Ok("duplicate"),
+            IngestOutcome::Applied(applied) => {
+                self.publish_applied(m, org, at, &applied, ended).await;
+                Ok("processed")
+            }
+        }
+    }
+
+    async fn publish_applied(&self, m: &Message<'_>, org: &str, at: i64, a: &Applied, ended: bool) {
+        let Some(call) = &a.call else { return };
+        if a.call_created || (a.status_changed && !ended) {
+            self.publish(events::status(call, at)).await;
+        }
+        if ended {
+            self.publish(events::ended(call, at)).await;
+        }
+        if let Some(seg) = &a.segment {
+            self.publish(events::transcript_final(org, seg)).await;
+        }
+        if matches!(m.kind(), Kind::Activity | Kind::SpeechUpdate) || record::is_ephemeral(m) {
+            self.publish_live(m, org, at).await;
+        }
+    }
+
+    /// Events that need no stored state: partials, speech, other activity.
+    async fn publish_live(&self, m: &Message<'_>, org: &str, at: i64) {
+        let Some(call_id) = m.call_id() else { return };
+        let out = match m.kind() {
+            Kind::Transcript => events::transcript_partial(m, call_id, org, at),
+            Kind::SpeechUpdate => events::speech(m, call_id, org, at),
+            _ => events::activity(m, call_id, org, at),
+        };
+        self.publish(out).await;
+    }
+
+    async fn publish(&self, out: events::Outgoing) {
+        publish_to(&self.broker, out).await;
+    }
+
+    fn context(&self, m: &Message<'_>, org: &str) -> CallContext {
+        CallContext {
+            call_id: m.call_id().map(str::to_string),
+            org_id: org.to_string(),
+            customer_number: m.customer_number().map(str::to_string),
+        }
+    }
+
+    async fn tool_calls(&self, m: &Message<'_>, raw: &[u8], org: &str, now: i64) -> Result<Handled, ApiError> {
+        let calls = tools::extract(m);
+        let ctx = self.context(m, org);
+        let (sync_calls, async_calls): (Vec<_>, Vec<_>) = calls.into_iter().partition(|c| !c.is_async);
+        for c in async_calls {
+            let (svc_exec, broker, ctx, call) = (self.executor.clone(), self.broker.clone(), ctx.clone(), c.call);
+            self.tasks.spawn(async move {
+                let _ = run_tool(&svc_exec, &broker, &call, &ctx).await;
+            });
+        }
+        let running = join_all(sync_calls.iter().map(|c| run_tool(&self.executor, &self.broker, &c.call, &ctx)));
+        let (logged, outcomes) = tokio::join!(self.record(m, raw, org, now), running);
+        let outcome = self.log_only(logged);
+        if outcomes.is_empty() {
+            return Ok(Handled { answer: Answer::Json(json!({})), outcome });
+        }
+        let results: Vec<Value> = outcomes.iter().map(result_json).collect();
+        Ok(Handled { answer: Answer::Json(json!({ "results": results })), outcome })
+    }
+
+    async fn function_call(&self, m: &Message<'_>, raw: &[u8], org: &str, now: i64) -> Result<Handled, ApiError> {
+        let Some((call, explicit_id)) = tools::extract_legacy(m) else {
+            let outcome = self.log_only(self.record(m, raw, org, now).await);
+            return Ok(Handled { answer: Answer::Json(json!({ "result": "No function was named." })), outcome });
+        };
+        let ctx = self.context(m, org);
+        let (logged, o) = tokio::join!(self.record(m, raw, org, now), run_tool(&self.executor, &self.broker, &call, &ctx));
+        let text = match &o.outcome {
+            Outcome::Ok(r) => r.clone(),
+            Outcome::Err(e) => format!("Error: {e}"),
+        };
+        let mut answer = json!({ "result": text });
+        // The 2025 shape carries the tool-call id; answering in both forms suits both readers (spec §3.3).
+        if explicit_id {
+            answer["results"] = json!([result_json(&o)]);
+        }
+        Ok(Handled { answer: Answer::Json(answer), outcome: self.log_only(logged) })
+    }
+}
+
+async fn run_tool(executor: &Executor, broker: &DynBroker, call: &crate::functions::ToolCall, ctx: &CallContext) -> ToolOutcome {
+    let call_id = ctx.call_id.clone().unwrap_or_default();
+    let announce = || async {
+        if !call_id.is_empty() {
+            let args = call.args.clone().unwrap_or(Value::Null);
+            publish_to(broker, events::function_invoked(&call_id, &ctx.org_id, &call.id, &call.name, &args)).await;
+        }
+    };
+    let outcome = executor.execute(call, ctx, announce).await;
+    if !call_id.is_empty() && !outcome.replayed {
+        publish_to(broker, events::function_completed(&call_id, &ctx.org_id, &outcome)).await;
+    }
+    outcome
+}
+
+async fn publish_to(broker: &DynBroker, out: events::Outgoing) {
+    for topic in &out.topics {
+        if let Err(e) = broker.publish(topic, out.event.clone()).await {
+            // Stored already: a supervisor that missed it reloads from the API.
+            tracing::warn!(error = %e, topic, "could not publish event");
+        }
+    }
+}
+
+/// One `ToolCallResult`: `result` or `error`, always a string, `name` included (spec §3.1).
+fn result_json(o: &ToolOutcome) -> Value {
+    match &o.outcome {
+        Outcome::Ok(r) => json!({ "name": o.name, "toolCallId": o.id, "result": r }),
+        Outcome::Err(e) => json!({ "name": o.name, "toolCallId": o.id, "error": e }),
+    }
+}
