@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::message::{Kind, Message, clean_url, time_value};
 use super::redact::redacted;
-use crate::store::{CallChange, CallSeen, EndReport, NewRecording, NewSegment, RawEvent, StatusChange};
+use crate::store::{CallChange, CallSeen, EndReport, Ingest, NewRecording, NewSegment, RawEvent, StatusChange};
 
 /// The org a message belongs to.
 pub fn org_of(m: &Message<'_>, default_org: &str) -> String {
@@ -122,7 +122,8 @@ pub fn dedup_key(m: &Message<'_>, raw: &[u8]) -> String {
     let call = m.call_id().unwrap_or("-");
     let ts = m.get(&["timestamp"]).map(|v| time_value(v).map(|t| t.to_string()).unwrap_or_else(|| v.to_string()));
     match m.kind() {
-        Kind::StatusUpdate => format!("status-update:{call}:{}", m.str(&["status"]).unwrap_or("-")),
+        // The time is part of it: forwarding → in-progress → forwarding repeats a status.
+        Kind::StatusUpdate => format!("status-update:{call}:{}:{}", m.str(&["status"]).unwrap_or("-"), ts.as_deref().unwrap_or("-")),
         Kind::EndOfCallReport => format!("end-of-call-report:{call}"),
         Kind::Transcript => format!(
             "transcript:{call}:{}:{}:{}:{}",
@@ -140,6 +141,17 @@ pub fn dedup_key(m: &Message<'_>, raw: &[u8]) -> String {
 
 fn short_hash(bytes: &[u8]) -> String {
     hex::encode(&Sha256::digest(bytes)[..8])
+}
+
+/// Everything one message records. When the message itself sets the status, the embedded
+/// (possibly stale) one must not pre-empt it on first insert.
+pub fn ingest(m: &Message<'_>, org: &str, raw: &[u8], now: i64) -> Ingest {
+    let change = change(m, now);
+    let mut call = call_seen(m, org, now);
+    if let (Some(c), CallChange::Status(_) | CallChange::Ended(_)) = (&mut call, &change) {
+        c.initial_status = None;
+    }
+    Ingest { raw: raw_event(m, org, dedup_key(m, raw), now), call, change }
 }
 
 pub fn raw_event(m: &Message<'_>, org: &str, dedup_key: String, now: i64) -> RawEvent {

@@ -14,7 +14,7 @@ use crate::functions::{CallContext, Executor, Outcome, ToolOutcome};
 use crate::http::ApiError;
 use crate::hub::DynBroker;
 use crate::metrics::Metrics;
-use crate::store::{Applied, CallChange, DynStore, Ingest, IngestOutcome};
+use crate::store::{Applied, CallChange, DynStore, IngestOutcome};
 
 pub struct VapiService {
     pub cfg: Arc<VapiSettings>,
@@ -92,11 +92,7 @@ impl VapiService {
             self.publish_live(m, org, at).await;
             return Ok("processed");
         }
-        let ingest = Ingest {
-            raw: record::raw_event(m, org, record::dedup_key(m, raw), now),
-            call: record::call_seen(m, org, now),
-            change: record::change(m, now),
-        };
+        let ingest = record::ingest(m, org, raw, now);
         let ended = matches!(ingest.change, CallChange::Ended(_));
         match self.metrics.time_store("ingest", self.store.ingest(ingest)).await? {
             IngestOutcome::Duplicate => Ok("duplicate"),

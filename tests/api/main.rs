@@ -1,0 +1,16 @@
+//! Integration tests: the real server on port 0, over HTTP. Postgres instead of SQLite when
+//! SWITCHBOARD_TEST_DATABASE_URL is set (CI runs both).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod bad_input;
+mod calls_api;
+mod cli;
+mod events;
+mod fixtures;
+mod functions;
+mod helpers;
+mod idempotency;
+mod lifecycle;
+mod operations;
+mod variants;
+mod webhook_auth;
