@@ -68,6 +68,7 @@ impl Application {
         let vapi = Arc::new(VapiService {
             cfg: Arc::new(settings.vapi.clone()),
             public_url: settings.public_url.clone(),
+            body_read_timeout: settings.body_read_timeout,
             store: store.clone(),
             broker: broker.clone(),
             executor,
@@ -103,11 +104,13 @@ impl Application {
         let server = tokio::spawn(serve(self.listener, crate::http::router(state.clone()), state.shutdown.clone(), opts));
         signal.await;
         tracing::info!("shutting down: draining in-flight requests");
+        let deadline = tokio::time::Instant::now() + opts.shutdown_timeout;
         state.shutdown.cancel();
         let _ = server.await;
         sweeper.abort();
         state.tasks.close();
-        if tokio::time::timeout(opts.shutdown_timeout, state.tasks.wait()).await.is_err() {
+        // One deadline for the whole shutdown: connections and background work share it.
+        if tokio::time::timeout_at(deadline, state.tasks.wait()).await.is_err() {
             tracing::warn!("background tasks did not finish before the deadline");
         }
     }

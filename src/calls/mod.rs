@@ -60,7 +60,7 @@ async fn list(
         assistant_id: q.assistant_id,
         since: time("since", &q.since)?,
         until: time("until", &q.until)?,
-        q: q.q.filter(|s| !s.trim().is_empty()).map(|s| s.chars().take(200).collect()),
+        q: q.q.filter(|s| !s.trim().is_empty()).map(|s| crate::store::sanitize_text(&s).chars().take(200).collect()),
         limit: limit + 1,
         before: q.cursor.as_deref().map(decode_cursor).transpose()?,
     };
@@ -76,8 +76,9 @@ async fn list(
 
 async fn one(State(app): State<Arc<AppState>>, who: Principal, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let call = visible_call(&app, &who, &id).await?;
-    let (segments, invocations, recordings) =
+    let (segments, mut invocations, recordings) =
         tokio::try_join!(app.store.transcript(&id), app.store.invocations(&id), app.store.recordings(&id))?;
+    invocations.retain(|i| i.org_id == call.org_id);
     Ok(Json(view::detail(&call, &segments, &invocations, &recordings)))
 }
 
@@ -103,6 +104,9 @@ async fn transcript_of(
 
 /// The call if it exists and the caller may see it; otherwise the same 404 either way.
 async fn visible_call(app: &AppState, who: &Principal, id: &str) -> Result<CallRow, ApiError> {
+    if id.is_empty() || id.len() > 256 || id.contains('\0') {
+        return Err(ApiError::NotFound);
+    }
     match app.store.get_call(id).await? {
         Some(c) if who.scope.allows(&c.org_id) => Ok(c),
         _ => Err(ApiError::NotFound),

@@ -12,7 +12,7 @@ pub struct ConfigArgs {
     #[arg(long, env = "SWITCHBOARD_LISTEN")]
     pub listen: Option<String>,
     /// sqlite://PATH or postgres://… [default: sqlite://switchboard.db]
-    #[arg(long, env = "SWITCHBOARD_DATABASE_URL")]
+    #[arg(long, env = "SWITCHBOARD_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Database connection pool size [default: 8]
     #[arg(long, env = "SWITCHBOARD_DATABASE_MAX_CONNECTIONS")]
@@ -35,6 +35,9 @@ pub struct ConfigArgs {
     /// Time a client has to send its request headers [default: 10000]
     #[arg(long, env = "SWITCHBOARD_HEADER_READ_TIMEOUT_MS")]
     pub header_read_timeout_ms: Option<String>,
+    /// Time a client has to send its request body [default: 30000]
+    #[arg(long, env = "SWITCHBOARD_BODY_READ_TIMEOUT_MS")]
+    pub body_read_timeout_ms: Option<String>,
     /// Open client connections at most [default: 10000]
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS")]
     pub max_connections: Option<String>,

@@ -58,6 +58,8 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Slowloris guard: a client must finish sending headers within this time.
     pub header_read_timeout: Duration,
+    /// A request body must arrive within this time (slow-body guard), else 408.
+    pub body_read_timeout: Duration,
     /// Accepted TCP connections at once; further ones wait in the kernel backlog.
     pub max_connections: usize,
     pub vapi: VapiSettings,
@@ -77,6 +79,7 @@ impl Settings {
             log_format: LogFormat::Text,
             shutdown_timeout: Duration::from_secs(25),
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             vapi: VapiSettings::defaults(),
             functions: vapi::default_functions(Duration::from_secs(10)),
@@ -159,6 +162,16 @@ impl Settings {
                 return Err(ConfigError::new("header_read_timeout_ms", "must be greater than 0"));
             }
             s.header_read_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = parse_num::<u64>(
+            &args.body_read_timeout_ms,
+            file.body_read_timeout_ms,
+            "body_read_timeout_ms (SWITCHBOARD_BODY_READ_TIMEOUT_MS)",
+        )? {
+            if ms == 0 {
+                return Err(ConfigError::new("body_read_timeout_ms", "must be greater than 0"));
+            }
+            s.body_read_timeout = Duration::from_millis(ms);
         }
         if let Some(n) = parse_num::<usize>(&args.max_connections, file.max_connections, "max_connections (SWITCHBOARD_MAX_CONNECTIONS)")? {
             if n == 0 {

@@ -15,6 +15,8 @@ use crate::store::{Claim, DynStore, Finished, InvocationRow, NewInvocation};
 const POLL: Duration = Duration::from_millis(25);
 /// Extra lease beyond the timeout before a claim is presumed abandoned.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// Longest a claim or a result write may take: the answer must not miss VAPI's deadline.
+const STORE_BUDGET: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct ToolCall {
@@ -66,9 +68,16 @@ impl Executor {
             lease_until: now + (timeout + LEASE_MARGIN).as_millis() as i64,
         };
         let started = Instant::now();
-        let claimed = self.metrics.time_store("claim_invocation", self.store.claim_invocation(claim)).await;
+        let claimed = tokio::time::timeout(STORE_BUDGET, self.metrics.time_store("claim_invocation", self.store.claim_invocation(claim)))
+            .await
+            .unwrap_or_else(|_| Err(crate::store::StoreError::Unavailable("claim timed out".into())));
         match claimed {
             Ok(Claim::Claimed) => {}
+            // The same id from another call or org is not a redelivery: never hand over its result.
+            Ok(Claim::Existing(row)) if row.org_id != ctx.org_id || row.call_id != ctx.call_id => {
+                tracing::warn!(tool_call_id = %call.id, "tool call id reused by another call; refused");
+                return self.outcome(call, Outcome::Err("This tool call id was already used by another call.".into()), 0.0, false);
+            }
             Ok(Claim::Existing(row)) => return self.replay(call, *row, timeout).await,
             Err(e) => {
                 // Without a claim the hub cannot promise "once"; it answers rather than risk twice.
@@ -88,8 +97,12 @@ impl Executor {
             Outcome::Ok(r) => (true, Some(r.clone()), None),
             Outcome::Err(e) => (false, None, Some(e.clone())),
         };
-        let done = Finished { tool_call_id: call.id.clone(), ok, result, error, latency_ms, finished_at: crate::clock::now_ms() };
-        if let Err(e) = self.metrics.time_store("finish_invocation", self.store.finish_invocation(done)).await {
+        let done =
+            Finished { tool_call_id: call.id.clone(), claimed_at: now, ok, result, error, latency_ms, finished_at: crate::clock::now_ms() };
+        let stored = tokio::time::timeout(STORE_BUDGET, self.metrics.time_store("finish_invocation", self.store.finish_invocation(done)))
+            .await
+            .unwrap_or_else(|_| Err(crate::store::StoreError::Unavailable("result write timed out".into())));
+        if let Err(e) = stored {
             tracing::error!(error = %e, tool_call_id = %call.id, "tool call ran but its result could not be stored");
         }
         tracing::debug!(tool_call_id = %call.id, function = %call.name, latency_ms, total_ms = started.elapsed().as_secs_f64() * 1000.0, "tool call");

@@ -20,6 +20,8 @@ pub enum ApiError {
     NotFound,
     /// 405
     MethodNotAllowed,
+    /// 408: the body did not arrive in time.
+    Timeout,
     /// 413: the body is over the configured limit.
     TooLarge(usize),
     /// 415: the body is not JSON.
@@ -42,6 +44,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed on this route.".into())
             }
+            ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout", "The request body did not arrive in time.".into()),
             ApiError::TooLarge(limit) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("The body is larger than {limit} bytes."))
             }

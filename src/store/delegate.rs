@@ -11,7 +11,7 @@ macro_rules! impl_store {
 
             async fn ping(&self) -> crate::store::Result<()> {
                 sqlx::query("SELECT 1").execute(&mut *self.conn().await?).await?;
-                Ok(())
+                self.writer_alive()
             }
 
             async fn migrate(&self) -> crate::store::Result<()> {

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 
 pub use error::StoreError;
 pub use postgres::PgStore;
-pub use sanitize::sanitize_text;
+pub use sanitize::{sanitize_json, sanitize_text};
 pub use sqlite::SqliteStore;
 pub use types::*;
 

@@ -41,6 +41,11 @@ impl PgStore {
         Ok(())
     }
 
+    /// Postgres has no separate writer; a pooled round trip is the whole check.
+    fn writer_alive(&self) -> Result<()> {
+        Ok(())
+    }
+
     async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
         Ok(self.pool.acquire().await?)
     }

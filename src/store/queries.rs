@@ -70,9 +70,10 @@ macro_rules! shared_queries {
             Ok(())
         }
 
-        /// Moves the status forward only: an update of lower rank is out of order and ignored,
-        /// an ended call stays ended. The one step back allowed is forwarding → in-progress
-        /// when it is newer (a transfer that did not happen).
+        /// Moves the status forward only: an update of lower rank, or older than the status it
+        /// would replace, is out of order and ignored; an ended call stays ended (and `ended`
+        /// always applies). The one step back allowed is forwarding → in-progress when newer
+        /// (a transfer that did not happen).
         pub async fn apply_status(c: &mut $conn, call_id: &str, ch: &StatusChange, now: i64) -> sqlx::Result<bool> {
             let rank = status_rank(&ch.status);
             if rank < 0 {
@@ -84,7 +85,8 @@ macro_rules! shared_queries {
                    started_at = CASE WHEN $2 = 'in-progress' AND started_at IS NULL THEN $4 ELSE started_at END, \
                    ended_at = CASE WHEN $3 >= $6 AND ended_at IS NULL THEN $4 ELSE ended_at END, \
                    updated_at = $7 \
-                 WHERE id = $1 AND status_rank < $6 AND (status_rank < $3 \
+                 WHERE id = $1 AND status_rank < $6 AND ($3 >= $6 \
+                   OR (status_rank < $3 AND $4 >= COALESCE(status_at, 0)) \
                    OR (status = 'forwarding' AND $2 = 'in-progress' AND $4 > COALESCE(status_at, 0)))",
             )
             .bind(call_id)
@@ -96,7 +98,17 @@ macro_rules! shared_queries {
             .bind(now)
             .execute(&mut *c)
             .await?;
-            Ok(res.rows_affected() == 1)
+            if res.rows_affected() == 1 {
+                return Ok(true);
+            }
+            // The same status again, newer: remember when, so an older update cannot follow it.
+            sqlx::query("UPDATE calls SET status_at = $3 WHERE id = $1 AND status = $2 AND $3 > COALESCE(status_at, 0)")
+                .bind(call_id)
+                .bind(&ch.status)
+                .bind(ch.at)
+                .execute(&mut *c)
+                .await?;
+            Ok(false)
         }
 
         /// The end-of-call report completes the record whatever order things arrived in.
@@ -159,7 +171,17 @@ macro_rules! shared_queries {
                 return Ok(IngestOutcome::Duplicate);
             }
             let Some(call) = &i.call else { return Ok(IngestOutcome::Applied(Box::default())) };
-            let existed = sqlx::query("SELECT 1 FROM calls WHERE id = $1").bind(&call.id).fetch_optional(&mut *c).await?.is_some();
+            let owner: Option<String> = sqlx::query("SELECT org_id FROM calls WHERE id = $1")
+                .bind(&call.id)
+                .fetch_optional(&mut *c)
+                .await?
+                .map(|r| r.try_get("org_id"))
+                .transpose()?;
+            if owner.as_deref().is_some_and(|o| o != call.org_id) {
+                // A call belongs to the org that first named it; another org's message is only logged.
+                return Ok(IngestOutcome::Applied(Box::default()));
+            }
+            let existed = owner.is_some();
             upsert_call(c, call).await?;
             let mut applied = Applied { call_created: !existed, ..Applied::default() };
             match &i.change {
@@ -285,7 +307,7 @@ macro_rules! shared_queries {
         pub async fn finish_invocation(c: &mut $conn, d: &Finished) -> sqlx::Result<()> {
             sqlx::query(
                 "UPDATE function_invocations SET status = $2, result = $3, error = $4, latency_ms = $5, finished_at = $6 \
-                 WHERE tool_call_id = $1",
+                 WHERE tool_call_id = $1 AND status = 'running' AND started_at = $7",
             )
             .bind(&d.tool_call_id)
             .bind(if d.ok { "ok" } else { "error" })
@@ -293,6 +315,7 @@ macro_rules! shared_queries {
             .bind(clean(&d.error))
             .bind(d.latency_ms)
             .bind(d.finished_at)
+            .bind(d.claimed_at)
             .execute(&mut *c)
             .await?;
             Ok(())

@@ -8,6 +8,21 @@ pub fn sanitize_text(s: &str) -> Cow<'_, str> {
     if s.contains('\0') { Cow::Owned(s.replace('\0', "\u{FFFD}")) } else { Cow::Borrowed(s) }
 }
 
+/// Replaces NUL in every string and key of a JSON value, in place.
+pub fn sanitize_json(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(sanitize_json),
+        serde_json::Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                *map = std::mem::take(map).into_iter().map(|(k, v)| (k.replace('\0', "\u{FFFD}"), v)).collect();
+            }
+            map.values_mut().for_each(sanitize_json);
+        }
+        _ => {}
+    }
+}
+
 /// Same for optional values.
 pub(crate) fn clean(s: &Option<String>) -> Option<String> {
     s.as_deref().map(|v| sanitize_text(v).into_owned())

@@ -68,6 +68,11 @@ impl SqliteStore {
         Ok(result?)
     }
 
+    /// Reads can work while writes cannot: readiness must see the writer too.
+    fn writer_alive(&self) -> Result<()> {
+        if self.writer.is_closed() { Err(StoreError::Unavailable("the SQLite writer has stopped".into())) } else { Ok(()) }
+    }
+
     async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
         Ok(self.reads.acquire().await?)
     }

@@ -200,6 +200,8 @@ pub enum Claim {
 #[derive(Debug, Clone)]
 pub struct Finished {
     pub tool_call_id: String,
+    /// The claim's `started_at`: only the current claimant may write the result.
+    pub claimed_at: i64,
     pub ok: bool,
     pub result: Option<String>,
     pub error: Option<String>,

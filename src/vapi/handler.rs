@@ -16,6 +16,9 @@ use super::message::Message;
 use super::service::{Answer, VapiService};
 use crate::http::ApiError;
 
+/// VAPI ids are UUIDs; anything this long is not one (and would overflow an index entry).
+const MAX_ID_LEN: usize = 256;
+
 pub async fn webhook(State(svc): State<Arc<VapiService>>, headers: HeaderMap, uri: Uri, body: Body) -> Response {
     let started = Instant::now();
     match receive(&svc, &headers, &uri, body, started).await {
@@ -38,7 +41,10 @@ async fn receive(svc: &VapiService, headers: &HeaderMap, uri: &Uri, body: Body, 
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(("none", "rejected", ApiError::TooLarge(limit)));
     }
-    let raw: Bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let read = tokio::time::timeout(svc.body_read_timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| ("none", "rejected", ApiError::Timeout))?;
+    let raw: Bytes = read.map_err(|e| {
         let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         let err = if too_large { ApiError::TooLarge(limit) } else { ApiError::Malformed("The body could not be read.".into()) };
         ("none", "rejected", err)
@@ -50,13 +56,24 @@ async fn receive(svc: &VapiService, headers: &HeaderMap, uri: &Uri, body: Body, 
         tracing::warn!(reason = refused.reason(), "webhook refused by authentication");
         return Err(("none", "unauthorized", ApiError::Unauthenticated));
     }
-    let body: Value =
+    let mut body: Value =
         serde_json::from_slice(&raw).map_err(|e| ("none", "rejected", ApiError::Malformed(format!("The body is not valid JSON: {e}."))))?;
+    // serde accepts \u0000 but Postgres rejects NUL anywhere in text: clean once, here.
+    if raw.windows(6).any(|w| w == b"\\u0000") {
+        crate::store::sanitize_json(&mut body);
+    }
     let message = Message::from_body(&body).ok_or((
         "none",
         "rejected",
         ApiError::invalid("invalid_message", "The body must be {\"message\": {\"type\": \"…\", …}}."),
     ))?;
+    if message.call_id().is_some_and(|id| id.len() > MAX_ID_LEN) || message.type_str().len() > MAX_ID_LEN {
+        return Err((
+            "none",
+            "rejected",
+            ApiError::invalid("invalid_message", format!("call.id and type must be at most {MAX_ID_LEN} characters.")),
+        ));
+    }
     let kind = message.kind();
     let label = kind.metric_label(message.type_str()).to_string();
     let span = tracing::info_span!("webhook", r#type = %label, call_id = message.call_id().unwrap_or("-"));

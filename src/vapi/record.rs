@@ -119,23 +119,36 @@ pub fn recordings(m: &Message<'_>) -> Vec<NewRecording> {
 /// The identity of a message across redeliveries. Presigned URLs change per delivery, so
 /// bodies are not hashed where a semantic key exists (reliability.md WH-6).
 pub fn dedup_key(m: &Message<'_>, raw: &[u8]) -> String {
+    let key = semantic_key(m, raw);
+    // Keys index a unique column: bound their size whatever the input.
+    if key.len() <= 200 {
+        return key;
+    }
+    let mut cut = 120;
+    while !key.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…{}", &key[..cut], short_hash(key.as_bytes()))
+}
+
+fn semantic_key(m: &Message<'_>, raw: &[u8]) -> String {
     let call = m.call_id().unwrap_or("-");
-    let ts = m.get(&["timestamp"]).map(|v| time_value(v).map(|t| t.to_string()).unwrap_or_else(|| v.to_string()));
+    // Without a timestamp two distinct messages could look alike: the body tells them apart.
+    let ts = match m.get(&["timestamp"]) {
+        Some(v) => time_value(v).map(|t| t.to_string()).unwrap_or_else(|| v.to_string()),
+        None => format!("body-{}", short_hash(raw)),
+    };
     match m.kind() {
         // The time is part of it: forwarding → in-progress → forwarding repeats a status.
-        Kind::StatusUpdate => format!("status-update:{call}:{}:{}", m.str(&["status"]).unwrap_or("-"), ts.as_deref().unwrap_or("-")),
+        Kind::StatusUpdate => format!("status-update:{call}:{}:{ts}", m.str(&["status"]).unwrap_or("-")),
         Kind::EndOfCallReport => format!("end-of-call-report:{call}"),
         Kind::Transcript => format!(
-            "transcript:{call}:{}:{}:{}:{}",
+            "transcript:{call}:{}:{}:{ts}:{}",
             transcript_type(m),
             m.str(&["role"]).unwrap_or("-"),
-            ts.as_deref().unwrap_or("-"),
             short_hash(m.str(&["transcript"]).unwrap_or_default().as_bytes())
         ),
-        _ => match ts {
-            Some(ts) => format!("{}:{call}:{ts}", m.type_str()),
-            None => format!("{}:{call}:body:{}", m.type_str(), short_hash(raw)),
-        },
+        _ => format!("{}:{call}:{ts}", m.type_str()),
     }
 }
 

@@ -16,9 +16,13 @@ use crate::hub::DynBroker;
 use crate::metrics::Metrics;
 use crate::store::{Applied, CallChange, DynStore, IngestOutcome};
 
+/// How long a reply VAPI waits for (assistant-request: 7.5 s in all) may wait on its log write.
+const LOG_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct VapiService {
     pub cfg: Arc<VapiSettings>,
     pub public_url: Option<String>,
+    pub body_read_timeout: std::time::Duration,
     pub store: DynStore,
     pub broker: DynBroker,
     pub executor: Executor,
@@ -50,31 +54,37 @@ impl VapiService {
             Kind::FunctionCall => self.function_call(m, raw, &org, now).await,
             // Calls in progress must get their answer even if the log write fails.
             Kind::AssistantRequest => {
-                let (logged, answer) =
-                    tokio::join!(self.record(m, raw, &org, now), replies::assistant_request(&self.cfg, m, self.store.as_ref()));
-                json(answer, self.log_only(logged))
+                let (outcome, answer) =
+                    tokio::join!(self.record_bounded(m, raw, &org, now), replies::assistant_request(&self.cfg, m, self.store.as_ref()));
+                json(answer, outcome)
             }
             Kind::TransferDestinationRequest => {
-                let logged = self.record(m, raw, &org, now).await;
-                json(replies::destination(&self.cfg.transfer_destination, "transfer"), self.log_only(logged))
+                json(replies::destination(&self.cfg.transfer_destination, "transfer"), self.record_bounded(m, raw, &org, now).await)
             }
             Kind::HandoffDestinationRequest => {
-                let logged = self.record(m, raw, &org, now).await;
-                json(replies::destination(&self.cfg.handoff_destination, "handoff"), self.log_only(logged))
+                json(replies::destination(&self.cfg.handoff_destination, "handoff"), self.record_bounded(m, raw, &org, now).await)
             }
-            Kind::KnowledgeBaseRequest => {
-                let logged = self.record(m, raw, &org, now).await;
-                json(replies::knowledge(&self.cfg, m), self.log_only(logged))
-            }
-            Kind::EndpointingRequest => json(replies::endpointing(&self.cfg), self.log_only(self.record(m, raw, &org, now).await)),
-            Kind::CampaignPredial => json(replies::predial(&self.cfg), self.log_only(self.record(m, raw, &org, now).await)),
+            Kind::KnowledgeBaseRequest => json(replies::knowledge(&self.cfg, m), self.record_bounded(m, raw, &org, now).await),
+            Kind::EndpointingRequest => json(replies::endpointing(&self.cfg), self.record_bounded(m, raw, &org, now).await),
+            Kind::CampaignPredial => json(replies::predial(&self.cfg), self.record_bounded(m, raw, &org, now).await),
             Kind::VoiceRequest => {
-                let outcome = self.log_only(self.record(m, raw, &org, now).await);
+                let outcome = self.record_bounded(m, raw, &org, now).await;
                 Ok(Handled { answer: Answer::Audio(Vec::new()), outcome })
             }
             // Informational: a failed write is a 503, so VAPI's retry (if configured) can redeliver.
             Kind::Other => json(json!({}), self.record(m, raw, &org, now).await.map(|o| if o == "duplicate" { o } else { "ignored" })?),
             _ => json(json!({}), self.record(m, raw, &org, now).await?),
+        }
+    }
+
+    /// For messages VAPI waits on: the log write gets a budget, then the answer goes out anyway.
+    async fn record_bounded(&self, m: &Message<'_>, raw: &[u8], org: &str, now: i64) -> &'static str {
+        match tokio::time::timeout(LOG_BUDGET, self.record(m, raw, org, now)).await {
+            Ok(logged) => self.log_only(logged),
+            Err(_) => {
+                tracing::error!("logging a message that needs an answer took too long; answering anyway");
+                "processed"
+            }
         }
     }
 
@@ -153,8 +163,7 @@ impl VapiService {
             });
         }
         let running = join_all(sync_calls.iter().map(|c| run_tool(&self.executor, &self.broker, &c.call, &ctx)));
-        let (logged, outcomes) = tokio::join!(self.record(m, raw, org, now), running);
-        let outcome = self.log_only(logged);
+        let (outcome, outcomes) = tokio::join!(self.record_bounded(m, raw, org, now), running);
         if outcomes.is_empty() {
             return Ok(Handled { answer: Answer::Json(json!({})), outcome });
         }
@@ -164,11 +173,11 @@ impl VapiService {
 
     async fn function_call(&self, m: &Message<'_>, raw: &[u8], org: &str, now: i64) -> Result<Handled, ApiError> {
         let Some((call, explicit_id)) = tools::extract_legacy(m) else {
-            let outcome = self.log_only(self.record(m, raw, org, now).await);
+            let outcome = self.record_bounded(m, raw, org, now).await;
             return Ok(Handled { answer: Answer::Json(json!({ "result": "No function was named." })), outcome });
         };
         let ctx = self.context(m, org);
-        let (logged, o) = tokio::join!(self.record(m, raw, org, now), run_tool(&self.executor, &self.broker, &call, &ctx));
+        let (outcome, o) = tokio::join!(self.record_bounded(m, raw, org, now), run_tool(&self.executor, &self.broker, &call, &ctx));
         let text = match &o.outcome {
             Outcome::Ok(r) => r.clone(),
             Outcome::Err(e) => format!("Error: {e}"),
@@ -178,7 +187,7 @@ impl VapiService {
         if explicit_id {
             answer["results"] = json!([result_json(&o)]);
         }
-        Ok(Handled { answer: Answer::Json(answer), outcome: self.log_only(logged) })
+        Ok(Handled { answer: Answer::Json(answer), outcome })
     }
 }
 

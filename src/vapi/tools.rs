@@ -25,7 +25,7 @@ pub fn extract(m: &Message<'_>) -> Vec<Extracted> {
         .enumerate()
         .map(|(i, item)| {
             let w = wrapped.get(i).filter(|w| w.get("toolCall").and_then(|t| t.get("id")) == item.get("id") || item.get("id").is_none());
-            let id = str_at(item, &["id"]).or_else(|| w.and_then(|w| str_at(w, &["toolCall", "id"]))).unwrap_or_default();
+            let id = str_at(item, &["id"]).or_else(|| w.and_then(|w| str_at(w, &["toolCall", "id"]))).map(str::to_string);
             let name = str_at(item, &["function", "name"])
                 .or_else(|| str_at(item, &["name"]))
                 .or_else(|| w.and_then(|w| str_at(w, &["function", "name"]).or_else(|| str_at(w, &["name"]))))
@@ -34,8 +34,11 @@ pub fn extract(m: &Message<'_>) -> Vec<Extracted> {
                 .iter()
                 .find_map(|p| get(item, p).filter(|v| !v.is_null()))
                 .or_else(|| w.and_then(|w| get(w, &["toolCall", "function", "arguments"]).or_else(|| get(w, &["toolCall", "parameters"]))));
+            let args = arguments(args);
+            // Without an id, identity comes from the message and the call itself, never "".
+            let id = id.unwrap_or_else(|| derived_id("tc", m, &format!("{i}:{name}"), &args));
             Extracted {
-                call: ToolCall { id: id.to_string(), name: name.to_string(), args: arguments(args) },
+                call: ToolCall { id, name: name.to_string(), args },
                 is_async: w.and_then(|w| w.get("async")).and_then(Value::as_bool).unwrap_or(false),
             }
         })
@@ -47,14 +50,29 @@ pub fn extract(m: &Message<'_>) -> Vec<Extracted> {
 pub fn extract_legacy(m: &Message<'_>) -> Option<(ToolCall, bool)> {
     let name = m.str(&["functionCall", "name"])?;
     let explicit = m.str(&["functionCall", "id"]);
+    let args = arguments(m.get(&["functionCall", "parameters"]).or_else(|| m.get(&["functionCall", "arguments"])));
     let id = match explicit {
         Some(id) => id.to_string(),
-        None => {
-            format!("fc:{}:{}:{name}", m.call_id().unwrap_or("-"), m.timestamp_ms().map(|t| t.to_string()).unwrap_or_else(|| "-".into()))
-        }
+        None => derived_id("fc", m, name, &args),
     };
-    let args = arguments(m.get(&["functionCall", "parameters"]).or_else(|| m.get(&["functionCall", "arguments"])));
     Some((ToolCall { id, name: name.to_string(), args }, explicit.is_some()))
+}
+
+/// An identity for a call VAPI sent without one: call, time, position/name and arguments, so
+/// a redelivery finds it again and two different calls never share it.
+fn derived_id(prefix: &str, m: &Message<'_>, what: &str, args: &Result<Value, String>) -> String {
+    use sha2::Digest;
+    let args_text = match args {
+        Ok(v) => v.to_string(),
+        Err(e) => e.clone(),
+    };
+    let digest = sha2::Sha256::digest(args_text.as_bytes());
+    format!(
+        "{prefix}:{}:{}:{what}:{}",
+        m.call_id().unwrap_or("-"),
+        m.timestamp_ms().map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+        hex::encode(&digest[..6])
+    )
 }
 
 fn str_at<'v>(v: &'v Value, path: &[&str]) -> Option<&'v str> {
@@ -132,7 +150,7 @@ mod tests {
         let body = json!({"message": {"type": "function-call", "timestamp": 7, "call": {"id": "c"},
             "functionCall": {"name": "f", "parameters": "{\"q\":1}"}}});
         let (call, explicit) = extract_legacy(&Message::from_body(&body).unwrap()).unwrap();
-        assert_eq!(call.id, "fc:c:7:f");
+        assert!(call.id.starts_with("fc:c:7:f:"), "{}", call.id);
         assert!(!explicit);
         assert_eq!(call.args, Ok(json!({"q": 1})));
     }

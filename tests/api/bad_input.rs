@@ -96,3 +96,40 @@ async fn unknown_routes_and_methods_answer_json_errors() {
     let r = app.http.post(app.url("/vapi/webhook/")).header("content-type", "application/json").body("{}").send().await.unwrap();
     assert_eq!(r.status().as_u16(), 404, "a trailing slash is not redirected");
 }
+
+#[tokio::test]
+async fn nul_characters_in_any_field_never_become_a_server_error() {
+    let app = spawn_app().await;
+    let status = message("c-nul2", ORG, json!({ "type": "status-update", "status": "ended", "endedReason": "x\u{0000}y" }));
+    assert_eq!(app.post_vapi(&status).await.0, 200);
+    let role =
+        message("c-nul2", ORG, json!({ "type": "transcript", "transcriptType": "final", "role": "user\u{0000}", "transcript": "hi" }));
+    assert_eq!(app.post_vapi(&role).await.0, 200);
+    let call = app.state.store.get_call("c-nul2").await.unwrap().unwrap();
+    assert_eq!(call.ended_reason.as_deref(), Some("x\u{FFFD}y"));
+    let t = app.token("supervisor", &["*"]).await;
+    assert_eq!(app.get_json("/api/calls/%00", &t).await.0, 404);
+    assert_eq!(app.get_json("/api/calls?q=%00", &t).await.0, 200);
+}
+
+#[tokio::test]
+async fn an_absurdly_long_call_id_is_422_and_changes_nothing() {
+    let app = spawn_app().await;
+    let long = "c".repeat(3000);
+    let resp = app.post_raw(message(&long, ORG, json!({ "type": "hang" })).to_string()).await;
+    assert_refused(&app, resp, 422, "invalid_message").await;
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_in_too_slowly_is_408() {
+    let app = spawn_with(|s| s.body_read_timeout = std::time::Duration::from_millis(300)).await;
+    let slow = futures::stream::unfold(0, |n| async move {
+        if n == 3 {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        Some((Ok::<_, std::io::Error>("{\"message\":".to_string()), n + 1))
+    });
+    let resp = app.post_raw(reqwest::Body::wrap_stream(slow)).await;
+    assert_refused(&app, resp, 408, "request_timeout").await;
+}

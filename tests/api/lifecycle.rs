@@ -53,3 +53,23 @@ async fn the_start_time_comes_from_the_in_progress_update() {
     let call = app.state.store.get_call("c3").await.unwrap().unwrap();
     assert_eq!((call.started_at, call.ended_at), (Some(4_000), Some(64_000)));
 }
+
+#[tokio::test]
+async fn a_late_forwarding_older_than_the_current_status_is_ignored() {
+    let app = spawn_app().await;
+    app.post_vapi(&status("c4", "in-progress", 1_000)).await;
+    app.post_vapi(&status("c4", "in-progress", 3_000)).await;
+    app.post_vapi(&status("c4", "forwarding", 2_000)).await;
+    assert_eq!(status_of(&app, "c4").await, "in-progress");
+}
+
+#[tokio::test]
+async fn a_message_naming_another_org_never_changes_the_call() {
+    let app = spawn_app().await;
+    app.post_vapi(&status("c5", "in-progress", 1_000)).await;
+    let intruder =
+        message("c5", "other-org", json!({ "type": "status-update", "status": "ended", "endedReason": "spoofed", "timestamp": 2_000 }));
+    assert_eq!(app.post_vapi(&intruder).await.0, 200);
+    let call = app.state.store.get_call("c5").await.unwrap().unwrap();
+    assert_eq!((call.status.as_str(), call.org_id.as_str(), call.ended_reason), ("in-progress", ORG, None));
+}

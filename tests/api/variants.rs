@@ -239,3 +239,36 @@ async fn model_output_as_a_string_token_is_accepted() {
     let app = spawn_app().await;
     assert_eq!(app.post_fixture("model-output.json").await, (200, json!({})));
 }
+
+#[tokio::test]
+async fn tool_calls_without_ids_in_different_calls_never_share_a_result() {
+    let (app, fake) = app_with_echo().await;
+    for call in ["c-noid-1", "c-noid-2"] {
+        let body =
+            message(call, ORG, json!({ "type": "tool-calls", "toolCallList": [{ "function": { "name": "echo", "arguments": {} } }] }));
+        let (_, reply) = app.post_vapi(&body).await;
+        assert_eq!(reply["results"][0]["result"], "echoed");
+        assert!(reply["results"][0]["toolCallId"].as_str().unwrap().contains(call));
+    }
+    assert_eq!(fake.hits(), 2, "each call ran its own function");
+}
+
+#[tokio::test]
+async fn a_tool_call_id_reused_by_another_org_does_not_get_the_stored_result() {
+    let (app, fake) = app_with_echo().await;
+    let mine = message(
+        "c-own",
+        ORG,
+        json!({ "type": "tool-calls", "toolCallList": [{ "id": "t-shared", "function": { "name": "echo", "arguments": {} } }] }),
+    );
+    let theirs = message(
+        "c-theirs",
+        "org-b",
+        json!({ "type": "tool-calls", "toolCallList": [{ "id": "t-shared", "function": { "name": "echo", "arguments": {} } }] }),
+    );
+    assert_eq!(app.post_vapi(&mine).await.1["results"][0]["result"], "echoed");
+    let (_, reply) = app.post_vapi(&theirs).await;
+    assert!(reply["results"][0]["result"].is_null(), "{reply}");
+    assert!(reply["results"][0]["error"].as_str().unwrap().contains("already used"));
+    assert_eq!(fake.hits(), 1);
+}

@@ -59,10 +59,9 @@ pub fn verify(cfg: &VapiSettings, headers: &HeaderMap, body: &[u8], facts: &Requ
     if !cfg.auth_configured() {
         return Ok(Verified::Unsigned);
     }
-    // An HMAC header present is a claim to be checked, never skipped for a weaker scheme.
-    if let Some(h) = &cfg.hmac
-        && (headers.contains_key(h.signature_header.as_str()) || cfg.secrets.is_empty())
-    {
+    // With HMAC configured it is required: falling back to a static secret would let anyone
+    // who saw one request drop the signature and send another body.
+    if let Some(h) = &cfg.hmac {
         return verify_hmac(h, headers, body, facts).map(|_| Verified::Hmac);
     }
     if !cfg.secrets.is_empty() {

@@ -180,6 +180,8 @@ fn an_hmac_header_is_never_downgraded_to_the_shared_secret() {
     let cfg = VapiSettings { secrets: vec![Secret::new("s3cret")], hmac: Some(HmacSettings::with_key(KEY)), ..VapiSettings::defaults() };
     let h = headers(&[("x-vapi-secret", "s3cret"), ("x-timestamp", TS), ("x-signature", "00")]);
     assert_eq!(verify(&cfg, &h, BODY, &facts(NOW)), Err(Refused::BadSignature));
+    let secret_only = headers(&[("x-vapi-secret", "s3cret")]);
+    assert_eq!(verify(&cfg, &secret_only, BODY, &facts(NOW)), Err(Refused::MissingCredentials));
 }
 
 #[test]
