@@ -2,6 +2,7 @@
 //! history does not survive a restart.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,11 +20,15 @@ pub struct BrokerLimits {
     pub history_age: Duration,
     /// Live events a subscriber may be behind before it is told it lagged.
     pub subscriber_queue: usize,
+    /// Events kept across all topics. Per-topic limits alone let memory grow with traffic
+    /// (every ended call's topic lingers for `history_age`); past this, the history of topics
+    /// nobody watches is dropped, least recently used first.
+    pub max_total_events: usize,
 }
 
 impl Default for BrokerLimits {
     fn default() -> Self {
-        Self { history_size: 1000, history_age: Duration::from_secs(600), subscriber_queue: 1024 }
+        Self { history_size: 1000, history_age: Duration::from_secs(600), subscriber_queue: 1024, max_total_events: 100_000 }
     }
 }
 
@@ -43,11 +48,21 @@ pub struct MemoryBroker {
     epoch: String,
     limits: BrokerLimits,
     topics: DashMap<String, Arc<Topic>>,
+    /// Events held in all histories (approximate under concurrency; only steers eviction).
+    held: AtomicUsize,
+    /// One eviction at a time; publishers never wait for it.
+    evicting: AtomicBool,
 }
 
 impl MemoryBroker {
     pub fn new(limits: BrokerLimits) -> Self {
-        Self { epoch: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(), limits, topics: DashMap::new() }
+        Self {
+            epoch: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+            limits,
+            topics: DashMap::new(),
+            held: AtomicUsize::new(0),
+            evicting: AtomicBool::new(false),
+        }
     }
 
     fn topic(&self, name: &str) -> Arc<Topic> {
@@ -70,9 +85,14 @@ impl MemoryBroker {
     pub fn sweep(&self) -> usize {
         let before = self.topics.len();
         let max_age = self.limits.history_age;
+        let held = &self.held;
         self.topics.retain(|_, t| {
-            let idle = t.inner.lock().map(|i| i.last_publish.elapsed() > max_age).unwrap_or(true);
-            !(idle && t.live.receiver_count() == 0)
+            let Ok(inner) = t.inner.lock() else { return false };
+            let remove = inner.last_publish.elapsed() > max_age && t.live.receiver_count() == 0;
+            if remove {
+                release(held, inner.history.len());
+            }
+            !remove
         });
         before - self.topics.len()
     }
@@ -80,15 +100,61 @@ impl MemoryBroker {
     pub fn topic_count(&self) -> usize {
         self.topics.len()
     }
+
+    fn release(&self, n: usize) {
+        release(&self.held, n);
+    }
+
+    pub fn held_events(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Drops the history of unwatched topics, least recently published first, until the total
+    /// is back under 90 % of the cap (so eviction runs rarely, not on every publish). Sequence
+    /// numbers stay: a subscriber resuming from an evicted position is told to reload.
+    fn evict(&self) {
+        if self.evicting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let target = self.limits.max_total_events / 10 * 9;
+        let mut idle: Vec<(Instant, Arc<Topic>)> = self
+            .topics
+            .iter()
+            .filter(|t| t.live.receiver_count() == 0)
+            .filter_map(|t| t.inner.lock().ok().map(|i| (i.last_publish, t.value().clone())))
+            .collect();
+        idle.sort_by_key(|(at, _)| *at);
+        for (_, t) in idle {
+            if self.held.load(Ordering::Relaxed) <= target {
+                break;
+            }
+            if let Ok(mut inner) = t.inner.lock() {
+                let n = inner.history.len();
+                inner.history.clear();
+                self.release(n);
+            }
+        }
+        self.evicting.store(false, Ordering::Release);
+    }
 }
 
-fn trim(inner: &mut TopicInner, limits: &BrokerLimits, now: Instant) {
+/// The count is steering only: it never wraps below zero.
+fn release(held: &AtomicUsize, n: usize) {
+    if n > 0 {
+        let _ = held.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| Some(h.saturating_sub(n)));
+    }
+}
+
+/// Applies the per-topic limits; returns how many events were dropped.
+fn trim(inner: &mut TopicInner, limits: &BrokerLimits, now: Instant) -> usize {
+    let before = inner.history.len();
     while inner.history.len() > limits.history_size {
         inner.history.pop_front();
     }
     while inner.history.front().is_some_and(|(t, _)| now.duration_since(*t) > limits.history_age) {
         inner.history.pop_front();
     }
+    before - inner.history.len()
 }
 
 #[async_trait]
@@ -109,9 +175,15 @@ impl Broker for MemoryBroker {
         let now = Instant::now();
         inner.history.push_back((now, published.clone()));
         inner.last_publish = now;
-        trim(&mut inner, &self.limits, now);
+        let dropped = trim(&mut inner, &self.limits, now);
         // No receivers is not an error: nobody is watching this topic right now.
         let _ = t.live.send(published.clone());
+        drop(inner);
+        let held = self.held.fetch_add(1, Ordering::Relaxed) + 1;
+        self.release(dropped);
+        if held.saturating_sub(dropped) > self.limits.max_total_events {
+            self.evict();
+        }
         Ok(published)
     }
 
@@ -131,7 +203,8 @@ impl Broker for MemoryBroker {
         }
         let t = self.topic(topic);
         let mut inner = t.inner.lock().map_err(|_| BrokerError("topic lock poisoned".into()))?;
-        trim(&mut inner, &self.limits, Instant::now());
+        let dropped = trim(&mut inner, &self.limits, Instant::now());
+        self.release(dropped);
         if from.seq > inner.seq {
             return Ok(History::Lost);
         }
@@ -199,6 +272,25 @@ mod tests {
         for want in 1..=3 {
             assert_eq!(rx.recv().await.unwrap().seq, want);
         }
+    }
+
+    #[tokio::test]
+    async fn total_history_stays_under_the_cap_by_dropping_unwatched_topics_first() {
+        let b = MemoryBroker::new(BrokerLimits { max_total_events: 100, ..BrokerLimits::default() });
+        let _rx = b.subscribe("call:watched");
+        for n in 0..30 {
+            b.publish("call:watched", ev(n)).await.unwrap();
+        }
+        for call in 0..50 {
+            for n in 0..10 {
+                b.publish(&format!("call:{call}"), ev(n)).await.unwrap();
+            }
+        }
+        assert!(b.held_events() <= 100, "held {}", b.held_events());
+        let pos = Position { epoch: b.epoch.clone(), seq: 0 };
+        let History::Recovered(kept) = b.since("call:watched", &pos).await.unwrap() else { panic!("a watched topic keeps its history") };
+        assert_eq!(kept.len(), 30);
+        assert!(matches!(b.since("call:0", &pos).await.unwrap(), History::Lost), "the oldest unwatched history went first");
     }
 
     #[tokio::test]

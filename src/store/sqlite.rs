@@ -23,6 +23,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 const MAX_BATCH: usize = 256;
 /// Queued writes before callers wait: backpressure instead of unbounded memory.
 const QUEUE: usize = 4096;
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// Runs a job's statements; returns what to do once the batch's commit outcome is known.
 type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Finish> + Send>;
@@ -48,7 +49,10 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
             .disable_statement_logging();
-        let write_conn = options.connect().await?;
+        // The writer never checkpoints (a checkpoint inside a commit stalls every request in
+        // the batch); a background connection does it passively instead.
+        let mut write_conn = options.connect().await?;
+        sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut write_conn).await?;
         let reads = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
@@ -56,6 +60,7 @@ impl SqliteStore {
             .await?;
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(writer(write_conn, rx));
+        tokio::spawn(checkpointer(options.connect().await?, tx.downgrade()));
         Ok(Self { reads, writer: tx, options })
     }
 
@@ -114,6 +119,25 @@ impl SqliteStore {
         self.writer.send(job).await.map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?;
         // A dropped job (the batch could not even begin) reads as unavailable.
         rx.await.map_err(|_| StoreError::Unavailable("the write was not committed".into()))?
+    }
+}
+
+/// Copies the WAL back into the database every half second without blocking the writer
+/// (PASSIVE), and truncates it when idle so it cannot grow without end. Stops with the store.
+async fn checkpointer(mut conn: SqliteConnection, writer: mpsc::WeakSender<Job>) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut idle_rounds = 0u32;
+    loop {
+        tick.tick().await;
+        let Some(w) = writer.upgrade() else { return };
+        let busy = w.capacity() < w.max_capacity();
+        drop(w);
+        let mode = if !busy && idle_rounds >= 4 { "TRUNCATE" } else { "PASSIVE" };
+        idle_rounds = if busy { 0 } else { idle_rounds + 1 };
+        if let Err(e) = sqlx::query(&format!("PRAGMA wal_checkpoint({mode})")).execute(&mut conn).await {
+            tracing::debug!(error = %e, "WAL checkpoint did not run");
+        }
     }
 }
 

@@ -114,12 +114,13 @@ impl VapiService {
     }
 
     async fn publish_applied(&self, m: &Message<'_>, org: &str, at: i64, a: &Applied, ended: bool) {
-        let Some(call) = &a.call else { return };
-        if a.call_created || (a.status_changed && !ended) {
-            self.publish(events::status(call, at)).await;
-        }
-        if ended {
-            self.publish(events::ended(call, at)).await;
+        if let Some(call) = &a.call {
+            if a.call_created || (a.status_changed && !ended) {
+                self.publish(events::status(call, at)).await;
+            }
+            if ended {
+                self.publish(events::ended(call, at)).await;
+            }
         }
         if let Some(seg) = &a.segment {
             self.publish(events::transcript_final(org, seg)).await;
