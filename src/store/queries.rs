@@ -171,18 +171,36 @@ macro_rules! shared_queries {
                 return Ok(IngestOutcome::Duplicate);
             }
             let Some(call) = &i.call else { return Ok(IngestOutcome::Applied(Box::default())) };
-            let owner: Option<String> = sqlx::query("SELECT org_id FROM calls WHERE id = $1")
-                .bind(&call.id)
-                .fetch_optional(&mut *c)
-                .await?
-                .map(|r| r.try_get("org_id"))
-                .transpose()?;
-            if owner.as_deref().is_some_and(|o| o != call.org_id) {
+            // One read answers both: whose call is it, and does this message add anything to it?
+            // (Each statement is a round trip to SQLite's thread; most messages repeat the call.)
+            let known = sqlx::query(
+                "SELECT org_id, CASE WHEN (assistant_id IS NULL AND $2 IS NOT NULL) OR (call_type IS NULL AND $3 IS NOT NULL) \
+                   OR (customer_number IS NULL AND $4 IS NOT NULL) OR (phone_number IS NULL AND $5 IS NOT NULL) \
+                   OR ($6 IS NOT NULL AND (control_url IS NULL OR control_url <> $6)) \
+                   OR ($7 IS NOT NULL AND (listen_url IS NULL OR listen_url <> $7)) \
+                   OR ($8 IS NOT NULL AND (metadata IS NULL OR metadata <> $8)) THEN 1 ELSE 0 END AS stale \
+                 FROM calls WHERE id = $1",
+            )
+            .bind(&call.id)
+            .bind(&call.assistant_id)
+            .bind(&call.call_type)
+            .bind(&call.customer_number)
+            .bind(&call.phone_number)
+            .bind(&call.control_url)
+            .bind(&call.listen_url)
+            .bind(clean(&call.metadata))
+            .fetch_optional(&mut *c)
+            .await?;
+            let owner: Option<(String, i32)> =
+                known.map(|r| Ok::<_, sqlx::Error>((r.try_get("org_id")?, r.try_get("stale")?))).transpose()?;
+            if owner.as_ref().is_some_and(|(o, _)| *o != call.org_id) {
                 // A call belongs to the org that first named it; another org's message is only logged.
                 return Ok(IngestOutcome::Applied(Box::default()));
             }
             let existed = owner.is_some();
-            upsert_call(c, call).await?;
+            if owner.is_none_or(|(_, stale)| stale == 1) {
+                upsert_call(c, call).await?;
+            }
             let mut applied = Applied { call_created: !existed, ..Applied::default() };
             match &i.change {
                 CallChange::Nothing => {}

@@ -25,8 +25,9 @@ const MAX_BATCH: usize = 256;
 const QUEUE: usize = 4096;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
-/// Runs a job's statements; returns what to do once the batch's commit outcome is known.
-type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Finish> + Send>;
+/// Runs a job's statements inside the savepoint the writer opened; says whether they all
+/// succeeded and what to do once the batch's commit outcome is known.
+type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
 type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
 
 pub struct SqliteStore {
@@ -88,30 +89,18 @@ impl SqliteStore {
         f: impl for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, sqlx::Result<T>> + Send + 'static,
     ) -> Result<T> {
         let (tx, rx) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn: &mut SqliteConnection| -> BoxFuture<'_, Finish> {
+        let job: Job = Box::new(move |conn: &mut SqliteConnection| -> BoxFuture<'_, (bool, Finish)> {
             Box::pin(async move {
-                if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut *conn).await {
-                    let e = StoreError::from(e);
-                    return Box::new(move |_| drop(tx.send(Err(e)))) as Finish;
-                }
                 match f(&mut *conn).await {
                     Ok(value) => {
-                        let released = sqlx::query("RELEASE job").execute(&mut *conn).await;
-                        Box::new(move |commit: std::result::Result<(), String>| {
-                            let outcome = match (released, commit) {
-                                (Err(e), _) => Err(StoreError::from(e)),
-                                (Ok(_), Err(e)) => Err(StoreError::Unavailable(e)),
-                                (Ok(_), Ok(())) => Ok(value),
-                            };
-                            drop(tx.send(outcome));
-                        }) as Finish
+                        let finish = move |commit: std::result::Result<(), String>| {
+                            drop(tx.send(commit.map(|()| value).map_err(StoreError::Unavailable)));
+                        };
+                        (true, Box::new(finish) as Finish)
                     }
                     Err(e) => {
-                        // Undo this job only; the rest of the batch commits.
-                        let _ = sqlx::query("ROLLBACK TO job").execute(&mut *conn).await;
-                        let _ = sqlx::query("RELEASE job").execute(&mut *conn).await;
                         let e = StoreError::from(e);
-                        Box::new(move |_| drop(tx.send(Err(e)))) as Finish
+                        (false, Box::new(move |_| drop(tx.send(Err(e)))) as Finish)
                     }
                 }
             })
@@ -141,26 +130,47 @@ async fn checkpointer(mut conn: SqliteConnection, writer: mpsc::WeakSender<Job>)
     }
 }
 
+/// Each job runs in a savepoint so a failing one is undone alone. Every statement is a round
+/// trip to SQLite's thread, so the savepoint bookkeeping rides along with its neighbours:
+/// `BEGIN; SAVEPOINT`, then `RELEASE; SAVEPOINT` between jobs, then `RELEASE; COMMIT`.
 async fn writer(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await {
+        if let Err(e) = sqlx::query("BEGIN IMMEDIATE; SAVEPOINT job").execute(&mut conn).await {
             tracing::error!(error = %e, "SQLite writer could not begin a transaction");
+            let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+            // Dropping the jobs tells their callers the write did not happen.
             batch.clear();
             continue;
         }
         let mut finishers = Vec::with_capacity(batch.len());
-        for job in batch.drain(..) {
-            finishers.push(job(&mut conn).await);
-        }
-        let commit = match sqlx::query("COMMIT").execute(&mut conn).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                tracing::error!(error = %e, "SQLite commit failed");
-                let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
-                Err(e.to_string())
+        let mut broken: Option<String> = None;
+        let count = batch.len();
+        for (i, job) in batch.drain(..).enumerate() {
+            let (ok, finish) = job(&mut conn).await;
+            finishers.push(finish);
+            let last = i + 1 == count;
+            let step = match (ok, last) {
+                (true, false) => "RELEASE job; SAVEPOINT job",
+                (true, true) => "RELEASE job",
+                (false, false) => "ROLLBACK TO job; RELEASE job; SAVEPOINT job",
+                (false, true) => "ROLLBACK TO job; RELEASE job",
+            };
+            if let Err(e) = sqlx::query(step).execute(&mut conn).await {
+                // The transaction's state is unknown: give up the whole batch. Breaking drops the
+                // jobs not yet run, which tells their callers the write did not happen.
+                broken = Some(e.to_string());
+                break;
             }
+        }
+        let commit = match broken {
+            Some(e) => Err(e),
+            None => sqlx::query("COMMIT").execute(&mut conn).await.map(|_| ()).map_err(|e| e.to_string()),
         };
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, "SQLite batch failed; rolling back");
+            let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+        }
         for finish in finishers {
             finish(commit.clone());
         }
