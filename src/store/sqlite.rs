@@ -54,6 +54,7 @@ impl SqliteStore {
         // the batch); a background connection does it passively instead.
         let mut write_conn = options.connect().await?;
         sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut write_conn).await?;
+        sqlx::query("PRAGMA journal_size_limit = 67108864").execute(&mut write_conn).await?;
         let reads = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
@@ -111,20 +112,18 @@ impl SqliteStore {
     }
 }
 
-/// Copies the WAL back into the database every half second without blocking the writer
-/// (PASSIVE), and truncates it when idle so it cannot grow without end. Stops with the store.
+/// Copies the WAL back into the database every half second without ever blocking the writer
+/// (PASSIVE; TRUNCATE or RESTART would wait for it). SQLite reuses the WAL from the start once
+/// a checkpoint has caught up, and `journal_size_limit` trims the file then. Stops with the store.
 async fn checkpointer(mut conn: SqliteConnection, writer: mpsc::WeakSender<Job>) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut idle_rounds = 0u32;
     loop {
         tick.tick().await;
-        let Some(w) = writer.upgrade() else { return };
-        let busy = w.capacity() < w.max_capacity();
-        drop(w);
-        let mode = if !busy && idle_rounds >= 4 { "TRUNCATE" } else { "PASSIVE" };
-        idle_rounds = if busy { 0 } else { idle_rounds + 1 };
-        if let Err(e) = sqlx::query(&format!("PRAGMA wal_checkpoint({mode})")).execute(&mut conn).await {
+        if writer.upgrade().is_none() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut conn).await {
             tracing::debug!(error = %e, "WAL checkpoint did not run");
         }
     }
