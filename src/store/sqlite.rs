@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
+use sqlx::{ConnectOptions, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::types::*;
@@ -24,6 +24,8 @@ const MAX_BATCH: usize = 256;
 /// Queued writes before callers wait: backpressure instead of unbounded memory.
 const QUEUE: usize = 4096;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// About 256 MiB of WAL at 4 KiB pages: the disk it may take before writes pause to reset it.
+const WAL_MAX_FRAMES: i64 = 65_536;
 
 /// Runs a job's statements inside the savepoint the writer opened; says whether they all
 /// succeeded and what to do once the batch's commit outcome is known.
@@ -112,9 +114,11 @@ impl SqliteStore {
     }
 }
 
-/// Copies the WAL back into the database every half second without ever blocking the writer
-/// (PASSIVE; TRUNCATE or RESTART would wait for it). SQLite reuses the WAL from the start once
-/// a checkpoint has caught up, and `journal_size_limit` trims the file then. Stops with the store.
+/// Copies the WAL back into the database every half second without blocking the writer
+/// (PASSIVE). Under sustained writes a passive pass never reaches the end of the WAL, so it
+/// would grow without bound: past `WAL_MAX_FRAMES` a RESTART pass pauses the writer briefly
+/// (most frames are already copied) and lets the WAL start over; `journal_size_limit` then
+/// trims the file. Stops with the store.
 async fn checkpointer(mut conn: SqliteConnection, writer: mpsc::WeakSender<Job>) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -123,8 +127,17 @@ async fn checkpointer(mut conn: SqliteConnection, writer: mpsc::WeakSender<Job>)
         if writer.upgrade().is_none() {
             return;
         }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut conn).await {
-            tracing::debug!(error = %e, "WAL checkpoint did not run");
+        let frames = match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut conn).await {
+            Ok(row) => row.try_get::<i64, _>(1).unwrap_or(0),
+            Err(e) => {
+                tracing::debug!(error = %e, "WAL checkpoint did not run");
+                continue;
+            }
+        };
+        if frames > WAL_MAX_FRAMES {
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&mut conn).await {
+                tracing::warn!(error = %e, frames, "the WAL could not be restarted");
+            }
         }
     }
 }
