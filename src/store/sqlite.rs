@@ -134,10 +134,10 @@ async fn checkpointer(mut conn: SqliteConnection, writer: mpsc::WeakSender<Job>)
                 continue;
             }
         };
-        if frames > WAL_MAX_FRAMES {
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&mut conn).await {
-                tracing::warn!(error = %e, frames, "the WAL could not be restarted");
-            }
+        if frames > WAL_MAX_FRAMES
+            && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&mut conn).await
+        {
+            tracing::warn!(error = %e, frames, "the WAL could not be restarted");
         }
     }
 }
