@@ -100,7 +100,7 @@ impl Application {
             shutdown_timeout: s.shutdown_timeout,
             max_connections: s.max_connections,
         };
-        let sweeper = spawn_sweeper(self.memory_broker.clone(), state.shutdown.clone(), &state.tasks);
+        let sweeper = spawn_sweeper(self.memory_broker.clone(), state.shutdown.clone());
         let server = tokio::spawn(serve(self.listener, crate::http::router(state.clone()), state.shutdown.clone(), opts));
         signal.await;
         tracing::info!("shutting down: draining in-flight requests");
@@ -117,7 +117,7 @@ impl Application {
 }
 
 /// Idle topics (ended calls nobody watches) are dropped once their history has expired.
-fn spawn_sweeper(broker: Arc<MemoryBroker>, stop: CancellationToken, _tasks: &TaskTracker) -> tokio::task::JoinHandle<()> {
+fn spawn_sweeper(broker: Arc<MemoryBroker>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
