@@ -12,5 +12,6 @@ mod helpers;
 mod idempotency;
 mod lifecycle;
 mod operations;
+mod store;
 mod variants;
 mod webhook_auth;
