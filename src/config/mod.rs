@@ -153,25 +153,17 @@ impl Settings {
         {
             s.shutdown_timeout = Duration::from_millis(ms);
         }
-        if let Some(ms) = parse_num::<u64>(
+        if let Some(d) = positive_ms(
             &args.header_read_timeout_ms,
             file.header_read_timeout_ms,
             "header_read_timeout_ms (SWITCHBOARD_HEADER_READ_TIMEOUT_MS)",
         )? {
-            if ms == 0 {
-                return Err(ConfigError::new("header_read_timeout_ms", "must be greater than 0"));
-            }
-            s.header_read_timeout = Duration::from_millis(ms);
+            s.header_read_timeout = d;
         }
-        if let Some(ms) = parse_num::<u64>(
-            &args.body_read_timeout_ms,
-            file.body_read_timeout_ms,
-            "body_read_timeout_ms (SWITCHBOARD_BODY_READ_TIMEOUT_MS)",
-        )? {
-            if ms == 0 {
-                return Err(ConfigError::new("body_read_timeout_ms", "must be greater than 0"));
-            }
-            s.body_read_timeout = Duration::from_millis(ms);
+        if let Some(d) =
+            positive_ms(&args.body_read_timeout_ms, file.body_read_timeout_ms, "body_read_timeout_ms (SWITCHBOARD_BODY_READ_TIMEOUT_MS)")?
+        {
+            s.body_read_timeout = d;
         }
         if let Some(n) = parse_num::<usize>(&args.max_connections, file.max_connections, "max_connections (SWITCHBOARD_MAX_CONNECTIONS)")? {
             if n == 0 {
@@ -200,6 +192,14 @@ fn parse_num<T: std::str::FromStr + Copy>(arg: &Option<String>, file: Option<T>,
     match arg.as_deref().filter(|s| !s.is_empty()) {
         Some(v) => v.trim().parse().map(Some).map_err(|_| ConfigError::new(name, format!("{v:?} is not a valid number"))),
         None => Ok(file),
+    }
+}
+
+/// A duration in milliseconds that must not be zero (a zero timeout would refuse everything).
+fn positive_ms(arg: &Option<String>, file: Option<u64>, name: &str) -> Result<Option<Duration>, ConfigError> {
+    match parse_num::<u64>(arg, file, name)? {
+        Some(0) => Err(ConfigError::new(name, "must be greater than 0")),
+        other => Ok(other.map(Duration::from_millis)),
     }
 }
 

@@ -90,3 +90,10 @@ fn unsupported_brokers_are_refused_at_start_up() {
     let args = ConfigArgs { broker_url: Some("redis://127.0.0.1".into()), ..ConfigArgs::default() };
     assert!(Settings::from_sources(FileConfig::default(), &args).unwrap_err().to_string().contains("SWITCHBOARD_BROKER_URL"));
 }
+
+#[test]
+fn a_zero_read_timeout_is_refused_with_its_name() {
+    let args = ConfigArgs { body_read_timeout_ms: Some("0".into()), ..ConfigArgs::default() };
+    let e = Settings::from_sources(FileConfig::default(), &args).unwrap_err();
+    assert!(e.to_string().contains("SWITCHBOARD_BODY_READ_TIMEOUT_MS"), "{e}");
+}
