@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Settings;
 use crate::functions::{Executor, Registry};
 use crate::http::{ServeOptions, serve};
-use crate::hub::{BrokerLimits, DynBroker, MemoryBroker};
+use crate::hub::{BrokerError, BrokerLimits, DynBroker};
 use crate::metrics::Metrics;
 use crate::store::{DynStore, StoreError};
 use crate::vapi::VapiService;
@@ -29,11 +29,14 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Background tasks shutdown waits for.
     pub tasks: TaskTracker,
+    /// Open supervisor sockets, counted for the limits.
+    pub sockets: Arc<crate::live::Sockets>,
 }
 
 #[derive(Debug)]
 pub enum StartError {
     Store(StoreError),
+    Broker(BrokerError),
     Bind(std::io::Error),
 }
 
@@ -41,6 +44,7 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::Store(e) => write!(f, "cannot open the database: {e}"),
+            StartError::Broker(e) => write!(f, "cannot reach the event broker: {e}"),
             StartError::Bind(e) => write!(f, "cannot listen: {e}"),
         }
     }
@@ -52,15 +56,20 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     state: Arc<AppState>,
-    memory_broker: Arc<MemoryBroker>,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let store = crate::store::connect(&settings.database_url, settings.database_max_connections).await.map_err(StartError::Store)?;
         store.migrate().await.map_err(StartError::Store)?;
-        let memory_broker = Arc::new(MemoryBroker::new(BrokerLimits::default()));
-        let broker: DynBroker = memory_broker.clone();
+        let live = &settings.live;
+        let limits = BrokerLimits {
+            history_size: live.history_size,
+            history_age: live.history_age,
+            max_total_events: live.max_total_events,
+            ..BrokerLimits::default()
+        };
+        let broker = crate::hub::connect(&settings.broker_url, limits).await.map_err(StartError::Broker)?;
         let metrics = Arc::new(Metrics::new());
         let tasks = TaskTracker::new();
         let registry = Arc::new(Registry::new(&settings.functions, store.clone()));
@@ -77,9 +86,17 @@ impl Application {
         });
         let listener = TcpListener::bind(settings.listen).await.map_err(StartError::Bind)?;
         let addr = listener.local_addr().map_err(StartError::Bind)?;
-        let state =
-            Arc::new(AppState { settings: Arc::new(settings), store, broker, metrics, vapi, shutdown: CancellationToken::new(), tasks });
-        Ok(Self { listener, addr, state, memory_broker })
+        let state = Arc::new(AppState {
+            settings: Arc::new(settings),
+            store,
+            broker,
+            metrics,
+            vapi,
+            shutdown: CancellationToken::new(),
+            tasks,
+            sockets: Arc::default(),
+        });
+        Ok(Self { listener, addr, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -100,7 +117,7 @@ impl Application {
             shutdown_timeout: s.shutdown_timeout,
             max_connections: s.max_connections,
         };
-        let sweeper = spawn_sweeper(self.memory_broker.clone(), state.shutdown.clone());
+        let sweeper = spawn_sweeper(state.broker.clone(), state.shutdown.clone());
         let server = tokio::spawn(serve(self.listener, crate::http::router(state.clone()), state.shutdown.clone(), opts));
         signal.await;
         tracing::info!("shutting down: draining in-flight requests");
@@ -117,12 +134,12 @@ impl Application {
 }
 
 /// Idle topics (ended calls nobody watches) are dropped once their history has expired.
-fn spawn_sweeper(broker: Arc<MemoryBroker>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+fn spawn_sweeper(broker: DynBroker, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tokio::select! {
-                _ = tick.tick() => { broker.sweep(); }
+                _ = tick.tick() => { broker.maintain().await; }
                 _ = stop.cancelled() => break,
             }
         }

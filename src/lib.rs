@@ -6,6 +6,7 @@
 //!                                   │  tool calls ──► functions (registry, exactly-once executor)
 //!                                   └─ domain events ──► hub broker (per-topic seq + history)
 //! supervisors ── GET /api/calls… ──► calls (org-scoped views of the store)
+//! supervisors ── GET /ws ──► live (snapshots, resume, presence) ◄── hub broker (memory | Redis)
 //! ```
 //! `config` loads settings, `app` wires everything, `http` owns the listener and errors.
 
@@ -18,6 +19,7 @@ pub mod config;
 pub mod functions;
 pub mod http;
 pub mod hub;
+pub mod live;
 pub mod metrics;
 pub mod simulate;
 pub mod store;

@@ -7,6 +7,7 @@ use std::time::Instant;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -19,6 +20,14 @@ pub struct Metrics {
     auth_failures: Family<Labels, Counter>,
     tool_calls: Family<Labels, Histogram>,
     store_seconds: Family<Labels, Histogram>,
+    /// Supervisor sockets open now.
+    pub ws_connections: Gauge,
+    /// Sockets closed with 4008 because they could not keep up.
+    pub ws_slow_closed: Counter,
+    /// Gaps seen by subscriptions (lag, a broken broker feed, a new epoch).
+    pub ws_gaps: Counter,
+    /// Gaps history could not cover: the client was told to resync.
+    pub ws_resyncs: Counter,
 }
 
 impl Default for Metrics {
@@ -40,7 +49,26 @@ impl Metrics {
         registry.register("tool_call_duration_seconds", "Function run time of tool calls, by function and outcome", tool_calls.clone());
         let store_seconds = Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_05, 2.0, 18)));
         registry.register("store_operation_duration_seconds", "Store latency, by operation", store_seconds.clone());
-        Self { registry, webhooks, webhook_seconds, auth_failures, tool_calls, store_seconds }
+        let ws_connections = Gauge::default();
+        registry.register("ws_connections", "Supervisor sockets open", ws_connections.clone());
+        let ws_slow_closed = Counter::default();
+        registry.register("ws_slow_closed", "Supervisor sockets closed with 4008 for not keeping up", ws_slow_closed.clone());
+        let ws_gaps = Counter::default();
+        registry.register("ws_gaps", "Sequence gaps seen by subscriptions (repaired from history when possible)", ws_gaps.clone());
+        let ws_resyncs = Counter::default();
+        registry.register("ws_resyncs", "Gaps history could not cover; the client was told to resync", ws_resyncs.clone());
+        Self {
+            registry,
+            webhooks,
+            webhook_seconds,
+            auth_failures,
+            tool_calls,
+            store_seconds,
+            ws_connections,
+            ws_slow_closed,
+            ws_gaps,
+            ws_resyncs,
+        }
     }
 
     pub fn webhook(&self, kind: &str, outcome: &'static str, started: Instant) {

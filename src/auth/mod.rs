@@ -39,6 +39,8 @@ impl Role {
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub token_id: String,
+    /// How others see this caller (presence, audit): the token's label, else a short id.
+    pub name: String,
     pub role: Role,
     pub scope: OrgScope,
 }
@@ -70,7 +72,14 @@ pub async fn authenticate(store: &DynStore, token: &str) -> Result<Option<Princi
     let Some(role) = Role::parse(&row.role) else { return Ok(None) };
     let orgs: Vec<String> = serde_json::from_str(&row.orgs).unwrap_or_default();
     let scope = if orgs.iter().any(|o| o == "*") { OrgScope::All } else { OrgScope::Only(orgs) };
-    Ok(Some(Principal { token_id: row.id, role, scope }))
+    let name = row.label.clone().filter(|l| !l.trim().is_empty()).unwrap_or_else(|| format!("token {}", short_id(&row.id)));
+    Ok(Some(Principal { token_id: row.id, name, role, scope }))
+}
+
+/// The random tail of a UUIDv7 (its head is a timestamp shared by tokens made together).
+fn short_id(id: &str) -> &str {
+    let tail = id.len().saturating_sub(6);
+    id.get(tail..).unwrap_or(id)
 }
 
 /// Anything holding the store can authenticate API callers.

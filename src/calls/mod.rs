@@ -63,6 +63,7 @@ async fn list(
         q: q.q.filter(|s| !s.trim().is_empty()).map(|s| crate::store::sanitize_text(&s).chars().take(200).collect()),
         limit: limit + 1,
         before: q.cursor.as_deref().map(decode_cursor).transpose()?,
+        live_since: None,
     };
     let mut rows = app.store.list_calls(&who.scope, &filter).await?;
     let next = if rows.len() as i64 > limit {

@@ -17,9 +17,45 @@ pub struct ConfigArgs {
     /// Database connection pool size [default: 8]
     #[arg(long, env = "SWITCHBOARD_DATABASE_MAX_CONNECTIONS")]
     pub database_max_connections: Option<String>,
-    /// Event broker: memory [default: memory]
+    /// Event broker: memory, or redis://HOST:PORT/DB to share live events between instances [default: memory]
     #[arg(long, env = "SWITCHBOARD_BROKER_URL")]
     pub broker_url: Option<String>,
+    /// Events kept per topic for resuming subscribers [default: 1000]
+    #[arg(long, env = "SWITCHBOARD_BROKER_HISTORY_SIZE")]
+    pub broker_history_size: Option<String>,
+    /// Age after which an event can no longer be resumed from [default: 600000]
+    #[arg(long, env = "SWITCHBOARD_BROKER_HISTORY_AGE_MS")]
+    pub broker_history_age_ms: Option<String>,
+    /// Events the in-process broker keeps across all topics [default: 100000]
+    #[arg(long, env = "SWITCHBOARD_BROKER_MAX_TOTAL_EVENTS")]
+    pub broker_max_total_events: Option<String>,
+    /// Supervisor sockets one token may hold open [default: 50]
+    #[arg(long, env = "SWITCHBOARD_WS_MAX_CONNECTIONS_PER_TOKEN")]
+    pub ws_max_connections_per_token: Option<String>,
+    /// Supervisor sockets open in all [default: 20000]
+    #[arg(long, env = "SWITCHBOARD_WS_MAX_CONNECTIONS")]
+    pub ws_max_connections: Option<String>,
+    /// Topics one socket may subscribe to [default: 128]
+    #[arg(long, env = "SWITCHBOARD_WS_MAX_SUBSCRIPTIONS")]
+    pub ws_max_subscriptions: Option<String>,
+    /// Largest message a supervisor may send [default: 65536]
+    #[arg(long, env = "SWITCHBOARD_WS_MAX_MESSAGE_BYTES")]
+    pub ws_max_message_bytes: Option<String>,
+    /// Bytes queued for a slow socket before it is closed with 4008 [default: 1048576]
+    #[arg(long, env = "SWITCHBOARD_WS_QUEUE_BYTES")]
+    pub ws_queue_bytes: Option<String>,
+    /// Server ping interval [default: 25000]
+    #[arg(long, env = "SWITCHBOARD_WS_PING_INTERVAL_MS")]
+    pub ws_ping_interval_ms: Option<String>,
+    /// A socket silent this long is closed [default: 60000]
+    #[arg(long, env = "SWITCHBOARD_WS_IDLE_TIMEOUT_MS")]
+    pub ws_idle_timeout_ms: Option<String>,
+    /// Comma-separated browser origins allowed to open /ws besides the hub's own
+    #[arg(long, env = "SWITCHBOARD_WS_ALLOWED_ORIGINS")]
+    pub ws_allowed_origins: Option<String>,
+    /// Time VAPI's control URL has to answer a live control action [default: 5000]
+    #[arg(long, env = "SWITCHBOARD_CONTROL_TIMEOUT_MS")]
+    pub control_timeout_ms: Option<String>,
     /// Public base URL of the hub, as VAPI calls it (HMAC {url})
     #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
     pub public_url: Option<String>,

@@ -21,6 +21,12 @@ pub struct FileConfig {
     pub body_read_timeout_ms: Option<u64>,
     pub max_connections: Option<usize>,
     #[serde(default)]
+    pub broker: super::live::BrokerFile,
+    #[serde(default)]
+    pub ws: super::live::WsFile,
+    #[serde(default)]
+    pub control: super::live::ControlFile,
+    #[serde(default)]
     pub vapi: VapiFile,
     #[serde(default)]
     pub functions: Vec<FunctionFile>,

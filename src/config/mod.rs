@@ -3,6 +3,7 @@
 
 mod args;
 mod file;
+mod live;
 mod secret;
 mod vapi;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 pub use args::ConfigArgs;
 pub use file::FileConfig;
+pub use live::{LiveSettings, WsSettings};
 pub use secret::Secret;
 pub use vapi::{
     AssistantRoute, DestinationReply, Encoding, FunctionHandler, FunctionSpec, HmacAlgorithm, HmacSettings, KnowledgeDoc, VapiSettings,
@@ -62,6 +64,7 @@ pub struct Settings {
     pub body_read_timeout: Duration,
     /// Accepted TCP connections at once; further ones wait in the kernel backlog.
     pub max_connections: usize,
+    pub live: LiveSettings,
     pub vapi: VapiSettings,
     pub functions: Vec<FunctionSpec>,
 }
@@ -81,6 +84,7 @@ impl Settings {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            live: LiveSettings::defaults(),
             vapi: VapiSettings::defaults(),
             functions: vapi::default_functions(Duration::from_secs(10)),
         }
@@ -124,10 +128,10 @@ impl Settings {
             s.database_max_connections = n;
         }
         if let Some(v) = pick(&args.broker_url, &file.broker_url) {
-            if v != "memory" {
+            if !(v == "memory" || v.starts_with("redis://") || v.starts_with("rediss://")) {
                 return Err(ConfigError::new(
                     "broker_url (--broker-url, SWITCHBOARD_BROKER_URL)",
-                    format!("{v:?} is not supported yet: this version has the in-process broker only (\"memory\")"),
+                    format!("{v:?} is not memory or a redis:// URL"),
                 ));
             }
             s.broker_url = v;
@@ -171,6 +175,7 @@ impl Settings {
             }
             s.max_connections = n;
         }
+        s.live = LiveSettings::from_sources(&file.broker, &file.ws, &file.control, args)?;
         s.vapi = VapiSettings::from_sources(&file.vapi, args)?;
         s.functions = vapi::functions_from(&file.functions, s.vapi.tool_timeout)?;
         Ok(s)

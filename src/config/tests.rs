@@ -87,8 +87,32 @@ fn declared_functions_replace_the_builtins_and_are_validated() {
 
 #[test]
 fn unsupported_brokers_are_refused_at_start_up() {
-    let args = ConfigArgs { broker_url: Some("redis://127.0.0.1".into()), ..ConfigArgs::default() };
+    let args = ConfigArgs { broker_url: Some("nats://127.0.0.1".into()), ..ConfigArgs::default() };
     assert!(Settings::from_sources(FileConfig::default(), &args).unwrap_err().to_string().contains("SWITCHBOARD_BROKER_URL"));
+    let redis = ConfigArgs { broker_url: Some("redis://127.0.0.1:6379/0".into()), ..ConfigArgs::default() };
+    assert_eq!(Settings::from_sources(FileConfig::default(), &redis).unwrap().broker_url, "redis://127.0.0.1:6379/0");
+}
+
+#[test]
+fn websocket_limits_come_from_the_file_and_the_environment_wins() {
+    let file: FileConfig = toml::from_str("[ws]\nmax_subscriptions = 4\nallowed_origins = [\"https://Board.example\"]\n").unwrap();
+    let args = ConfigArgs { ws_max_subscriptions: Some("7".into()), ..ConfigArgs::default() };
+    let s = Settings::from_sources(file, &args).unwrap();
+    assert_eq!(s.live.ws.max_subscriptions, 7);
+    assert_eq!(s.live.ws.allowed_origins, vec!["https://board.example".to_string()]);
+}
+
+#[test]
+fn an_idle_timeout_shorter_than_the_ping_interval_is_refused() {
+    let args = ConfigArgs { ws_idle_timeout_ms: Some("1000".into()), ws_ping_interval_ms: Some("2000".into()), ..ConfigArgs::default() };
+    let e = Settings::from_sources(FileConfig::default(), &args).unwrap_err();
+    assert!(e.to_string().contains("SWITCHBOARD_WS_IDLE_TIMEOUT_MS"), "{e}");
+}
+
+#[test]
+fn an_allowed_origin_with_a_path_is_refused() {
+    let args = ConfigArgs { ws_allowed_origins: Some("https://a.example/app".into()), ..ConfigArgs::default() };
+    assert!(Settings::from_sources(FileConfig::default(), &args).unwrap_err().to_string().contains("allowed_origins"));
 }
 
 #[test]

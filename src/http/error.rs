@@ -12,6 +12,8 @@ use crate::store::StoreError;
 pub enum ApiError {
     /// 400: the body is not valid JSON (or not the JSON shape the route takes).
     Malformed(String),
+    /// 400: the request itself is wrong (not a body problem), e.g. a plain GET on `/ws`.
+    BadRequest { code: &'static str, message: String },
     /// 401: missing or wrong credentials. The message never says which check failed.
     Unauthenticated,
     /// 403: authenticated, but not allowed to see or do this.
@@ -22,6 +24,8 @@ pub enum ApiError {
     MethodNotAllowed,
     /// 408: the body did not arrive in time.
     Timeout,
+    /// 409: valid, but the resource's state does not allow it now.
+    Conflict { code: &'static str, message: String },
     /// 413: the body is over the configured limit.
     TooLarge(usize),
     /// 415: the body is not JSON.
@@ -38,6 +42,8 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             ApiError::Malformed(m) => (StatusCode::BAD_REQUEST, "malformed_json", m.clone()),
+            ApiError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message.clone()),
+            ApiError::Conflict { code, message } => (StatusCode::CONFLICT, code, message.clone()),
             ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", "Missing or invalid credentials.".into()),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "This token may not do that.".into()),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "Nothing found here.".into()),

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use tokio::sync::broadcast;
 
-use super::{Broker, BrokerError, Event, History, Position, Published};
+use super::{Broker, BrokerError, Event, History, Position, Published, Watcher};
 
 #[derive(Debug, Clone, Copy)]
 pub struct BrokerLimits {
@@ -52,6 +52,8 @@ pub struct MemoryBroker {
     held: AtomicUsize,
     /// One eviction at a time; publishers never wait for it.
     evicting: AtomicBool,
+    /// topic → watcher id → (watcher, expiry).
+    presence: DashMap<String, Vec<(Watcher, Instant)>>,
 }
 
 impl MemoryBroker {
@@ -62,6 +64,7 @@ impl MemoryBroker {
             topics: DashMap::new(),
             held: AtomicUsize::new(0),
             evicting: AtomicBool::new(false),
+            presence: DashMap::new(),
         }
     }
 
@@ -93,6 +96,11 @@ impl MemoryBroker {
                 release(held, inner.history.len());
             }
             !remove
+        });
+        let now = Instant::now();
+        self.presence.retain(|_, watchers| {
+            watchers.retain(|(_, expires)| *expires > now);
+            !watchers.is_empty()
         });
         before - self.topics.len()
     }
@@ -167,11 +175,15 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
+    async fn maintain(&self) {
+        self.sweep();
+    }
+
     async fn publish(&self, topic: &str, event: Event) -> Result<Arc<Published>, BrokerError> {
         let t = self.topic(topic);
         let mut inner = t.inner.lock().map_err(|_| BrokerError("topic lock poisoned".into()))?;
         inner.seq += 1;
-        let published = Arc::new(Published { topic: topic.to_string(), epoch: self.epoch.clone(), seq: inner.seq, event });
+        let published = Arc::new(Published::new(topic, self.epoch.clone(), inner.seq, event));
         let now = Instant::now();
         inner.history.push_back((now, published.clone()));
         inner.last_publish = now;
@@ -218,6 +230,42 @@ impl Broker for MemoryBroker {
             }
             _ => Ok(History::Lost),
         }
+    }
+
+    async fn recent(&self, topic: &str, limit: usize) -> Result<Vec<Arc<Published>>, BrokerError> {
+        let Some(t) = self.topics.get(topic).map(|t| t.clone()) else { return Ok(Vec::new()) };
+        let mut inner = t.inner.lock().map_err(|_| BrokerError("topic lock poisoned".into()))?;
+        let dropped = trim(&mut inner, &self.limits, Instant::now());
+        self.release(dropped);
+        let skip = inner.history.len().saturating_sub(limit);
+        Ok(inner.history.iter().skip(skip).map(|(_, p)| p.clone()).collect())
+    }
+
+    async fn presence_set(&self, topic: &str, watcher: &Watcher, ttl: Duration) -> Result<(), BrokerError> {
+        let expires = Instant::now() + ttl;
+        let mut watchers = self.presence.entry(topic.to_string()).or_default();
+        match watchers.iter_mut().find(|(w, _)| w.id == watcher.id) {
+            Some(entry) => entry.1 = expires,
+            None => watchers.push((watcher.clone(), expires)),
+        }
+        Ok(())
+    }
+
+    async fn presence_remove(&self, topic: &str, watcher_id: &str) -> Result<(), BrokerError> {
+        self.presence.remove_if_mut(topic, |_, watchers| {
+            watchers.retain(|(w, _)| w.id != watcher_id);
+            watchers.is_empty()
+        });
+        Ok(())
+    }
+
+    async fn presence(&self, topic: &str) -> Result<Vec<Watcher>, BrokerError> {
+        let now = Instant::now();
+        Ok(self
+            .presence
+            .get(topic)
+            .map(|ws| ws.iter().filter(|(_, expires)| *expires > now).map(|(w, _)| w.clone()).collect())
+            .unwrap_or_default())
     }
 }
 
@@ -291,6 +339,30 @@ mod tests {
         let History::Recovered(kept) = b.since("call:watched", &pos).await.unwrap() else { panic!("a watched topic keeps its history") };
         assert_eq!(kept.len(), 30);
         assert!(matches!(b.since("call:0", &pos).await.unwrap(), History::Lost), "the oldest unwatched history went first");
+    }
+
+    #[tokio::test]
+    async fn recent_returns_the_newest_events_oldest_first() {
+        let b = MemoryBroker::new(BrokerLimits::default());
+        for n in 1..=5 {
+            b.publish("t", ev(n)).await.unwrap();
+        }
+        let seqs: Vec<u64> = b.recent("t", 2).await.unwrap().iter().map(|p| p.seq).collect();
+        assert_eq!(seqs, vec![4, 5]);
+        assert!(b.recent("unknown", 2).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn watchers_appear_refresh_leave_and_expire() {
+        let b = MemoryBroker::new(BrokerLimits::default());
+        let w = |id: &str| Watcher { id: id.into(), name: id.into(), role: "supervisor".into(), since: 0 };
+        b.presence_set("call:1", &w("a"), Duration::from_secs(60)).await.unwrap();
+        b.presence_set("call:1", &w("b"), Duration::from_millis(1)).await.unwrap();
+        b.presence_set("call:1", &w("a"), Duration::from_secs(60)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(b.presence("call:1").await.unwrap(), vec![w("a")], "a refresh does not duplicate; an expired watcher is gone");
+        b.presence_remove("call:1", "a").await.unwrap();
+        assert!(b.presence("call:1").await.unwrap().is_empty());
     }
 
     #[tokio::test]

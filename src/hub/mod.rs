@@ -4,34 +4,50 @@
 
 mod memory;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use axum::extract::ws::Utf8Bytes;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
 pub use memory::{BrokerLimits, MemoryBroker};
 
 /// Something that happened, as supervisors see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     pub kind: String,
     /// RFC 3339 time of the event.
     pub at: String,
-    /// Scoping only: a subscriber never receives an event of an org it may not see.
+    /// Scoping only: a subscriber never receives an event of an org it may not see. Not sent
+    /// to clients; a broker that moves events between processes carries it separately.
     #[serde(skip)]
     pub org_id: String,
     pub data: Value,
 }
 
 /// An event placed on a topic.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct Published {
     pub topic: String,
     pub epoch: String,
     pub seq: u64,
     pub event: Event,
+    /// The encoded supervisor frame, made once per event however many sockets send it.
+    #[serde(skip)]
+    pub(crate) frame: OnceLock<Utf8Bytes>,
+}
+
+impl Published {
+    pub fn new(topic: impl Into<String>, epoch: impl Into<String>, seq: u64, event: Event) -> Self {
+        Self { topic: topic.into(), epoch: epoch.into(), seq, event, frame: OnceLock::new() }
+    }
+
+    pub fn position(&self) -> Position {
+        Position { epoch: self.epoch.clone(), seq: self.seq }
+    }
 }
 
 /// What a subscriber asked to resume from.
@@ -60,17 +76,48 @@ impl std::fmt::Display for BrokerError {
 
 impl std::error::Error for BrokerError {}
 
+/// A supervisor watching a topic, as others see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Watcher {
+    /// One per socket, so the same person in two tabs shows twice and leaves twice.
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    /// Milliseconds since the epoch.
+    pub since: i64,
+}
+
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     async fn ping(&self) -> Result<(), BrokerError>;
     /// Numbers and stores the event, then hands it to live subscribers without waiting on them.
     async fn publish(&self, topic: &str, event: Event) -> Result<Arc<Published>, BrokerError>;
-    /// Live events from now on. A receiver that falls behind gets `Lagged` and must resync.
+    /// Live events from now on, in sequence order. A receiver that falls behind gets `Lagged`;
+    /// one whose feed broke (a Redis reconnect) gets `Closed`. Either way the subscriber must
+    /// catch up with `since` and subscribe again, or tell its client to resync.
     fn subscribe(&self, topic: &str) -> broadcast::Receiver<Arc<Published>>;
     /// The topic's current position (epoch and last sequence number).
     async fn position(&self, topic: &str) -> Result<Position, BrokerError>;
     async fn since(&self, topic: &str, from: &Position) -> Result<History, BrokerError>;
+    /// Up to `limit` of the newest events still in history, oldest first.
+    async fn recent(&self, topic: &str, limit: usize) -> Result<Vec<Arc<Published>>, BrokerError>;
+    /// Adds or refreshes a watcher; one not refreshed within `ttl` disappears by itself (so a
+    /// crashed instance's watchers go away).
+    async fn presence_set(&self, topic: &str, watcher: &Watcher, ttl: Duration) -> Result<(), BrokerError>;
+    async fn presence_remove(&self, topic: &str, watcher_id: &str) -> Result<(), BrokerError>;
+    /// The live watchers of a topic, oldest first.
+    async fn presence(&self, topic: &str) -> Result<Vec<Watcher>, BrokerError>;
+    /// Periodic upkeep (dropping idle topics and expired watchers); called about once a minute.
+    async fn maintain(&self) {}
+}
+
+/// Opens the broker the settings name: `memory` or `redis://…`.
+pub async fn connect(url: &str, limits: BrokerLimits) -> Result<DynBroker, BrokerError> {
+    if url == "memory" {
+        return Ok(Arc::new(MemoryBroker::new(limits)));
+    }
+    Err(BrokerError(format!("unsupported broker URL {url:?}")))
 }
 
 pub type DynBroker = Arc<dyn Broker>;

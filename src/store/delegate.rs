@@ -46,6 +46,10 @@ macro_rules! impl_store {
                 Ok(q::transcript(&mut *self.conn().await?, call_id).await?)
             }
 
+            async fn last_segments(&self, call_ids: &[String]) -> crate::store::Result<Vec<SegmentRow>> {
+                Ok(q::last_segments(&mut *self.conn().await?, call_ids).await?)
+            }
+
             async fn invocations(&self, call_id: &str) -> crate::store::Result<Vec<InvocationRow>> {
                 Ok(q::invocations(&mut *self.conn().await?, call_id).await?)
             }

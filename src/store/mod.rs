@@ -40,6 +40,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_calls(&self, scope: &OrgScope, filter: &CallFilter) -> Result<Vec<CallRow>>;
     async fn get_call(&self, id: &str) -> Result<Option<CallRow>>;
     async fn transcript(&self, call_id: &str) -> Result<Vec<SegmentRow>>;
+    /// The newest final segment of each of these calls (calls without one are left out).
+    async fn last_segments(&self, call_ids: &[String]) -> Result<Vec<SegmentRow>>;
     async fn invocations(&self, call_id: &str) -> Result<Vec<InvocationRow>>;
     async fn recordings(&self, call_id: &str) -> Result<Vec<RecordingRow>>;
     async fn count_raw_events(&self, call_id: Option<&str>) -> Result<i64>;

@@ -252,6 +252,9 @@ macro_rules! shared_queries {
                     .push_bind(pattern)
                     .push(" ESCAPE '\\')");
             }
+            if let Some(t) = f.live_since {
+                qb.push(" AND status_rank < ").push_bind(TERMINAL_RANK).push(" AND last_event_at >= ").push_bind(t);
+            }
             if let Some((created, id)) = &f.before {
                 qb.push(" AND (created_at < ").push_bind(*created);
                 qb.push(" OR (created_at = ").push_bind(*created);
@@ -268,6 +271,24 @@ macro_rules! shared_queries {
             .bind(call_id)
             .fetch_all(&mut *c)
             .await
+        }
+
+        /// The newest final segment of each call named.
+        pub async fn last_segments(c: &mut $conn, call_ids: &[String]) -> sqlx::Result<Vec<SegmentRow>> {
+            if call_ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut qb =
+                QueryBuilder::<$db>::new("SELECT id, call_id, role, text, spoken_at FROM transcript_segments t WHERE call_id IN (");
+            let mut sep = qb.separated(", ");
+            for id in call_ids {
+                sep.push_bind(id.clone());
+            }
+            qb.push(
+                ") AND NOT EXISTS (SELECT 1 FROM transcript_segments u WHERE u.call_id = t.call_id \
+                 AND (u.spoken_at > t.spoken_at OR (u.spoken_at = t.spoken_at AND u.id > t.id)))",
+            );
+            qb.build_query_as::<SegmentRow>().fetch_all(&mut *c).await
         }
 
         const INVOCATION_COLUMNS: &str =

@@ -219,6 +219,9 @@ pub struct CallFilter {
     pub limit: i64,
     /// Keyset position: calls strictly older than (created_at, id).
     pub before: Option<(i64, String)>,
+    /// Only calls not over yet that were heard from since this time (a call whose end never
+    /// arrived stops counting as live once it falls silent).
+    pub live_since: Option<i64>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

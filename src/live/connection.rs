@@ -1,0 +1,285 @@
+//! One supervisor socket: reads client messages, writes queued frames, pings, and closes with
+//! the code that tells the client what to do next. Frames reach the socket through a queue
+//! bounded in bytes; a socket that cannot keep up is closed with 4008 instead of slowing
+//! anyone else or growing without bound.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures::stream::SplitSink;
+use futures::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::protocol::{self, ClientMessage, Topic, close};
+use super::sockets::SocketPlace;
+use super::{presence, subscription};
+use crate::app::AppState;
+use crate::auth::Principal;
+
+/// A frame the client does not take within this time means the socket is stuck.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The close frame waits behind unread data; a client that reads again within this time learns
+/// why it was closed, one that does not is simply dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a socket's subscriptions share with it.
+pub(super) struct Socket {
+    pub app: Arc<AppState>,
+    pub who: Principal,
+    /// Unique per socket: the watcher id in presence.
+    pub id: String,
+    pub outbox: Outbox,
+    /// Topic → the running subscription's stop token and generation.
+    pub subs: Mutex<HashMap<String, (u64, CancellationToken)>>,
+}
+
+impl Socket {
+    /// Forgets a subscription that ended by itself, unless a newer one replaced it already.
+    pub fn forget(&self, topic: &str, generation: u64) {
+        if let Ok(mut subs) = self.subs.lock()
+            && subs.get(topic).is_some_and(|(g, _)| *g == generation)
+        {
+            subs.remove(topic);
+        }
+    }
+}
+
+/// The socket's outbound queue, bounded in bytes.
+pub(super) struct Outbox {
+    tx: mpsc::UnboundedSender<Message>,
+    queued: AtomicUsize,
+    limit: usize,
+    /// Cancelled when the queue overflows; the socket then closes with 4008.
+    pub overflow: CancellationToken,
+}
+
+impl Outbox {
+    /// Queues a frame; `false` once the socket is over its limit or gone (stop sending).
+    pub fn push(&self, frame: Utf8Bytes) -> bool {
+        let n = frame.len();
+        let before = self.queued.fetch_add(n, Ordering::AcqRel);
+        // One frame alone may exceed the limit (a big snapshot); a backlog may not.
+        if before > 0 && before + n > self.limit {
+            self.overflow.cancel();
+            return false;
+        }
+        self.tx.send(Message::Text(frame)).is_ok()
+    }
+
+    /// A WebSocket ping, behind whatever is queued.
+    fn ping(&self) {
+        let _ = self.tx.send(Message::Ping(Default::default()));
+    }
+
+    fn sent(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+pub(super) async fn run(app: Arc<AppState>, who: Principal, ws: WebSocket, _place: SocketPlace) {
+    let cfg = app.settings.live.ws.clone();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let socket = Arc::new(Socket {
+        app: app.clone(),
+        who,
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        outbox: Outbox { tx, queued: AtomicUsize::new(0), limit: cfg.queue_bytes, overflow: CancellationToken::new() },
+        subs: Mutex::new(HashMap::new()),
+    });
+    app.metrics.ws_connections.inc();
+    let (sink, mut stream) = ws.split();
+    // The writer is its own task so a socket stuck in a write can still be told to close.
+    let stop_writing = CancellationToken::new();
+    let closing: Arc<Mutex<Option<CloseReason>>> = Arc::default();
+    let mut writer = tokio::spawn(write(sink, rx, socket.clone(), stop_writing.clone(), closing.clone()));
+    // Call topics this socket watches (presence), with the call's org.
+    let mut watching: HashMap<String, String> = HashMap::new();
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + cfg.ping_interval, cfg.ping_interval);
+    let mut heard = Instant::now();
+    let mut generation = 0u64;
+
+    let reason: Option<CloseReason> = loop {
+        tokio::select! {
+            biased;
+            _ = app.shutdown.cancelled() => break Some((close::SHUTTING_DOWN, "server shutting down")),
+            _ = socket.outbox.overflow.cancelled() => break Some((close::TOO_SLOW, "too slow: the outbound queue is full")),
+            _ = &mut writer => break None,
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Text(text))) => {
+                    heard = Instant::now();
+                    generation += 1;
+                    if let Err(reason) = handle(&socket, &mut watching, &text, generation).await {
+                        break Some(reason);
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => break Some((close::BAD_MESSAGE, "binary frames are not part of the protocol")),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => heard = Instant::now(),
+                Some(Ok(Message::Close(_))) | None => break None,
+                // Over the size limit or not WebSocket at all; if the socket still writes, say why.
+                Some(Err(_)) => break Some((close::BAD_MESSAGE, "invalid or oversized frame")),
+            },
+            _ = ping.tick() => {
+                if heard.elapsed() >= cfg.idle_timeout {
+                    break Some((close::IDLE, "nothing heard within the idle timeout"));
+                }
+                presence::refresh(&socket, &watching).await;
+                socket.outbox.ping();
+            }
+        }
+    };
+
+    // Subscriptions stop first so nothing more is queued; watchers leave.
+    let subs: Vec<CancellationToken> = socket.subs.lock().map(|mut s| s.drain().map(|(_, (_, t))| t).collect()).unwrap_or_default();
+    for stop in subs {
+        stop.cancel();
+    }
+    if let Ok(mut c) = closing.lock()
+        && c.is_none()
+    {
+        *c = reason;
+    }
+    stop_writing.cancel();
+    for (topic, org) in &watching {
+        presence::leave(&socket, topic, org).await;
+    }
+    if !writer.is_finished() {
+        let _ = writer.await;
+    }
+    app.metrics.ws_connections.dec();
+}
+
+/// Sends queued frames until told to stop, then the close frame (if there is a reason to give).
+async fn write(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::UnboundedReceiver<Message>,
+    socket: Arc<Socket>,
+    stop: CancellationToken,
+    closing: Arc<Mutex<Option<CloseReason>>>,
+) {
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            msg = rx.recv() => match msg { Some(m) => m, None => break },
+        };
+        let n = if let Message::Text(t) = &msg { t.len() } else { 0 };
+        // Dropping a half-done send is fine here: the socket is being closed either way.
+        let sent = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            r = tokio::time::timeout(WRITE_TIMEOUT, sink.send(msg)) => r,
+        };
+        match sent {
+            Ok(Ok(())) => socket.outbox.sent(n),
+            Ok(Err(_)) => return,
+            Err(_) => {
+                if let Ok(mut c) = closing.lock() {
+                    *c = Some((close::TOO_SLOW, "too slow: a frame was not taken in time"));
+                }
+                break;
+            }
+        }
+    }
+    let reason = closing.lock().ok().and_then(|c| *c);
+    if let Some((code, reason)) = reason {
+        if code == close::TOO_SLOW {
+            socket.app.metrics.ws_slow_closed.inc();
+        }
+        // Queued behind what the client has not read yet; it gets a while to get there.
+        let frame = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(frame)).await;
+    }
+}
+
+type CloseReason = (u16, &'static str);
+
+/// One client message. `Err` closes the socket with that code.
+async fn handle(socket: &Arc<Socket>, watching: &mut HashMap<String, String>, text: &str, generation: u64) -> Result<(), CloseReason> {
+    let msg: ClientMessage = serde_json::from_str(text).map_err(|_| (close::BAD_MESSAGE, "not a message of the protocol"))?;
+    match msg {
+        ClientMessage::Ping => {
+            socket.outbox.push(protocol::pong());
+        }
+        ClientMessage::Subscribe { topic, since } => {
+            let parsed = Topic::parse(&topic).ok_or((close::BAD_MESSAGE, "unknown topic"))?;
+            subscribe(socket, watching, topic, parsed, since.map(Into::into), generation).await?;
+        }
+        ClientMessage::Unsubscribe { topic } => {
+            let stop = socket.subs.lock().ok().and_then(|mut s| s.remove(&topic));
+            if let Some((_, stop)) = stop {
+                stop.cancel();
+            }
+            if let Some(org) = watching.remove(&topic) {
+                presence::leave(socket, &topic, &org).await;
+            }
+            socket.outbox.push(protocol::unsubscribed(&topic));
+        }
+        ClientMessage::Control { call_id, action, id } => {
+            super::control::spawn(socket.clone(), call_id, action, id);
+        }
+    }
+    Ok(())
+}
+
+async fn subscribe(
+    socket: &Arc<Socket>,
+    watching: &mut HashMap<String, String>,
+    name: String,
+    topic: Topic,
+    since: Option<crate::hub::Position>,
+    generation: u64,
+) -> Result<(), CloseReason> {
+    let app = &socket.app;
+    let max = app.settings.live.ws.max_subscriptions;
+    let already = socket.subs.lock().map(|s| s.contains_key(&name)).unwrap_or(false);
+    let count = socket.subs.lock().map(|s| s.len()).unwrap_or(0);
+    if !already && count >= max {
+        return Err((close::BAD_MESSAGE, "too many subscriptions on one socket"));
+    }
+    let mut org = None;
+    match &topic {
+        Topic::Calls => {}
+        Topic::Call(id) => {
+            // An unknown call and another org's call get the same answer, so ids cannot be probed.
+            let visible = match app.store.get_call(id).await {
+                Ok(Some(call)) => {
+                    let ok = socket.who.scope.allows(&call.org_id);
+                    org = Some(call.org_id);
+                    ok
+                }
+                Ok(None) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check a subscription");
+                    socket.outbox.push(protocol::error("unavailable", "The store is unavailable; retry shortly.", Some(&name)));
+                    return Ok(());
+                }
+            };
+            if !visible {
+                return Err((close::FORBIDDEN, "no such call for this token"));
+            }
+        }
+        Topic::Chats | Topic::Chat(_) => {
+            socket.outbox.push(protocol::error("unknown_topic", "Chat topics are not available yet.", Some(&name)));
+            return Ok(());
+        }
+    }
+    if let Some(org) = org
+        && !watching.contains_key(&name)
+    {
+        watching.insert(name.clone(), org.clone());
+        presence::join(socket, &name, &org).await;
+    }
+    let stop = CancellationToken::new();
+    let previous = socket.subs.lock().ok().and_then(|mut s| s.insert(name.clone(), (generation, stop.clone())));
+    // Subscribing again restarts the subscription (a client's answer to `resync`).
+    if let Some((_, old)) = previous {
+        old.cancel();
+    }
+    let task = subscription::run(socket.clone(), topic, name, since, stop, generation);
+    app.tasks.spawn(task);
+    Ok(())
+}
