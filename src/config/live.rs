@@ -131,7 +131,8 @@ impl LiveSettings {
         };
         if let Some(origins) = origins {
             for o in &origins {
-                if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
+                let rest = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));
+                if rest.is_none_or(|r| r.is_empty() || r.contains('/')) {
                     return Err(ConfigError::new(
                         "ws.allowed_origins (SWITCHBOARD_WS_ALLOWED_ORIGINS)",
                         format!("{o:?} is not an origin like https://example.com (scheme, host, optional port, no path)"),

@@ -22,6 +22,8 @@ use crate::auth::Principal;
 
 /// A frame the client does not take within this time means the socket is stuck.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// After our close frame, how long we wait for the client's.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// The close frame waits behind unread data; a client that reads again within this time learns
 /// why it was closed, one that does not is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -148,6 +150,18 @@ pub(super) async fn run(app: Arc<AppState>, who: Principal, ws: WebSocket, _plac
     }
     if !writer.is_finished() {
         let _ = writer.await;
+    }
+    if reason.is_some() {
+        // The closing handshake: give the client a moment to answer our close frame, so it reads
+        // the code before the connection goes (dropping at once can reset what it has not read).
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            while let Some(Ok(m)) = stream.next().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
     app.metrics.ws_connections.dec();
 }

@@ -150,7 +150,7 @@ mod tests {
         assert!(matches!(m, ClientMessage::Subscribe { since: Some(Since { seq: 4, .. }), .. }));
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"subscribe"}"#).is_err());
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"dance"}"#).is_err());
-        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"ping","extra":1}"#).is_err());
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"subscribe","topic":"calls","extra":1}"#).is_err());
     }
 
     #[test]

@@ -61,8 +61,9 @@ impl Supervisor {
 
     /// The next JSON frame or the close, skipping pings; `None` when nothing came in `wait`.
     pub async fn next_within(&mut self, wait: Duration) -> Option<Frame> {
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let msg = tokio::time::timeout(wait, self.ws.next()).await.ok()?;
+            let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()?;
             match msg {
                 Some(Ok(Message::Text(t))) => return Some(Frame::Json(serde_json::from_str(&t).unwrap())),
                 Some(Ok(Message::Close(c))) => return Some(Frame::Closed(c.map(|c| u16::from(c.code)))),
