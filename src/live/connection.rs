@@ -114,7 +114,9 @@ pub(super) async fn run(app: Arc<AppState>, who: Principal, ws: WebSocket, _plac
                 Some(Ok(Message::Text(text))) => {
                     heard = Instant::now();
                     generation += 1;
-                    if let Err(reason) = handle(&socket, &mut watching, &text, generation).await {
+                    // Boxed: the socket task lives for hours, and an inline future would keep the
+                    // space of the largest message handler for all that time.
+                    if let Err(reason) = Box::pin(handle(&socket, &mut watching, &text, generation)).await {
                         break Some(reason);
                     }
                 }
@@ -128,7 +130,7 @@ pub(super) async fn run(app: Arc<AppState>, who: Principal, ws: WebSocket, _plac
                 if heard.elapsed() >= cfg.idle_timeout {
                     break Some((close::IDLE, "nothing heard within the idle timeout"));
                 }
-                presence::refresh(&socket, &watching).await;
+                Box::pin(presence::refresh(&socket, &watching)).await;
                 socket.outbox.ping();
             }
         }
@@ -146,7 +148,7 @@ pub(super) async fn run(app: Arc<AppState>, who: Principal, ws: WebSocket, _plac
     }
     stop_writing.cancel();
     for (topic, org) in &watching {
-        presence::leave(&socket, topic, org).await;
+        Box::pin(presence::leave(&socket, topic, org)).await;
     }
     if !writer.is_finished() {
         let _ = writer.await;

@@ -32,7 +32,8 @@ async fn follow(socket: &Socket, topic: &Topic, name: &str, since: Option<Positi
     // Subscribe before reading the position, so nothing published in between is missed;
     // what arrives twice is recognised by its sequence number.
     let mut rx = broker.subscribe(name);
-    let Some(mut at) = start(socket, topic, name, since).await else { return };
+    // Boxed: the snapshot's futures are large and needed once; the loop below lives on.
+    let Some(mut at) = Box::pin(start(socket, topic, name, since)).await else { return };
     loop {
         let gap = match rx.recv().await {
             Ok(p) if p.epoch == at.epoch && p.seq <= at.seq => continue,
@@ -51,7 +52,7 @@ async fn follow(socket: &Socket, topic: &Topic, name: &str, since: Option<Positi
             }
         };
         socket.app.metrics.ws_gaps.inc();
-        match broker.since(name, &at).await {
+        match Box::pin(broker.since(name, &at)).await {
             Ok(History::Recovered(missed)) => {
                 let from = at.seq;
                 for p in missed.iter().filter(|p| p.seq > from) {
