@@ -31,6 +31,8 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Open supervisor sockets, counted for the limits.
     pub sockets: Arc<crate::live::Sockets>,
+    /// The client for VAPI control URLs (no redirects, no proxy), shared for its connection pool.
+    pub control_http: reqwest::Client,
 }
 
 #[derive(Debug)]
@@ -95,6 +97,7 @@ impl Application {
             shutdown: CancellationToken::new(),
             tasks,
             sockets: Arc::default(),
+            control_http: crate::control::client(),
         });
         Ok(Self { listener, addr, state })
     }

@@ -7,6 +7,7 @@
 //!                                   └─ domain events ──► hub broker (per-topic seq + history)
 //! supervisors ── GET /api/calls… ──► calls (org-scoped views of the store)
 //! supervisors ── GET /ws ──► live (snapshots, resume, presence) ◄── hub broker (memory | Redis)
+//! supervisors ── POST /api/calls/{id}/control ──► control (validate, allowlist, audit) ──► VAPI controlUrl
 //! ```
 //! `config` loads settings, `app` wires everything, `http` owns the listener and errors.
 
@@ -16,6 +17,7 @@ pub mod calls;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod functions;
 pub mod http;
 pub mod hub;

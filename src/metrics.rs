@@ -20,6 +20,7 @@ pub struct Metrics {
     auth_failures: Family<Labels, Counter>,
     tool_calls: Family<Labels, Histogram>,
     store_seconds: Family<Labels, Histogram>,
+    control_actions: Family<Labels, Counter>,
     /// Supervisor sockets open now.
     pub ws_connections: Gauge,
     /// Sockets closed with 4008 because they could not keep up.
@@ -49,6 +50,8 @@ impl Metrics {
         registry.register("tool_call_duration_seconds", "Function run time of tool calls, by function and outcome", tool_calls.clone());
         let store_seconds = Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_05, 2.0, 18)));
         registry.register("store_operation_duration_seconds", "Store latency, by operation", store_seconds.clone());
+        let control_actions = Family::<Labels, Counter>::default();
+        registry.register("control_actions", "Live control actions, by action and outcome", control_actions.clone());
         let ws_connections = Gauge::default();
         registry.register("ws_connections", "Supervisor sockets open", ws_connections.clone());
         let ws_slow_closed = Counter::default();
@@ -64,6 +67,7 @@ impl Metrics {
             auth_failures,
             tool_calls,
             store_seconds,
+            control_actions,
             ws_connections,
             ws_slow_closed,
             ws_gaps,
@@ -83,6 +87,10 @@ impl Metrics {
     pub fn tool_call(&self, function: &str, ok: bool, seconds: f64) {
         let outcome = if ok { "ok" } else { "error" };
         self.tool_calls.get_or_create(&vec![("function", function.to_string()), ("outcome", outcome.to_string())]).observe(seconds);
+    }
+
+    pub fn control_action(&self, action: &str, outcome: &'static str) {
+        self.control_actions.get_or_create(&vec![("action", action.to_string()), ("outcome", outcome.to_string())]).inc();
     }
 
     /// Times a store operation and records it under `op`.

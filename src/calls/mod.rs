@@ -77,10 +77,13 @@ async fn list(
 
 async fn one(State(app): State<Arc<AppState>>, who: Principal, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let call = visible_call(&app, &who, &id).await?;
-    let (segments, mut invocations, recordings) =
-        tokio::try_join!(app.store.transcript(&id), app.store.invocations(&id), app.store.recordings(&id))?;
+    let (segments, mut invocations, recordings, mut controls) =
+        tokio::try_join!(app.store.transcript(&id), app.store.invocations(&id), app.store.recordings(&id), app.store.control_actions(&id))?;
     invocations.retain(|i| i.org_id == call.org_id);
-    Ok(Json(view::detail(&call, &segments, &invocations, &recordings)))
+    controls.retain(|c| c.org_id == call.org_id);
+    let mut detail = view::detail(&call, &segments, &invocations, &recordings);
+    detail["control_actions"] = controls.iter().map(crate::control::audit_view).collect();
+    Ok(Json(detail))
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,7 +107,7 @@ async fn transcript_of(
 }
 
 /// The call if it exists and the caller may see it; otherwise the same 404 either way.
-async fn visible_call(app: &AppState, who: &Principal, id: &str) -> Result<CallRow, ApiError> {
+pub(crate) async fn visible_call(app: &AppState, who: &Principal, id: &str) -> Result<CallRow, ApiError> {
     if id.is_empty() || id.len() > 256 || id.contains('\0') {
         return Err(ApiError::NotFound);
     }

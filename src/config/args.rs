@@ -56,6 +56,15 @@ pub struct ConfigArgs {
     /// Time VAPI's control URL has to answer a live control action [default: 5000]
     #[arg(long, env = "SWITCHBOARD_CONTROL_TIMEOUT_MS")]
     pub control_timeout_ms: Option<String>,
+    /// Comma-separated hosts a call's control URL may name (subdomains included) [default: vapi.ai]
+    #[arg(long, env = "SWITCHBOARD_CONTROL_ALLOWED_HOSTS")]
+    pub control_allowed_hosts: Option<String>,
+    /// Allow http:// control URLs (testing against a local fake only) [default: false]
+    #[arg(long, env = "SWITCHBOARD_CONTROL_ALLOW_HTTP")]
+    pub control_allow_http: Option<String>,
+    /// VAPI public API key sent as Bearer to control URLs (monitorPlan.controlAuthenticationEnabled)
+    #[arg(long, env = "SWITCHBOARD_CONTROL_API_KEY", hide_env_values = true)]
+    pub control_api_key: Option<String>,
     /// Public base URL of the hub, as VAPI calls it (HMAC {url})
     #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
     pub public_url: Option<String>,

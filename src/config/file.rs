@@ -25,7 +25,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub ws: super::live::WsFile,
     #[serde(default)]
-    pub control: super::live::ControlFile,
+    pub control: super::control::ControlFile,
     #[serde(default)]
     pub vapi: VapiFile,
     #[serde(default)]

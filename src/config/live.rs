@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::control::{ControlFile, ControlSettings};
 use super::{ConfigArgs, ConfigError, parse_num, positive_ms};
 
 #[derive(Debug, Clone)]
@@ -19,6 +20,8 @@ pub struct LiveSettings {
     pub ws: WsSettings,
     /// Time VAPI's control URL has to answer a control action.
     pub control_timeout: Duration,
+    /// Which control URLs may be called, and how.
+    pub control: ControlSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +61,7 @@ impl LiveSettings {
                 allowed_origins: Vec::new(),
             },
             control_timeout: Duration::from_secs(5),
+            control: ControlSettings::defaults(),
         }
     }
 
@@ -144,6 +148,7 @@ impl LiveSettings {
         if let Some(d) = positive_ms(&args.control_timeout_ms, control.timeout_ms, "control.timeout_ms (SWITCHBOARD_CONTROL_TIMEOUT_MS)")? {
             s.control_timeout = d;
         }
+        s.control = ControlSettings::from_sources(control, args)?;
         Ok(s)
     }
 }
@@ -174,10 +179,4 @@ pub struct WsFile {
     pub ping_interval_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub allowed_origins: Option<Vec<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ControlFile {
-    pub timeout_ms: Option<u64>,
 }

@@ -2,6 +2,7 @@
 //! Loaded once at start-up, validated with a message naming the bad setting, passed down.
 
 mod args;
+mod control;
 mod file;
 mod live;
 mod secret;
@@ -12,6 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use args::ConfigArgs;
+pub use control::ControlSettings;
 pub use file::FileConfig;
 pub use live::{LiveSettings, WsSettings};
 pub use secret::Secret;

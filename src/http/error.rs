@@ -32,6 +32,11 @@ pub enum ApiError {
     UnsupportedMediaType,
     /// 422: well-formed, but a field is invalid.
     Invalid { code: &'static str, message: String },
+    /// 502: an upstream (VAPI's control URL) refused the request or could not be reached; its
+    /// HTTP status, when it answered, is passed on as `upstream_status`.
+    BadGateway { code: &'static str, message: String, upstream_status: Option<u16> },
+    /// 504: an upstream did not answer in time.
+    GatewayTimeout { code: &'static str, message: String },
     /// 503: a dependency (store, broker) is down; retry later.
     Unavailable(&'static str),
     /// 500: a bug; details go to the log only.
@@ -58,6 +63,8 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Send the body as application/json.".into())
             }
             ApiError::Invalid { code, message } => (StatusCode::UNPROCESSABLE_ENTITY, code, message.clone()),
+            ApiError::BadGateway { code, message, .. } => (StatusCode::BAD_GATEWAY, code, message.clone()),
+            ApiError::GatewayTimeout { code, message } => (StatusCode::GATEWAY_TIMEOUT, code, message.clone()),
             ApiError::Unavailable(what) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("The {what} is unavailable; retry shortly."))
             }
@@ -68,15 +75,30 @@ impl ApiError {
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
         ApiError::Invalid { code, message: message.into() }
     }
+
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// The `{"code","message"}` object (plus `upstream_status` when there is one), for answers
+    /// that are not HTTP responses (WebSocket frames).
+    pub fn body(&self) -> serde_json::Value {
+        let (_, code, message) = self.parts();
+        let mut body = json!({ "code": code, "message": message });
+        if let ApiError::BadGateway { upstream_status: Some(n), .. } = self {
+            body["upstream_status"] = json!(n);
+        }
+        body
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code, message) = self.parts();
+        let status = self.status();
         if let ApiError::Internal(detail) = &self {
             tracing::error!(detail = %detail, "internal error");
         }
-        let mut resp = (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response();
+        let mut resp = (status, Json(json!({ "error": self.body() }))).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }

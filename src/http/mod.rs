@@ -22,6 +22,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(health::router())
         .merge(crate::calls::router())
+        .merge(crate::control::router())
         .merge(crate::live::router())
         .with_state(state.clone())
         .merge(crate::vapi::router(state.vapi.clone()))

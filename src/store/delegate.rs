@@ -81,6 +81,18 @@ macro_rules! impl_store {
                 Ok(q::find_token(&mut *self.conn().await?, hash).await?)
             }
 
+            async fn insert_control_action(&self, a: NewControlAction) -> crate::store::Result<()> {
+                self.write(move |c| Box::pin(async move { q::insert_control_action(c, &a).await })).await
+            }
+
+            async fn finish_control_action(&self, d: ControlFinished) -> crate::store::Result<()> {
+                self.write(move |c| Box::pin(async move { q::finish_control_action(c, &d).await })).await
+            }
+
+            async fn control_actions(&self, call_id: &str) -> crate::store::Result<Vec<ControlActionRow>> {
+                Ok(q::control_actions(&mut *self.conn().await?, call_id).await?)
+            }
+
             async fn find_customer(&self, phone: Option<&str>, name: Option<&str>) -> crate::store::Result<Option<CustomerRow>> {
                 Ok(q::find_customer(&mut *self.conn().await?, phone, name).await?)
             }

@@ -49,6 +49,12 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_token(&self, id: &str, hash: &str, role: &str, orgs: &str, label: Option<&str>, now: i64) -> Result<()>;
     async fn find_token(&self, hash: &str) -> Result<Option<TokenRow>>;
 
+    /// The audit trail of live call control: recorded before the request, completed after.
+    async fn insert_control_action(&self, action: NewControlAction) -> Result<()>;
+    async fn finish_control_action(&self, done: ControlFinished) -> Result<()>;
+    /// A call's control actions, oldest first.
+    async fn control_actions(&self, call_id: &str) -> Result<Vec<ControlActionRow>>;
+
     /// Demo tables behind the built-in functions.
     async fn find_customer(&self, phone: Option<&str>, name: Option<&str>) -> Result<Option<CustomerRow>>;
     async fn booked_slots(&self, date: &str) -> Result<Vec<String>>;

@@ -463,6 +463,55 @@ macro_rules! shared_queries {
                 .await
         }
 
+        pub async fn insert_control_action(c: &mut $conn, a: &NewControlAction) -> sqlx::Result<()> {
+            sqlx::query(
+                "INSERT INTO control_actions (id, call_id, org_id, token_id, actor, action_type, action, vapi_body, \
+                 requested_at, finished_at, outcome, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(&a.id)
+            .bind(&a.call_id)
+            .bind(&a.org_id)
+            .bind(&a.token_id)
+            .bind(sanitize_text(&a.actor))
+            .bind(&a.action_type)
+            .bind(sanitize_text(&a.action))
+            .bind(sanitize_text(&a.vapi_body))
+            .bind(a.requested_at)
+            .bind(a.finished_at)
+            .bind(&a.outcome)
+            .bind(clean(&a.error))
+            .execute(&mut *c)
+            .await?;
+            Ok(())
+        }
+
+        /// Completes a pending attempt; a row already final is left as it is.
+        pub async fn finish_control_action(c: &mut $conn, d: &ControlFinished) -> sqlx::Result<()> {
+            sqlx::query(
+                "UPDATE control_actions SET outcome = $2, upstream_status = $3, error = $4, finished_at = $5, latency_ms = $6 \
+                 WHERE id = $1 AND outcome = 'pending'",
+            )
+            .bind(&d.id)
+            .bind(&d.outcome)
+            .bind(d.upstream_status)
+            .bind(clean(&d.error))
+            .bind(d.finished_at)
+            .bind(d.latency_ms)
+            .execute(&mut *c)
+            .await?;
+            Ok(())
+        }
+
+        pub async fn control_actions(c: &mut $conn, call_id: &str) -> sqlx::Result<Vec<ControlActionRow>> {
+            sqlx::query_as::<_, ControlActionRow>(
+                "SELECT id, call_id, org_id, token_id, actor, action_type, action, vapi_body, requested_at, finished_at, \
+                 outcome, upstream_status, error, latency_ms FROM control_actions WHERE call_id = $1 ORDER BY requested_at, id",
+            )
+            .bind(call_id)
+            .fetch_all(&mut *c)
+            .await
+        }
+
         /// LIKE patterns are built from user text: its own wildcards must match literally.
         fn escape_like(s: &str) -> String {
             s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")

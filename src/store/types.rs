@@ -255,3 +255,52 @@ pub enum Booking {
     Booked { id: i64 },
     SlotTaken,
 }
+
+/// A live control attempt, recorded before the request to VAPI goes out.
+#[derive(Debug, Clone)]
+pub struct NewControlAction {
+    pub id: String,
+    pub call_id: String,
+    pub org_id: String,
+    pub token_id: String,
+    pub actor: String,
+    pub action_type: String,
+    /// The hub's action object, as JSON.
+    pub action: String,
+    /// The exact body sent (or that would have been sent) to the control URL.
+    pub vapi_body: String,
+    pub requested_at: i64,
+    /// `pending` while the request is out; a final outcome when the attempt never left (`refused`).
+    pub outcome: String,
+    pub error: Option<String>,
+    pub finished_at: Option<i64>,
+}
+
+/// How a control attempt ended.
+#[derive(Debug, Clone)]
+pub struct ControlFinished {
+    pub id: String,
+    pub outcome: String,
+    pub upstream_status: Option<i64>,
+    pub error: Option<String>,
+    pub finished_at: i64,
+    pub latency_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ControlActionRow {
+    pub id: String,
+    pub call_id: String,
+    pub org_id: String,
+    pub token_id: String,
+    pub actor: String,
+    pub action_type: String,
+    pub action: String,
+    pub vapi_body: String,
+    pub requested_at: i64,
+    pub finished_at: Option<i64>,
+    pub outcome: String,
+    pub upstream_status: Option<i64>,
+    pub error: Option<String>,
+    pub latency_ms: Option<f64>,
+}

@@ -5,6 +5,7 @@
 mod bad_input;
 mod calls_api;
 mod cli;
+mod control;
 mod events;
 mod fixtures;
 mod functions;
