@@ -386,3 +386,30 @@ async fn the_configured_api_key_is_sent_as_a_bearer_token() {
     assert_eq!(act(&app, &token, "ctl-15", json!({ "type": "end-call" })).await.0, 200);
     assert_eq!(fake.seen()[0].authorization.as_deref(), Some("Bearer pk_live_123"));
 }
+
+#[tokio::test]
+async fn a_control_message_on_the_socket_acts_like_the_route_and_answers_on_the_socket() {
+    let fake = FakeControl::start(200, Duration::ZERO).await;
+    let app = spawn_control_app(|_| {}).await;
+    let token = app.token("supervisor", &[ORG]).await;
+    live_call(&app, "ctl-ws", &fake.url("ctl-ws")).await;
+    let mut sup = crate::ws::Supervisor::connect(&app, &token).await;
+    sup.subscribe("call:ctl-ws").await;
+    let whisper = json!({ "type": "whisper", "content": "Offer the callback." });
+    sup.send(json!({ "type": "control", "call_id": "ctl-ws", "action": whisper, "id": 7 })).await;
+    let answer = sup.expect("control_result").await;
+    assert_eq!(
+        (answer["ok"].clone(), answer["id"].clone(), answer["result"]["upstream_status"].clone()),
+        (json!(true), json!(7), json!(200))
+    );
+    let sent = sup.expect_event("control.sent").await;
+    assert_eq!(sent["event"]["data"]["outcome"], "sent");
+    assert_eq!(fake.seen()[0].body["type"], "add-message");
+    assert_eq!(audit(&app, &token, "ctl-ws").await.len(), 1);
+
+    sup.send(json!({ "type": "control", "call_id": "ctl-ws", "action": { "type": "dance" }, "id": "x" })).await;
+    let refused = sup.expect("control_result").await;
+    assert_eq!((refused["ok"].clone(), refused["status"].clone(), refused["id"].clone()), (json!(false), json!(422), json!("x")));
+    assert!(refused["error"]["code"].is_string());
+    assert_eq!(fake.seen().len(), 1, "nothing more was sent");
+}
