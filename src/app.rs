@@ -71,7 +71,7 @@ impl Application {
             max_total_events: live.max_total_events,
             ..BrokerLimits::default()
         };
-        let broker = crate::hub::connect(&settings.broker_url, limits).await.map_err(StartError::Broker)?;
+        let broker = crate::hub::connect(&settings.broker_url, &live.broker_prefix, limits).await.map_err(StartError::Broker)?;
         let metrics = Arc::new(Metrics::new());
         let tasks = TaskTracker::new();
         let registry = Arc::new(Registry::new(&settings.functions, store.clone()));

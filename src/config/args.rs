@@ -20,6 +20,9 @@ pub struct ConfigArgs {
     /// Event broker: memory, or redis://HOST:PORT/DB to share live events between instances [default: memory]
     #[arg(long, env = "SWITCHBOARD_BROKER_URL")]
     pub broker_url: Option<String>,
+    /// Prefix of every Redis key and channel the broker uses; instances sharing live events share it [default: switchboard]
+    #[arg(long, env = "SWITCHBOARD_BROKER_PREFIX")]
+    pub broker_prefix: Option<String>,
     /// Events kept per topic for resuming subscribers [default: 1000]
     #[arg(long, env = "SWITCHBOARD_BROKER_HISTORY_SIZE")]
     pub broker_history_size: Option<String>,

@@ -13,6 +13,7 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     pub database_max_connections: Option<u32>,
     pub broker_url: Option<String>,
+    pub broker_prefix: Option<String>,
     pub public_url: Option<String>,
     pub log: Option<String>,
     pub log_format: Option<String>,

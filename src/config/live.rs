@@ -11,6 +11,9 @@ use super::{ConfigArgs, ConfigError, parse_num, positive_ms};
 
 #[derive(Debug, Clone)]
 pub struct LiveSettings {
+    /// Namespace of the Redis broker's keys and channel: instances that share live events share
+    /// it; hubs (or tests) sharing one Redis keep apart with different ones.
+    pub broker_prefix: String,
     /// Events kept per topic for `since` recovery.
     pub history_size: usize,
     /// Events older than this are no longer recoverable.
@@ -47,6 +50,7 @@ pub struct WsSettings {
 impl LiveSettings {
     pub fn defaults() -> Self {
         Self {
+            broker_prefix: "switchboard".into(),
             history_size: 1000,
             history_age: Duration::from_secs(600),
             max_total_events: 100_000,
@@ -151,6 +155,20 @@ impl LiveSettings {
         s.control = ControlSettings::from_sources(control, args)?;
         Ok(s)
     }
+}
+
+/// The Redis key prefix: short and plain, since it is part of every key and of the pub/sub
+/// channel name (which Redis does not scope by database).
+pub(super) fn broker_prefix(arg: &Option<String>, file: &Option<String>) -> Result<Option<String>, ConfigError> {
+    const NAME: &str = "broker_prefix (SWITCHBOARD_BROKER_PREFIX)";
+    let Some(v) = super::pick(arg, file) else { return Ok(None) };
+    if v.is_empty() || v.len() > 64 {
+        return Err(ConfigError::new(NAME, "must be 1 to 64 characters"));
+    }
+    if !v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')) {
+        return Err(ConfigError::new(NAME, format!("{v:?} may only hold letters, digits and _ - . :")));
+    }
+    Ok(Some(v))
 }
 
 fn at_least_one(arg: &Option<String>, file: Option<usize>, name: &str) -> Result<Option<usize>, ConfigError> {

@@ -178,6 +178,9 @@ impl Settings {
             s.max_connections = n;
         }
         s.live = LiveSettings::from_sources(&file.broker, &file.ws, &file.control, args)?;
+        if let Some(prefix) = live::broker_prefix(&args.broker_prefix, &file.broker_prefix)? {
+            s.live.broker_prefix = prefix;
+        }
         s.vapi = VapiSettings::from_sources(&file.vapi, args)?;
         s.functions = vapi::functions_from(&file.functions, s.vapi.tool_timeout)?;
         Ok(s)

@@ -121,3 +121,19 @@ fn a_zero_read_timeout_is_refused_with_its_name() {
     let e = Settings::from_sources(FileConfig::default(), &args).unwrap_err();
     assert!(e.to_string().contains("SWITCHBOARD_BODY_READ_TIMEOUT_MS"), "{e}");
 }
+
+#[test]
+fn the_broker_prefix_comes_from_the_file_or_the_environment_and_is_validated() {
+    assert_eq!(Settings::from_sources(FileConfig::default(), &ConfigArgs::default()).unwrap().live.broker_prefix, "switchboard");
+    let s = Settings::from_sources(file("broker_prefix = \"hub-eu.1\"\n"), &ConfigArgs::default()).unwrap();
+    assert_eq!(s.live.broker_prefix, "hub-eu.1");
+    let args = ConfigArgs { broker_prefix: Some("hub:b".into()), ..ConfigArgs::default() };
+    assert_eq!(Settings::from_sources(file("broker_prefix = \"hub-a\"\n"), &args).unwrap().live.broker_prefix, "hub:b");
+    for bad in ["has space", "a{b}", &"x".repeat(65)] {
+        let args = ConfigArgs { broker_prefix: Some(bad.to_string()), ..ConfigArgs::default() };
+        let e = Settings::from_sources(FileConfig::default(), &args).unwrap_err();
+        assert!(e.to_string().contains("SWITCHBOARD_BROKER_PREFIX"), "{bad:?}: {e}");
+    }
+    let e = Settings::from_sources(file("broker_prefix = \"\"\n"), &ConfigArgs::default()).unwrap_err();
+    assert!(e.to_string().contains("SWITCHBOARD_BROKER_PREFIX"), "an empty prefix in the file is refused: {e}");
+}

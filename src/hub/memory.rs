@@ -261,65 +261,30 @@ impl Broker for MemoryBroker {
 
     async fn presence(&self, topic: &str) -> Result<Vec<Watcher>, BrokerError> {
         let now = Instant::now();
-        Ok(self
+        let mut watchers: Vec<Watcher> = self
             .presence
             .get(topic)
             .map(|ws| ws.iter().filter(|(_, expires)| *expires > now).map(|(w, _)| w.clone()).collect())
-            .unwrap_or_default())
+            .unwrap_or_default();
+        watchers.sort_by(|a, b| (a.since, &a.id).cmp(&(b.since, &b.id)));
+        Ok(watchers)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::hub::DynBroker;
+    use crate::hub::conformance::{Make, ev};
 
-    fn ev(n: u64) -> Event {
-        Event { kind: "test".into(), at: String::new(), org_id: "o".into(), data: json!({ "n": n }) }
+    fn memory() -> Option<Make> {
+        Some(Box::new(|limits| Box::pin(async move { Arc::new(MemoryBroker::new(limits)) as DynBroker })))
     }
 
-    #[tokio::test]
-    async fn sequence_numbers_grow_by_one_per_topic() {
-        let b = MemoryBroker::new(BrokerLimits::default());
-        let a1 = b.publish("a", ev(1)).await.unwrap();
-        let a2 = b.publish("a", ev(2)).await.unwrap();
-        let b1 = b.publish("b", ev(3)).await.unwrap();
-        assert_eq!((a1.seq, a2.seq, b1.seq), (1, 2, 1));
-    }
+    mod conformance {
+        use super::memory;
 
-    #[tokio::test]
-    async fn history_since_a_position_returns_exactly_what_followed() {
-        let b = MemoryBroker::new(BrokerLimits::default());
-        for n in 1..=5 {
-            b.publish("t", ev(n)).await.unwrap();
-        }
-        let pos = Position { epoch: b.epoch.clone(), seq: 2 };
-        let History::Recovered(missed) = b.since("t", &pos).await.unwrap() else { panic!("expected recovery") };
-        assert_eq!(missed.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
-    }
-
-    #[tokio::test]
-    async fn a_trimmed_or_foreign_position_is_reported_lost() {
-        let b = MemoryBroker::new(BrokerLimits { history_size: 3, ..BrokerLimits::default() });
-        for n in 1..=10 {
-            b.publish("t", ev(n)).await.unwrap();
-        }
-        let trimmed = Position { epoch: b.epoch.clone(), seq: 2 };
-        assert!(matches!(b.since("t", &trimmed).await.unwrap(), History::Lost));
-        let foreign = Position { epoch: "other".into(), seq: 9 };
-        assert!(matches!(b.since("t", &foreign).await.unwrap(), History::Lost));
-    }
-
-    #[tokio::test]
-    async fn live_subscribers_receive_in_sequence_order() {
-        let b = MemoryBroker::new(BrokerLimits::default());
-        let mut rx = b.subscribe("t");
-        for n in 1..=3 {
-            b.publish("t", ev(n)).await.unwrap();
-        }
-        for want in 1..=3 {
-            assert_eq!(rx.recv().await.unwrap().seq, want);
-        }
+        crate::hub::conformance::broker_conformance!(memory());
     }
 
     #[tokio::test]
@@ -339,30 +304,6 @@ mod tests {
         let History::Recovered(kept) = b.since("call:watched", &pos).await.unwrap() else { panic!("a watched topic keeps its history") };
         assert_eq!(kept.len(), 30);
         assert!(matches!(b.since("call:0", &pos).await.unwrap(), History::Lost), "the oldest unwatched history went first");
-    }
-
-    #[tokio::test]
-    async fn recent_returns_the_newest_events_oldest_first() {
-        let b = MemoryBroker::new(BrokerLimits::default());
-        for n in 1..=5 {
-            b.publish("t", ev(n)).await.unwrap();
-        }
-        let seqs: Vec<u64> = b.recent("t", 2).await.unwrap().iter().map(|p| p.seq).collect();
-        assert_eq!(seqs, vec![4, 5]);
-        assert!(b.recent("unknown", 2).await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn watchers_appear_refresh_leave_and_expire() {
-        let b = MemoryBroker::new(BrokerLimits::default());
-        let w = |id: &str| Watcher { id: id.into(), name: id.into(), role: "supervisor".into(), since: 0 };
-        b.presence_set("call:1", &w("a"), Duration::from_secs(60)).await.unwrap();
-        b.presence_set("call:1", &w("b"), Duration::from_millis(1)).await.unwrap();
-        b.presence_set("call:1", &w("a"), Duration::from_secs(60)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        assert_eq!(b.presence("call:1").await.unwrap(), vec![w("a")], "a refresh does not duplicate; an expired watcher is gone");
-        b.presence_remove("call:1", "a").await.unwrap();
-        assert!(b.presence("call:1").await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -2,7 +2,10 @@
 //! Each topic numbers its events and keeps a bounded history, so a subscriber that missed some
 //! can catch up or learn (by the epoch) that it must reload instead.
 
+#[cfg(test)]
+mod conformance;
 mod memory;
+mod redis;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -13,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+pub use self::redis::RedisBroker;
 pub use memory::{BrokerLimits, MemoryBroker};
 
 /// Something that happened, as supervisors see it.
@@ -112,10 +116,15 @@ pub trait Broker: Send + Sync + 'static {
     async fn maintain(&self) {}
 }
 
-/// Opens the broker the settings name: `memory` or `redis://…`.
-pub async fn connect(url: &str, limits: BrokerLimits) -> Result<DynBroker, BrokerError> {
+/// Opens the broker the settings name: `memory`, or `redis://…` / `rediss://…` with its keys
+/// and channel under `prefix`. A Redis that cannot be reached is an error, not a retry loop:
+/// start-up should fail loudly.
+pub async fn connect(url: &str, prefix: &str, limits: BrokerLimits) -> Result<DynBroker, BrokerError> {
     if url == "memory" {
         return Ok(Arc::new(MemoryBroker::new(limits)));
+    }
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        return Ok(Arc::new(RedisBroker::connect(url, prefix, limits).await?));
     }
     Err(BrokerError(format!("unsupported broker URL {url:?}")))
 }

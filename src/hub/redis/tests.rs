@@ -1,0 +1,320 @@
+//! The Redis broker against a real Redis. These tests need `SWITCHBOARD_TEST_REDIS_URL` (CI sets
+//! it); without it they return early and pass, so `cargo test` works on a machine without
+//! Redis. Each broker gets a random prefix: pub/sub channels are shared by every database of a
+//! Redis, so parallel tests would otherwise see each other's events.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast::error::RecvError;
+
+use super::*;
+use crate::hub::DynBroker;
+use crate::hub::conformance::{Make, ev, next};
+
+fn redis_url() -> Option<String> {
+    std::env::var("SWITCHBOARD_TEST_REDIS_URL").ok().filter(|u| !u.is_empty())
+}
+
+fn prefix() -> String {
+    format!("sbtest-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Test keys outlive a test by minutes, not a day.
+async fn broker(url: &str, prefix: &str, limits: BrokerLimits) -> RedisBroker {
+    RedisBroker::connect(url, prefix, limits).await.unwrap().with_meta_ttl(Duration::from_secs(300))
+}
+
+fn redis() -> Option<Make> {
+    let url = redis_url()?;
+    Some(Box::new(move |limits| {
+        let url = url.clone();
+        Box::pin(async move { Arc::new(broker(&url, &prefix(), limits).await) as DynBroker })
+    }))
+}
+
+mod conformance {
+    use super::redis;
+
+    crate::hub::conformance::broker_conformance!(redis());
+}
+
+async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap()
+}
+
+async fn pttl(con: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(key).query_async(con).await.unwrap()
+}
+
+/// Deletes what a test left behind.
+async fn forget(url: &str, prefix: &str) {
+    let mut con = raw(url).await;
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut con).await.unwrap();
+    if !keys.is_empty() {
+        let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut con).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_event_published_on_one_instance_reaches_a_subscriber_on_another_in_order() {
+    let Some(url) = redis_url() else { return };
+    let p = prefix();
+    let (a, b) = (broker(&url, &p, BrokerLimits::default()).await, broker(&url, &p, BrokerLimits::default()).await);
+    let mut rx = b.subscribe("call:x");
+    let publisher = tokio::spawn(async move {
+        for n in 1..=1000 {
+            a.publish("call:x", ev(n)).await.unwrap();
+        }
+    });
+    for want in 1..=1000u64 {
+        let p = next(&mut rx).await;
+        assert_eq!((p.seq, &p.event.data), (want, &serde_json::json!({ "n": want })), "no gap, no reordering");
+        assert_eq!(p.event.org_id, "o");
+    }
+    publisher.await.unwrap();
+    forget(&url, &p).await;
+}
+
+#[tokio::test]
+async fn numbering_and_history_are_shared_between_instances() {
+    let Some(url) = redis_url() else { return };
+    let p = prefix();
+    let (a, b) = (broker(&url, &p, BrokerLimits::default()).await, broker(&url, &p, BrokerLimits::default()).await);
+    let mut last = None;
+    for n in 1..=5 {
+        last = Some(a.publish("t", ev(n)).await.unwrap());
+    }
+    let last = last.unwrap();
+    assert_eq!(b.position("t").await.unwrap(), last.position());
+    let History::Recovered(missed) = b.since("t", &Position { epoch: last.epoch.clone(), seq: 2 }).await.unwrap() else {
+        panic!("history written by A is readable on B")
+    };
+    assert_eq!(missed.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
+    let on_b = b.publish("t", ev(6)).await.unwrap();
+    assert_eq!((on_b.seq, &on_b.epoch), (6, &last.epoch), "B continues A's numbering");
+    assert_eq!(a.recent("t", 2).await.unwrap().iter().map(|p| p.seq).collect::<Vec<_>>(), vec![5, 6]);
+    forget(&url, &p).await;
+}
+
+#[tokio::test]
+async fn instances_with_other_prefixes_do_not_see_each_others_topics() {
+    let Some(url) = redis_url() else { return };
+    let (p1, p2) = (prefix(), prefix());
+    let (a, b) = (broker(&url, &p1, BrokerLimits::default()).await, broker(&url, &p2, BrokerLimits::default()).await);
+    let mut rx = b.subscribe("t");
+    a.publish("t", ev(1)).await.unwrap();
+    a.publish("t", ev(2)).await.unwrap();
+    let own = b.publish("t", ev(3)).await.unwrap();
+    assert_eq!(own.seq, 1, "numbering is per prefix");
+    let p = next(&mut rx).await;
+    assert_eq!((p.seq, &p.epoch, &p.event.data), (1, &own.epoch, &serde_json::json!({ "n": 3 })));
+    forget(&url, &p1).await;
+    forget(&url, &p2).await;
+}
+
+#[tokio::test]
+async fn the_epoch_changes_when_a_topics_keys_are_lost() {
+    let Some(url) = redis_url() else { return };
+    let p = prefix();
+    let b = broker(&url, &p, BrokerLimits::default()).await;
+    for n in 1..=3 {
+        b.publish("t", ev(n)).await.unwrap();
+    }
+    let before = b.position("t").await.unwrap();
+    // An eviction or expiry of the numbering alone: the history left over must not be served
+    // (nor block the new numbering's first entries).
+    let _: i64 = redis::cmd("DEL").arg(b.key("t", "meta")).query_async(&mut raw(&url).await).await.unwrap();
+    let after = b.publish("t", ev(4)).await.unwrap();
+    assert_eq!(after.seq, 1);
+    assert_ne!(after.epoch, before.epoch);
+    assert!(matches!(b.since("t", &before).await.unwrap(), History::Lost), "a position of the old numbering is not resumed");
+    let History::Recovered(now) = b.since("t", &Position { epoch: after.epoch.clone(), seq: 0 }).await.unwrap() else {
+        panic!("the new numbering's history is served")
+    };
+    assert_eq!(now.iter().map(|p| (p.seq, p.event.data["n"].as_u64())).collect::<Vec<_>>(), vec![(1, Some(4))]);
+    forget(&url, &p).await;
+}
+
+#[tokio::test]
+async fn memory_stays_bounded_by_trimming_and_expiry() {
+    let Some(url) = redis_url() else { return };
+    let p = prefix();
+    let limits = BrokerLimits { history_size: 100, history_age: Duration::from_secs(60), ..BrokerLimits::default() };
+    let b = broker(&url, &p, limits).await;
+    for n in 1..=5000 {
+        b.publish("t", ev(n)).await.unwrap();
+    }
+    b.presence_set("t", &Watcher { id: "w".into(), name: "w".into(), role: "r".into(), since: 0 }, Duration::from_secs(30)).await.unwrap();
+    let mut con = raw(&url).await;
+    let len: i64 = redis::cmd("XLEN").arg(b.key("t", "log")).query_async(&mut con).await.unwrap();
+    // Trimming is approximate (whole stream nodes of 100 entries), never unbounded.
+    assert!((100..=200).contains(&len), "the stream holds {len} entries");
+    let log_ttl = pttl(&mut con, &b.key("t", "log")).await;
+    assert!(log_ttl > 0 && log_ttl <= 60_000, "history expires with its age limit: {log_ttl}");
+    let meta_ttl = pttl(&mut con, &b.key("t", "meta")).await;
+    assert!(meta_ttl > 0, "numbering expires: {meta_ttl}");
+    for kind in ["watchers", "cards"] {
+        let ttl = pttl(&mut con, &b.key("t", kind)).await;
+        assert!(ttl > 0 && ttl <= 30_000, "presence {kind} expires with its last watcher: {ttl}");
+    }
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{p}:*")).query_async(&mut con).await.unwrap();
+    for key in &keys {
+        assert!(pttl(&mut con, key).await > 0, "{key} has no expiry");
+    }
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    forget(&url, &p).await;
+}
+
+#[tokio::test]
+async fn maintain_forgets_topics_nobody_listens_to() {
+    let Some(url) = redis_url() else { return };
+    let b = broker(&url, &prefix(), BrokerLimits::default()).await;
+    let kept = b.subscribe("kept");
+    drop(b.subscribe("left"));
+    assert_eq!(b.local_topics(), 2);
+    b.maintain().await;
+    assert_eq!(b.local_topics(), 1);
+    drop(kept);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn secret_url(port: u16) -> String {
+    format!("redis://:hunter2@127.0.0.1:{port}")
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_fails_start_up_quickly_with_its_address_and_no_password() {
+    let port = free_port();
+    let began = Instant::now();
+    let Err(e) = crate::hub::connect(&secret_url(port), "switchboard", BrokerLimits::default()).await else {
+        panic!("nothing listens on port {port}")
+    };
+    assert!(began.elapsed() < Duration::from_secs(5), "took {:?}", began.elapsed());
+    let e = e.to_string();
+    assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
+}
+
+/// A Redis of the test's own, with nothing saved, so a restart loses everything.
+async fn start_redis(port: u16) -> tokio::process::Child {
+    let child = tokio::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server on PATH");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("redis-server did not start on port {port}");
+}
+
+#[tokio::test]
+async fn after_a_redis_restart_the_feed_breaks_publishing_fails_fast_and_both_recover_by_themselves() {
+    if redis_url().is_none() {
+        return;
+    }
+    let port = free_port();
+    let mut server = start_redis(port).await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let b = broker(&url, &prefix(), BrokerLimits::default()).await;
+    let mut rx = b.subscribe("t");
+    let first = b.publish("t", ev(1)).await.unwrap();
+    assert_eq!(next(&mut rx).await.seq, 1);
+
+    server.kill().await.unwrap();
+    for _ in 0..3 {
+        let began = Instant::now();
+        assert!(b.publish("t", ev(2)).await.is_err(), "Redis is down");
+        assert!(began.elapsed() < Duration::from_secs(2), "a publish failed only after {:?}", began.elapsed());
+    }
+    assert!(b.ping().await.is_err());
+    // Longer than the command connection's own retries after those failures: it now waits
+    // for a command to fail before it tries again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let _server = start_redis(port).await;
+    // The live feed reconnects by itself; what was published meanwhile is unknown to it, so
+    // its subscribers are told to catch up.
+    let closed = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("the feed reconnects within seconds");
+    assert!(matches!(closed, Err(RecvError::Closed)), "{closed:?}");
+
+    // The command connection was woken up too: the next publish needs no failure to notice.
+    let again = b.publish("t", ev(3)).await.unwrap();
+    assert_eq!(again.seq, 1, "the restarted Redis has no history");
+    assert_ne!(again.epoch, first.epoch, "so the epoch changed");
+    assert!(matches!(b.since("t", &first.position()).await.unwrap(), History::Lost));
+
+    let mut fresh = b.subscribe("t");
+    b.publish("t", ev(4)).await.unwrap();
+    let mut p = next(&mut fresh).await;
+    if p.seq == again.seq {
+        // Event 1 may still have been on its way when `fresh` subscribed; subscribers skip
+        // what they have seen by its sequence number.
+        p = next(&mut fresh).await;
+    }
+    assert_eq!((p.seq, &p.epoch), (2, &again.epoch), "a new subscription receives live events again");
+    b.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn when_only_the_live_feed_drops_subscribers_are_closed_and_catch_up_from_history() {
+    if redis_url().is_none() {
+        return;
+    }
+    // A private server: killing pub/sub clients of the shared one would break parallel tests.
+    let port = free_port();
+    let _server = start_redis(port).await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let b = broker(&url, &prefix(), BrokerLimits::default()).await;
+    let mut rx = b.subscribe("t");
+    let first = b.publish("t", ev(1)).await.unwrap();
+    assert_eq!(next(&mut rx).await.seq, 1);
+
+    let killed: i64 = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query_async(&mut raw(&url).await).await.unwrap();
+    assert_eq!(killed, 1);
+    // The command connection is untouched, so this is numbered and stored, but no feed hears it.
+    b.publish("t", ev(2)).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("the feed reconnects within seconds");
+    assert!(matches!(closed, Err(RecvError::Closed)), "{closed:?}");
+    b.ping().await.unwrap();
+    let History::Recovered(missed) = b.since("t", &first.position()).await.unwrap() else { panic!("history survived") };
+    assert_eq!(missed.iter().map(|p| (p.seq, &p.epoch)).collect::<Vec<_>>(), vec![(2, &first.epoch)]);
+    let mut again = b.subscribe("t");
+    b.publish("t", ev(3)).await.unwrap();
+    assert_eq!(next(&mut again).await.seq, 3);
+}
+
+#[tokio::test]
+async fn a_dropped_broker_closes_its_live_feed() {
+    if redis_url().is_none() {
+        return;
+    }
+    let port = free_port();
+    let _server = start_redis(port).await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut con = raw(&url).await;
+    let feeds = |list: String| list.lines().count();
+    let b = broker(&url, &prefix(), BrokerLimits::default()).await;
+    let list: String = redis::cmd("CLIENT").arg("LIST").arg("TYPE").arg("pubsub").query_async(&mut con).await.unwrap();
+    assert_eq!(feeds(list), 1);
+    drop(b);
+    let began = Instant::now();
+    loop {
+        let list: String = redis::cmd("CLIENT").arg("LIST").arg("TYPE").arg("pubsub").query_async(&mut con).await.unwrap();
+        if feeds(list) == 0 {
+            break;
+        }
+        assert!(began.elapsed() < Duration::from_secs(5), "the feed outlived its broker");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
