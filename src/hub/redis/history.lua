@@ -13,7 +13,10 @@ local t = redis.call('TIME')
 local out = {epoch, seq, tostring(t[1] * 1000 + math.floor(t[2] / 1000))}
 local entries = {}
 if ARGV[1] == 'since' then
-  if epoch == ARGV[2] and tonumber(ARGV[3]) < tonumber(seq) then
+  -- Read only what can be served: same numbering, something missed, and not more than the
+  -- history size behind (otherwise the caller must reload anyway).
+  local from, last = tonumber(ARGV[3]), tonumber(seq)
+  if epoch == ARGV[2] and from < last and from + tonumber(ARGV[5]) >= last then
     entries = redis.call('XRANGE', log, ARGV[4], '+', 'COUNT', ARGV[5])
   end
 else

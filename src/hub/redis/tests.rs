@@ -183,21 +183,20 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn secret_url(port: u16) -> String {
-    format!("redis://:hunter2@127.0.0.1:{port}")
-}
-
 #[tokio::test]
 async fn an_unreachable_redis_fails_start_up_quickly_with_its_address_and_no_password() {
     let port = free_port();
-    let began = Instant::now();
-    let Err(e) = crate::hub::connect(&secret_url(port), "switchboard", BrokerLimits::default()).await else {
-        panic!("nothing listens on port {port}")
-    };
-    assert!(began.elapsed() < Duration::from_secs(5), "took {:?}", began.elapsed());
-    let e = e.to_string();
-    assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
-    assert!(!e.contains("hunter2"), "{e}");
+    // rediss:// too: TLS support is built in, so the URL is accepted and a connection tried.
+    for url in [format!("redis://:hunter2@127.0.0.1:{port}"), format!("rediss://:hunter2@127.0.0.1:{port}")] {
+        let began = Instant::now();
+        let Err(e) = crate::hub::connect(&url, "switchboard", BrokerLimits::default()).await else {
+            panic!("nothing listens on port {port}")
+        };
+        assert!(began.elapsed() < Duration::from_secs(5), "took {:?}", began.elapsed());
+        let e = e.to_string();
+        assert!(e.contains(&format!("cannot connect to Redis at 127.0.0.1:{port}")), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
 }
 
 /// A Redis of the test's own, with nothing saved, so a restart loses everything.
@@ -291,7 +290,13 @@ async fn when_only_the_live_feed_drops_subscribers_are_closed_and_catch_up_from_
     assert_eq!(missed.iter().map(|p| (p.seq, &p.epoch)).collect::<Vec<_>>(), vec![(2, &first.epoch)]);
     let mut again = b.subscribe("t");
     b.publish("t", ev(3)).await.unwrap();
-    assert_eq!(next(&mut again).await.seq, 3);
+    let mut p = next(&mut again).await;
+    if p.seq == 2 {
+        // The feed may have come back before event 2 was published; a subscriber skips it,
+        // having recovered it from history.
+        p = next(&mut again).await;
+    }
+    assert_eq!(p.seq, 3);
 }
 
 #[tokio::test]
