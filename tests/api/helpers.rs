@@ -50,6 +50,11 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     s.database_url = database_url(&dir).await;
     s.database_max_connections = 4;
     s.shutdown_timeout = Duration::from_secs(5);
+    if let Some(redis) = test_redis_url() {
+        // The Redis variant: every app gets its own key and channel prefix.
+        s.broker_url = redis;
+        s.live.broker_prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    }
     adjust(&mut s);
     let app = Application::build(s).await.expect("the app builds");
     let base = format!("http://{}", app.local_addr());
@@ -61,8 +66,13 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     TestApp { base, http, state, stop, server, _dir: dir }
 }
 
+/// Set by `.ci/run`: the integration suite then runs on the Redis broker.
+pub fn test_redis_url() -> Option<String> {
+    std::env::var("SWITCHBOARD_TEST_REDIS_URL").ok().filter(|u| !u.is_empty())
+}
+
 /// A fresh SQLite file, or a fresh schema in the test Postgres database.
-async fn database_url(dir: &tempfile::TempDir) -> String {
+pub async fn database_url(dir: &tempfile::TempDir) -> String {
     match std::env::var("SWITCHBOARD_TEST_DATABASE_URL") {
         Ok(pg) if !pg.is_empty() => {
             let schema = format!("t_{}", uuid::Uuid::new_v4().simple());

@@ -14,6 +14,7 @@ mod idempotency;
 mod lifecycle;
 mod live;
 mod operations;
+mod scale_out;
 mod store;
 mod variants;
 mod webhook_auth;

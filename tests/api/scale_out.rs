@@ -1,0 +1,171 @@
+//! Two hub instances sharing Postgres and Redis, as behind a load balancer: a webhook posted
+//! to one reaches supervisors on the other, in order, and a supervisor can resume on either.
+//! These run when `.ci/run` provides both services (SWITCHBOARD_TEST_DATABASE_URL and
+//! SWITCHBOARD_TEST_REDIS_URL); with the embedded defaults there is only ever one instance.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::ws::{Frame, Supervisor};
+
+fn final_line(call: &str, text: &str) -> Value {
+    message(call, ORG, json!({ "type": "transcript", "transcriptType": "final", "role": "user", "transcript": text }))
+}
+
+fn services() -> Option<(String, String)> {
+    let pg = std::env::var("SWITCHBOARD_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
+    Some((pg, test_redis_url()?))
+}
+
+/// Two instances on one database schema and one Redis prefix.
+async fn pair(redis: &str) -> (TestApp, TestApp) {
+    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    let a = spawn_with(|s| {
+        s.broker_url = redis.to_string();
+        s.live.broker_prefix = prefix.clone();
+    })
+    .await;
+    let db = a.state.settings.database_url.clone();
+    let b = spawn_with(|s| {
+        s.database_url = db;
+        s.broker_url = redis.to_string();
+        s.live.broker_prefix = prefix.clone();
+    })
+    .await;
+    (a, b)
+}
+
+fn texts(frames: &[Value]) -> Vec<String> {
+    frames
+        .iter()
+        .filter(|f| f["event"]["kind"] == "transcript.final")
+        .map(|f| f["event"]["data"]["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_webhook_posted_to_one_instance_reaches_a_supervisor_on_the_other_in_order() {
+    let Some((_, redis)) = services() else { return };
+    let (a, b) = pair(&redis).await;
+    a.post_vapi(&message("c1", ORG, json!({ "type": "status-update", "status": "in-progress" }))).await;
+    let token = a.token("supervisor", &[ORG]).await;
+    let mut sup = Supervisor::connect(&b, &token).await;
+    let start = sup.subscribe("call:c1").await["seq"].as_u64().unwrap();
+    let sent: Vec<String> = (0..200).map(|n| format!("line {n}")).collect();
+    for (n, text) in sent.iter().enumerate() {
+        let via = if n % 2 == 0 { &a } else { &b };
+        assert_eq!(via.post_vapi(&final_line("c1", text)).await.0, 200);
+    }
+    let mut got = Vec::new();
+    while texts(&got).len() < sent.len() {
+        match sup.next_within(Duration::from_secs(5)).await {
+            Some(Frame::Json(v)) if v["type"] == "event" => got.push(v),
+            Some(Frame::Json(v)) => panic!("unexpected frame {v}"),
+            other => panic!("the stream stopped after {} events: {other:?}", got.len()),
+        }
+    }
+    assert_eq!(texts(&got), sent, "every line, in the order posted");
+    let seqs: Vec<u64> = got.iter().map(|f| f["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (start + 1..=start + got.len() as u64).collect::<Vec<_>>(), "no gap, no repeat");
+}
+
+#[tokio::test]
+async fn a_supervisor_resumes_on_the_other_instance_with_exactly_what_it_missed() {
+    let Some((_, redis)) = services() else { return };
+    let (a, b) = pair(&redis).await;
+    a.post_vapi(&message("c1", ORG, json!({ "type": "status-update", "status": "in-progress" }))).await;
+    let token = a.token("supervisor", &[ORG]).await;
+    let mut on_a = Supervisor::connect(&a, &token).await;
+    let sub = on_a.subscribe("call:c1").await;
+    let epoch = sub["epoch"].as_str().unwrap().to_string();
+    a.post_vapi(&final_line("c1", "seen")).await;
+    let seen = on_a.expect_event("transcript.final").await["seq"].as_u64().unwrap();
+    drop(on_a);
+    for text in ["one", "two", "three"] {
+        b.post_vapi(&final_line("c1", text)).await;
+    }
+    let mut on_b = Supervisor::connect(&b, &token).await;
+    let sub = on_b.subscribe_since("call:c1", &epoch, seen).await;
+    assert_eq!(sub["recovered"], true);
+    let missed = on_b.events(Duration::from_millis(500)).await;
+    assert_eq!(texts(&missed), vec!["one", "two", "three"]);
+    assert_eq!(missed[0]["seq"].as_u64().unwrap(), seen + 1);
+}
+
+/// A Redis of the test's own, so it can be restarted without disturbing other tests.
+struct PrivateRedis {
+    port: u16,
+    child: tokio::process::Child,
+}
+
+impl PrivateRedis {
+    async fn start(port: u16) -> PrivateRedis {
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is installed");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        PrivateRedis { port, child }
+    }
+
+    async fn stop(mut self) -> u16 {
+        let _ = self.child.kill().await;
+        let _ = self.child.wait().await;
+        self.port
+    }
+}
+
+#[tokio::test]
+async fn after_a_redis_restart_subscribers_resync_and_keep_receiving() {
+    let Some(_) = services() else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let redis = PrivateRedis::start(port).await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let (a, b) = pair(&url).await;
+    a.post_vapi(&message("c1", ORG, json!({ "type": "status-update", "status": "in-progress" }))).await;
+    let token = a.token("supervisor", &[ORG]).await;
+    let mut sup = Supervisor::connect(&b, &token).await;
+    sup.subscribe("call:c1").await;
+    a.post_vapi(&final_line("c1", "before")).await;
+    assert_eq!(sup.expect_event("transcript.final").await["event"]["data"]["text"], "before");
+
+    let port = redis.stop().await;
+    // Webhooks keep being answered: the store is the record; live events are best effort.
+    let (code, _) = a.post_vapi(&final_line("c1", "during")).await;
+    assert_eq!(code, 200);
+    let _redis = PrivateRedis::start(port).await;
+
+    // The subscriber learns that history was lost and is told to resync…
+    let resync = loop {
+        match sup.next_within(Duration::from_secs(15)).await {
+            Some(Frame::Json(v)) if v["type"] == "resync" => break v,
+            Some(Frame::Json(_)) => continue,
+            other => panic!("no resync after the Redis restart: {other:?}"),
+        }
+    };
+    assert_eq!(resync["topic"], "call:c1");
+    // …and subscribing again gives the state from the store, outage included, then live events.
+    let sub = sup.subscribe("call:c1").await;
+    let lines: Vec<&str> = sub["snapshot"]["call"]["transcript"].as_array().unwrap().iter().map(|s| s["text"].as_str().unwrap()).collect();
+    assert_eq!(lines, vec!["before", "during"]);
+    let mut delivered = false;
+    for n in 0..50 {
+        a.post_vapi(&final_line("c1", &format!("after {n}"))).await;
+        if let Some(Frame::Json(v)) = sup.next_within(Duration::from_millis(200)).await
+            && v["event"]["kind"] == "transcript.final"
+        {
+            delivered = true;
+            break;
+        }
+    }
+    assert!(delivered, "live events flow again after the restart");
+}
