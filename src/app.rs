@@ -97,7 +97,7 @@ impl Application {
             shutdown: CancellationToken::new(),
             tasks,
             sockets: Arc::default(),
-            control_http: crate::control::client(),
+            control_http: crate::http::direct_client(),
         });
         Ok(Self { listener, addr, state })
     }

@@ -11,19 +11,6 @@ use crate::config::Secret;
 /// How much of a refusal's body is kept for the audit row.
 const ERROR_BODY_BYTES: usize = 512;
 
-pub fn client() -> reqwest::Client {
-    // No redirects (a 3xx could point anywhere, past the host allowlist) and no ambient proxy
-    // (reqwest reads HTTPS_PROXY by default; control requests go straight to VAPI).
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(5))
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build()
-        .unwrap_or_default()
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sent {
     /// 2xx.

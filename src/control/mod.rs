@@ -20,7 +20,6 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 pub use action::{Action, MAX_CONTENT_CHARS};
-pub use forward::client;
 pub use service::{ControlResult, execute};
 
 use crate::app::AppState;

@@ -1,26 +1,12 @@
 //! HTTP function handlers: the call is POSTed as JSON, signed like VAPI's HMAC credential
 //! (`x-switchboard-signature: v1=<hex HMAC-SHA256 of "{timestamp}.{body}">`).
 
-use std::time::Duration;
-
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::{CallContext, Outcome};
 use crate::config::{FunctionSpec, Secret};
-
-pub fn client() -> reqwest::Client {
-    // No ambient proxy, no redirects: a function endpoint is a fixed, configured URL.
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(5))
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build()
-        .unwrap_or_default()
-}
 
 pub async fn call(
     http: &reqwest::Client,

@@ -42,7 +42,7 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(specs: &[FunctionSpec], store: DynStore) -> Self {
-        Self { specs: specs.iter().map(|s| (s.name.clone(), s.clone())).collect(), http: http::client(), store }
+        Self { specs: specs.iter().map(|s| (s.name.clone(), s.clone())).collect(), http: crate::http::direct_client(), store }
     }
 
     pub fn spec(&self, name: &str) -> Option<&FunctionSpec> {

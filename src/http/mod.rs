@@ -3,6 +3,7 @@
 
 mod error;
 mod health;
+mod outbound;
 mod serve;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 
 pub use error::ApiError;
+pub use outbound::direct_client;
 pub use serve::{ServeOptions, serve};
 
 use crate::app::AppState;

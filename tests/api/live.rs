@@ -293,13 +293,18 @@ async fn subscriptions_and_sockets_per_token_are_limited() {
     assert_eq!(three.close_code(Duration::from_secs(2)).await, Some(4003));
 }
 
-#[tokio::test]
-async fn a_silent_socket_is_closed_after_the_idle_timeout() {
-    let app = spawn_with(|s| {
+/// A hub that pings every 100 ms and gives up on a socket after 300 ms of silence.
+async fn spawn_quick_pings() -> TestApp {
+    spawn_with(|s| {
         s.live.ws.ping_interval = Duration::from_millis(100);
         s.live.ws.idle_timeout = Duration::from_millis(300);
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_silent_socket_is_closed_after_the_idle_timeout() {
+    let app = spawn_quick_pings().await;
     let token = app.token("supervisor", &[ORG]).await;
     let mut sup = Supervisor::connect(&app, &token).await;
     // Not reading means not answering pings either.
@@ -309,11 +314,7 @@ async fn a_silent_socket_is_closed_after_the_idle_timeout() {
 
 #[tokio::test]
 async fn a_ping_gets_a_pong_and_an_answered_ping_keeps_the_socket_open() {
-    let app = spawn_with(|s| {
-        s.live.ws.ping_interval = Duration::from_millis(100);
-        s.live.ws.idle_timeout = Duration::from_millis(300);
-    })
-    .await;
+    let app = spawn_quick_pings().await;
     let token = app.token("supervisor", &[ORG]).await;
     let mut sup = Supervisor::connect(&app, &token).await;
     sup.send(json!({ "type": "ping" })).await;
