@@ -27,9 +27,13 @@ use crate::config::WsSettings;
 use crate::http::ApiError;
 use protocol::close;
 
-/// Kept small on purpose: thousands of idle supervisors must cost little memory. Frames to
-/// clients are small, and the read buffer grows on demand for the rare large message.
-const READ_BUFFER: usize = 2 * 1024;
+/// Kept small on purpose: thousands of idle supervisors must cost little memory. Client
+/// messages are small, and the read buffer grows on demand for the rare large one.
+const READ_BUFFER: usize = 512;
+/// Frames collect up to this size before a write (a batch is flushed at its end anyway), so a
+/// busy socket makes one syscall for many frames; an idle socket never grows this buffer.
+const WRITE_BUFFER: usize = 16 * 1024;
+const MAX_WRITE_BUFFER: usize = 64 * 1024 * 1024;
 
 /// The subprotocol a browser names next to its token: `new WebSocket(url, ["switchboard", token])`.
 const SUBPROTOCOL: &str = "switchboard";
@@ -93,9 +97,10 @@ async fn upgrade(
 
 fn configure(ws: WebSocketUpgrade, cfg: &WsSettings) -> WebSocketUpgrade {
     ws.read_buffer_size(READ_BUFFER)
-        // Write each frame out at once; the socket's own queue (bounded, in bytes) does the buffering.
-        .write_buffer_size(0)
-        .max_write_buffer_size(cfg.queue_bytes.max(READ_BUFFER) * 2)
+        .write_buffer_size(WRITE_BUFFER)
+        // The socket's own queue (bounded, in bytes) does the buffering. This cap only has to
+        // let one batch plus one large snapshot frame through; tungstenite's default is unbounded.
+        .max_write_buffer_size(MAX_WRITE_BUFFER.max(cfg.queue_bytes * 2))
         .max_message_size(cfg.max_message_bytes)
         .max_frame_size(cfg.max_message_bytes)
 }
