@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::chat::{ChatDeps, ChatService};
 use crate::config::Settings;
 use crate::functions::{Executor, Registry};
 use crate::http::{ServeOptions, serve};
@@ -33,6 +34,7 @@ pub struct AppState {
     pub sockets: Arc<crate::live::Sockets>,
     /// The client for VAPI control URLs (no redirects, no proxy), shared for its connection pool.
     pub control_http: reqwest::Client,
+    pub chat: Arc<ChatService>,
 }
 
 #[derive(Debug)]
@@ -75,7 +77,21 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let tasks = TaskTracker::new();
         let registry = Arc::new(Registry::new(&settings.functions, store.clone()));
-        let executor = Executor::new(registry, store.clone(), metrics.clone(), settings.vapi.tool_timeout);
+        let executor = Executor::new(registry.clone(), store.clone(), metrics.clone(), settings.vapi.tool_timeout);
+        let shutdown = CancellationToken::new();
+        let chat = Arc::new(ChatService::new(
+            settings.chat.clone(),
+            ChatDeps {
+                store: store.clone(),
+                broker: broker.clone(),
+                metrics: metrics.clone(),
+                registry,
+                functions: settings.functions.clone(),
+                tasks: tasks.clone(),
+                shutdown: shutdown.clone(),
+                history_limit: live.history_size,
+            },
+        ));
         let vapi = Arc::new(VapiService {
             cfg: Arc::new(settings.vapi.clone()),
             public_url: settings.public_url.clone(),
@@ -94,10 +110,11 @@ impl Application {
             broker,
             metrics,
             vapi,
-            shutdown: CancellationToken::new(),
+            shutdown,
             tasks,
             sockets: Arc::default(),
             control_http: crate::http::direct_client(),
+            chat,
         });
         Ok(Self { listener, addr, state })
     }

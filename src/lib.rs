@@ -7,6 +7,7 @@
 //!                                   └─ domain events ──► hub broker (per-topic seq + history)
 //! supervisors ── GET /api/calls… ──► calls (org-scoped views of the store)
 //! supervisors ── GET /ws ──► live (snapshots, resume, presence) ◄── hub broker (memory | Redis)
+//! browsers ── POST /api/chat/sessions/{id}/messages ──► chat (a run owned by the hub: model stream ──► broker) ──► SSE
 //! supervisors ── POST /api/calls/{id}/control ──► control (validate, allowlist, audit) ──► VAPI controlUrl
 //! ```
 //! `config` loads settings, `app` wires everything, `http` owns the listener and errors.
@@ -14,6 +15,7 @@
 pub mod app;
 pub mod auth;
 pub mod calls;
+pub mod chat;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -29,6 +29,9 @@ pub struct Metrics {
     pub ws_gaps: Counter,
     /// Gaps history could not cover: the client was told to resync.
     pub ws_resyncs: Counter,
+    chat_runs: Family<Labels, Counter>,
+    /// Chat answers streaming now.
+    pub chat_active_runs: Gauge,
 }
 
 impl Default for Metrics {
@@ -60,6 +63,10 @@ impl Metrics {
         registry.register("ws_gaps", "Sequence gaps seen by subscriptions (repaired from history when possible)", ws_gaps.clone());
         let ws_resyncs = Counter::default();
         registry.register("ws_resyncs", "Gaps history could not cover; the client was told to resync", ws_resyncs.clone());
+        let chat_runs = Family::<Labels, Counter>::default();
+        registry.register("chat_runs", "Chat answers, by how they ended (done, stopped, failed)", chat_runs.clone());
+        let chat_active_runs = Gauge::default();
+        registry.register("chat_active_runs", "Chat answers being generated now", chat_active_runs.clone());
         Self {
             registry,
             webhooks,
@@ -72,6 +79,8 @@ impl Metrics {
             ws_slow_closed,
             ws_gaps,
             ws_resyncs,
+            chat_runs,
+            chat_active_runs,
         }
     }
 
@@ -91,6 +100,10 @@ impl Metrics {
 
     pub fn control_action(&self, action: &str, outcome: &'static str) {
         self.control_actions.get_or_create(&vec![("action", action.to_string()), ("outcome", outcome.to_string())]).inc();
+    }
+
+    pub fn chat_run(&self, outcome: &str) {
+        self.chat_runs.get_or_create(&vec![("outcome", outcome.to_string())]).inc();
     }
 
     /// Times a store operation and records it under `op`.

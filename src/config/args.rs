@@ -137,4 +137,52 @@ pub struct ConfigArgs {
     /// Assistant id answered to assistant-request when the file configures none
     #[arg(long, env = "SWITCHBOARD_VAPI_ASSISTANT_ID")]
     pub vapi_assistant_id: Option<String>,
+    /// OpenAI-compatible API base for chat, e.g. http://127.0.0.1:8090/v1 [default: https://api.openai.com/v1]
+    #[arg(long, env = "SWITCHBOARD_OPENAI_BASE_URL")]
+    pub openai_base_url: Option<String>,
+    /// API key sent to the model endpoint (never to browsers or logs)
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<String>,
+    /// Model name sent upstream [default: gpt-4o-mini]
+    #[arg(long, env = "SWITCHBOARD_MODEL")]
+    pub model: Option<String>,
+    /// System prompt of every chat
+    #[arg(long, env = "SWITCHBOARD_CHAT_SYSTEM_PROMPT")]
+    pub chat_system_prompt: Option<String>,
+    /// Characters of history sent to the model [default: 24000]
+    #[arg(long, env = "SWITCHBOARD_CHAT_CONTEXT_CHARS")]
+    pub chat_context_chars: Option<String>,
+    /// Earlier messages sent with a new one at most [default: 40]
+    #[arg(long, env = "SWITCHBOARD_CHAT_HISTORY_MESSAGES")]
+    pub chat_history_messages: Option<String>,
+    /// Longest chat message in characters [default: 4000]
+    #[arg(long, env = "SWITCHBOARD_CHAT_MAX_MESSAGE_CHARS")]
+    pub chat_max_message_chars: Option<String>,
+    /// Messages one chat session may hold [default: 200]
+    #[arg(long, env = "SWITCHBOARD_CHAT_MAX_MESSAGES")]
+    pub chat_max_messages: Option<String>,
+    /// Largest chat request body in bytes [default: 32768]
+    #[arg(long, env = "SWITCHBOARD_CHAT_BODY_LIMIT")]
+    pub chat_body_limit: Option<String>,
+    /// max_completion_tokens sent upstream [default: 1024]
+    #[arg(long, env = "SWITCHBOARD_CHAT_MAX_COMPLETION_TOKENS")]
+    pub chat_max_completion_tokens: Option<String>,
+    /// Time the model has to start answering [default: 30000]
+    #[arg(long, env = "SWITCHBOARD_CHAT_FIRST_TOKEN_TIMEOUT_MS")]
+    pub chat_first_token_timeout_ms: Option<String>,
+    /// Longest silence between two chunks of an answer [default: 30000]
+    #[arg(long, env = "SWITCHBOARD_CHAT_IDLE_TIMEOUT_MS")]
+    pub chat_idle_timeout_ms: Option<String>,
+    /// Attempts repeated when the model fails before its first token [default: 2]
+    #[arg(long, env = "SWITCHBOARD_CHAT_RETRIES")]
+    pub chat_retries: Option<String>,
+    /// Tool-call rounds one answer may take [default: 4]
+    #[arg(long, env = "SWITCHBOARD_CHAT_MAX_TOOL_ROUNDS")]
+    pub chat_max_tool_rounds: Option<String>,
+    /// SSE keep-alive comment interval [default: 15000]
+    #[arg(long, env = "SWITCHBOARD_CHAT_KEEPALIVE_MS")]
+    pub chat_keepalive_ms: Option<String>,
+    /// A run older than this is taken as abandoned by a dead instance [default: 600000]
+    #[arg(long, env = "SWITCHBOARD_CHAT_RUN_LEASE_MS")]
+    pub chat_run_lease_ms: Option<String>,
 }

@@ -30,6 +30,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub vapi: VapiFile,
     #[serde(default)]
+    pub chat: super::chat::ChatFile,
+    #[serde(default)]
     pub functions: Vec<FunctionFile>,
 }
 

@@ -2,6 +2,7 @@
 //! Loaded once at start-up, validated with a message naming the bad setting, passed down.
 
 mod args;
+mod chat;
 mod control;
 mod file;
 mod live;
@@ -13,6 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use args::ConfigArgs;
+pub use chat::ChatSettings;
 pub use control::ControlSettings;
 pub use file::FileConfig;
 pub use live::{LiveSettings, WsSettings};
@@ -69,6 +71,7 @@ pub struct Settings {
     pub live: LiveSettings,
     pub vapi: VapiSettings,
     pub functions: Vec<FunctionSpec>,
+    pub chat: ChatSettings,
 }
 
 impl Settings {
@@ -89,6 +92,7 @@ impl Settings {
             live: LiveSettings::defaults(),
             vapi: VapiSettings::defaults(),
             functions: vapi::default_functions(Duration::from_secs(10)),
+            chat: ChatSettings::defaults(),
         }
     }
 
@@ -183,6 +187,7 @@ impl Settings {
         }
         s.vapi = VapiSettings::from_sources(&file.vapi, args)?;
         s.functions = vapi::functions_from(&file.functions, s.vapi.tool_timeout)?;
+        s.chat = ChatSettings::from_sources(&file.chat, args, &s.vapi.default_org)?;
         Ok(s)
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -50,19 +50,7 @@ async fn control(
 /// The `action` of a `{"action": {…}}` JSON body: 415 for another content type, 413 past the
 /// limit, 408 when it dribbles, 400 for broken JSON, 422 for any other shape.
 async fn read_action(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let essence = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    if essence != "application/json" {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let raw = tokio::time::timeout(app.settings.body_read_timeout, axum::body::to_bytes(body, BODY_LIMIT))
-        .await
-        .map_err(|_| ApiError::Timeout)?
-        .map_err(|e| {
-            let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_large { ApiError::TooLarge(BODY_LIMIT) } else { ApiError::Malformed("The body could not be read.".into()) }
-        })?;
-    let body: Value = serde_json::from_slice(&raw).map_err(|e| ApiError::Malformed(format!("The body is not valid JSON: {e}.")))?;
+    let body = crate::http::read_json(headers, body, BODY_LIMIT, app.settings.body_read_timeout).await?;
     let Value::Object(mut obj) = body else {
         return Err(ApiError::invalid("invalid_action", "The body must be {\"action\": {\"type\": \"…\", …}}."));
     };

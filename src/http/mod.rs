@@ -1,6 +1,7 @@
 //! The HTTP boundary: each domain's router merged once, JSON fallbacks, request logging, and
 //! the serve loop. Domain modules never see hyper.
 
+mod body;
 mod error;
 mod health;
 mod outbound;
@@ -14,6 +15,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 
+pub use body::read_json;
 pub use error::ApiError;
 pub use outbound::direct_client;
 pub use serve::{ServeOptions, serve};
@@ -24,6 +26,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(health::router())
         .merge(crate::calls::router())
+        .merge(crate::chat::router())
         .merge(crate::control::router())
         .merge(crate::live::router())
         .with_state(state.clone())

@@ -134,8 +134,13 @@ pub type DynBroker = Arc<dyn Broker>;
 /// Topic names, in one place.
 pub mod topics {
     pub const CALLS: &str = "calls";
+    pub const CHATS: &str = "chats";
 
     pub fn call(id: &str) -> String {
         format!("call:{id}")
+    }
+
+    pub fn chat(session_id: &str) -> String {
+        format!("chat:{session_id}")
     }
 }

@@ -300,9 +300,21 @@ async fn subscribe(
                 return Err((close::FORBIDDEN, "no such call for this token"));
             }
         }
-        Topic::Chats | Topic::Chat(_) => {
-            socket.outbox.push(protocol::error("unknown_topic", "Chat topics are not available yet.", Some(&name)));
-            return Ok(());
+        Topic::Chats => {}
+        Topic::Chat(id) => {
+            // As for calls: an unknown session and another org's get the same answer.
+            let visible = match app.store.get_chat_session(id).await {
+                Ok(Some(s)) => socket.who.scope.allows(&s.org_id),
+                Ok(None) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check a subscription");
+                    socket.outbox.push(protocol::error("unavailable", "The store is unavailable; retry shortly.", Some(&name)));
+                    return Ok(());
+                }
+            };
+            if !visible {
+                return Err((close::FORBIDDEN, "no such chat for this token"));
+            }
         }
     }
     if let Some(org) = org

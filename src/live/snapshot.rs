@@ -23,8 +23,50 @@ pub(super) async fn build(socket: &Socket, topic: &Topic, name: &str) -> Result<
     match topic {
         Topic::Calls => calls(socket).await,
         Topic::Call(id) => call(socket, id, name).await,
-        Topic::Chats | Topic::Chat(_) => Ok(json!({})),
+        Topic::Chats => chats(socket).await,
+        Topic::Chat(id) => chat(socket, id, name).await,
     }
+}
+
+/// Chats heard from recently, newest first, each with its last message.
+async fn chats(socket: &Socket) -> Result<Value, String> {
+    let app = &socket.app;
+    let since = crate::clock::now_ms() - LIVE_WINDOW_MS;
+    let rows = app.store.recent_chat_sessions(&socket.who.scope, since, MAX_LIVE_CALLS).await.map_err(|e| e.to_string())?;
+    let lasts = join_all(rows.iter().map(|s| app.store.chat_messages(&s.id))).await;
+    let chats: Vec<Value> = rows
+        .iter()
+        .zip(lasts)
+        .map(|(s, m)| {
+            let messages = m.unwrap_or_default();
+            let mut v = crate::chat::session_view(s, &[], true);
+            v.as_object_mut().map(|o| o.remove("messages"));
+            v["last_message"] = messages.iter().rev().find(|m| m.role != "tool").map(|m| json!({"role": m.role, "content": m.content, "status": m.status})).unwrap_or(Value::Null);
+            v
+        })
+        .collect();
+    Ok(json!({ "chats": chats }))
+}
+
+/// The session with its messages, and the answer being generated so far (from the broker's
+/// history of the active run's deltas).
+async fn chat(socket: &Socket, id: &str, name: &str) -> Result<Value, String> {
+    let app = &socket.app;
+    let session = app.store.get_chat_session(id).await.map_err(|e| e.to_string())?.ok_or_else(|| "the chat is gone".to_string())?;
+    let messages = app.store.chat_messages(id).await.map_err(|e| e.to_string())?;
+    let partial = match &session.active_run_id {
+        Some(run) => {
+            let recent = app.broker.recent(name, app.settings.live.history_size).await.map_err(|e| e.to_string())?;
+            let text: String = recent
+                .iter()
+                .filter(|p| p.event.kind == crate::chat::events::DELTA && p.event.data.get("run_id").and_then(Value::as_str) == Some(run))
+                .filter_map(|p| p.event.data.get("content").and_then(Value::as_str))
+                .collect();
+            json!({"run_id": run, "content": text})
+        }
+        None => Value::Null,
+    };
+    Ok(json!({ "chat": crate::chat::session_view(&session, &messages, true), "partial": partial }))
 }
 
 async fn calls(socket: &Socket) -> Result<Value, String> {

@@ -93,6 +93,38 @@ macro_rules! impl_store {
                 Ok(q::control_actions(&mut *self.conn().await?, call_id).await?)
             }
 
+            async fn create_chat_session(&self, s: NewChatSession) -> crate::store::Result<()> {
+                self.write(move |c| Box::pin(async move { q::create_chat_session(c, &s).await })).await
+            }
+
+            async fn get_chat_session(&self, id: &str) -> crate::store::Result<Option<ChatSessionRow>> {
+                Ok(q::get_chat_session(&mut *self.conn().await?, id).await?)
+            }
+
+            async fn recent_chat_sessions(&self, scope: &OrgScope, since: i64, limit: i64) -> crate::store::Result<Vec<ChatSessionRow>> {
+                Ok(q::recent_chat_sessions(&mut *self.conn().await?, scope, since, limit).await?)
+            }
+
+            async fn chat_messages(&self, session_id: &str) -> crate::store::Result<Vec<ChatMessageRow>> {
+                Ok(q::chat_messages(&mut *self.conn().await?, session_id).await?)
+            }
+
+            async fn start_chat_run(&self, r: StartRun) -> crate::store::Result<RunStart> {
+                self.write(move |c| Box::pin(async move { q::start_chat_run(c, &r).await })).await
+            }
+
+            async fn finish_chat_run(&self, f: FinishRun) -> crate::store::Result<bool> {
+                self.write(move |c| Box::pin(async move { q::finish_chat_run(c, &f).await })).await
+            }
+
+            async fn chat_run(&self, run_id: &str) -> crate::store::Result<Option<ChatRunRow>> {
+                Ok(q::chat_run(&mut *self.conn().await?, run_id).await?)
+            }
+
+            async fn active_chat_run(&self, session_id: &str, now: i64) -> crate::store::Result<Option<ChatRunRow>> {
+                Ok(q::active_chat_run(&mut *self.conn().await?, session_id, now).await?)
+            }
+
             async fn find_customer(&self, phone: Option<&str>, name: Option<&str>) -> crate::store::Result<Option<CustomerRow>> {
                 Ok(q::find_customer(&mut *self.conn().await?, phone, name).await?)
             }

@@ -1,6 +1,7 @@
 //! Persistence behind one trait: SQLite (the embedded default, WAL, group commit) and
 //! Postgres. SQL lives only in this module; `queries` holds the statements both engines share.
 
+mod chat_queries;
 mod delegate;
 mod error;
 mod postgres;
@@ -54,6 +55,20 @@ pub trait Store: Send + Sync + 'static {
     async fn finish_control_action(&self, done: ControlFinished) -> Result<()>;
     /// A call's control actions, oldest first.
     async fn control_actions(&self, call_id: &str) -> Result<Vec<ControlActionRow>>;
+
+    async fn create_chat_session(&self, s: NewChatSession) -> Result<()>;
+    async fn get_chat_session(&self, id: &str) -> Result<Option<ChatSessionRow>>;
+    /// Sessions with activity since `since` (ms), newest first, for the `chats` snapshot.
+    async fn recent_chat_sessions(&self, scope: &OrgScope, since: i64, limit: i64) -> Result<Vec<ChatSessionRow>>;
+    /// A session's messages in order.
+    async fn chat_messages(&self, session_id: &str) -> Result<Vec<ChatMessageRow>>;
+    /// Stores the user's message and opens a run, unless one is running (or the session is full).
+    async fn start_chat_run(&self, r: StartRun) -> Result<RunStart>;
+    /// Closes a run with what it produced; `false` when it was no longer running.
+    async fn finish_chat_run(&self, f: FinishRun) -> Result<bool>;
+    async fn chat_run(&self, run_id: &str) -> Result<Option<ChatRunRow>>;
+    /// The session's running run whose lease has not run out.
+    async fn active_chat_run(&self, session_id: &str, now: i64) -> Result<Option<ChatRunRow>>;
 
     /// Demo tables behind the built-in functions.
     async fn find_customer(&self, phone: Option<&str>, name: Option<&str>) -> Result<Option<CustomerRow>>;

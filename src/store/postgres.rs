@@ -13,6 +13,7 @@ use super::{Result, StoreError};
 
 mod q {
     crate::store::queries::shared_queries!(sqlx::Postgres, sqlx::PgConnection);
+    crate::store::chat_queries::chat_queries!(sqlx::Postgres, sqlx::PgConnection);
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

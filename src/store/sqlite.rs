@@ -15,6 +15,7 @@ use super::{Result, StoreError};
 
 mod q {
     crate::store::queries::shared_queries!(sqlx::Sqlite, sqlx::SqliteConnection);
+    crate::store::chat_queries::chat_queries!(sqlx::Sqlite, sqlx::SqliteConnection);
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

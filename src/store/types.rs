@@ -304,3 +304,114 @@ pub struct ControlActionRow {
     pub error: Option<String>,
     pub latency_ms: Option<f64>,
 }
+
+/// A chat session a browser (or a test) opened.
+#[derive(Debug, Clone)]
+pub struct NewChatSession {
+    pub id: String,
+    pub org_id: String,
+    pub site_key: Option<String>,
+    pub created_at: i64,
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ChatSessionRow {
+    pub id: String,
+    pub org_id: String,
+    pub site_key: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub message_count: i64,
+    /// The run answering now, if any.
+    pub active_run_id: Option<String>,
+}
+
+/// A message to append to a session; its position is assigned by the store.
+#[derive(Debug, Clone)]
+pub struct NewChatMessage {
+    pub id: String,
+    /// `user`, `assistant` or `tool`.
+    pub role: String,
+    pub content: String,
+    /// `complete`, `stopped` or `failed`.
+    pub status: String,
+    pub run_id: Option<String>,
+    pub finish_reason: Option<String>,
+    /// An assistant message's tool calls, as the model's JSON array.
+    pub tool_calls: Option<String>,
+    /// A tool message: the call it answers, and the function's name.
+    pub tool_call_id: Option<String>,
+    pub name: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ChatMessageRow {
+    pub id: String,
+    pub session_id: String,
+    pub seq: i64,
+    pub role: String,
+    pub content: String,
+    pub status: String,
+    pub run_id: Option<String>,
+    pub finish_reason: Option<String>,
+    pub tool_calls: Option<String>,
+    pub tool_call_id: Option<String>,
+    pub name: Option<String>,
+    pub created_at: i64,
+}
+
+/// Stores a user message and opens a run to answer it, atomically.
+#[derive(Debug, Clone)]
+pub struct StartRun {
+    pub session_id: String,
+    pub run_id: String,
+    pub message: NewChatMessage,
+    pub now: i64,
+    /// Past this the run counts as abandoned (its instance died) and another may start.
+    pub lease_until: i64,
+    /// Messages the session may hold, the new one included.
+    pub max_messages: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunStart {
+    Started { message_seq: i64 },
+    NoSession,
+    /// Another run is answering; its id.
+    Busy { run_id: String },
+    /// The session holds its maximum of messages.
+    Full,
+}
+
+/// How a run ended, with the messages it produced (assistant answer, tool calls and results).
+#[derive(Debug, Clone)]
+pub struct FinishRun {
+    pub session_id: String,
+    pub run_id: String,
+    /// `done`, `stopped` or `failed`.
+    pub status: String,
+    pub finish_reason: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub error_code: Option<String>,
+    pub error: Option<String>,
+    pub finished_at: i64,
+    pub messages: Vec<NewChatMessage>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ChatRunRow {
+    pub id: String,
+    pub session_id: String,
+    pub status: String,
+    pub started_at: i64,
+    pub lease_until: i64,
+    pub finished_at: Option<i64>,
+    pub finish_reason: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub error_code: Option<String>,
+    pub error: Option<String>,
+}

@@ -1,0 +1,258 @@
+//! Chat: a browser's message is stored and answered by a *run* the hub owns. The run streams
+//! the model's answer onto `chat:<session>` through the same broker as calls; the HTTP request
+//! that started it (and any later `GET …/stream`, on any instance) only follows that topic, so a
+//! dropped connection loses nothing and a stop really stops.
+//!
+//! `upstream` talks to the model, `run` produces an answer, `follow` reads a run back from the
+//! broker, `events` names what a run says, `context` builds the prompt, `routes` is HTTP.
+
+mod context;
+pub mod events;
+mod follow;
+mod routes;
+mod run;
+mod stop;
+mod upstream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use follow::{Followed, Follower};
+pub use routes::{router, session_view};
+
+use crate::config::{ChatSettings, FunctionSpec};
+use crate::functions::Registry;
+use crate::hub::{DynBroker, topics};
+use crate::metrics::Metrics;
+use crate::store::{ChatSessionRow, DynStore, NewChatMessage, NewChatSession, RunStart, StartRun, StoreError};
+
+/// How long a stop request waits to see the run end before answering `202`.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+pub struct ChatService {
+    pub settings: Arc<ChatSettings>,
+    store: DynStore,
+    broker: DynBroker,
+    metrics: Arc<Metrics>,
+    registry: Arc<Registry>,
+    upstream: upstream::Upstream,
+    /// The functions offered to the model, in the API's `tools` shape.
+    tools: Vec<Value>,
+    /// Runs of this instance, to stop them without a broker round trip.
+    runs: DashMap<String, CancellationToken>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+    /// Events a follower may need from history to resume (the broker's per-topic size).
+    history_limit: usize,
+}
+
+/// Why a chat request was refused, mapped to HTTP by `routes`.
+#[derive(Debug)]
+pub enum ChatError {
+    NotFound,
+    Invalid { code: &'static str, message: String },
+    Busy { run_id: String },
+    Full,
+    NoActiveRun,
+    Store(StoreError),
+}
+
+impl From<StoreError> for ChatError {
+    fn from(e: StoreError) -> Self {
+        ChatError::Store(e)
+    }
+}
+
+/// What a stop request achieved.
+#[derive(Debug)]
+pub struct Stopped {
+    pub run_id: String,
+    /// The run's status when the answer was sent: `stopped`, `done`/`failed` if it ended on its
+    /// own first, `running` if it had not ended within the wait (it will).
+    pub status: String,
+}
+
+pub struct ChatDeps {
+    pub store: DynStore,
+    pub broker: DynBroker,
+    pub metrics: Arc<Metrics>,
+    pub registry: Arc<Registry>,
+    pub functions: Vec<FunctionSpec>,
+    pub tasks: TaskTracker,
+    pub shutdown: CancellationToken,
+    pub history_limit: usize,
+}
+
+impl ChatService {
+    pub fn new(settings: ChatSettings, d: ChatDeps) -> Self {
+        let tools = d
+            .functions
+            .iter()
+            .map(|f| json!({"type": "function", "function": {"name": f.name, "description": f.description, "parameters": f.parameters}}))
+            .collect();
+        Self {
+            upstream: upstream::Upstream::new(&settings),
+            settings: Arc::new(settings),
+            store: d.store,
+            broker: d.broker,
+            metrics: d.metrics,
+            registry: d.registry,
+            tools,
+            runs: DashMap::new(),
+            tasks: d.tasks,
+            shutdown: d.shutdown,
+            history_limit: d.history_limit,
+        }
+    }
+
+    pub async fn create_session(&self, org_id: &str, site_key: Option<String>) -> Result<ChatSessionRow, ChatError> {
+        // Random, not time-ordered: the id is what lets a browser read its session back.
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = crate::clock::now_ms();
+        self.store.create_chat_session(NewChatSession { id: id.clone(), org_id: org_id.into(), site_key, created_at: now, metadata: None }).await?;
+        self.store.get_chat_session(&id).await?.ok_or(ChatError::NotFound)
+    }
+
+    pub async fn session(&self, id: &str) -> Result<ChatSessionRow, ChatError> {
+        if id.len() > 64 {
+            return Err(ChatError::NotFound);
+        }
+        self.store.get_chat_session(id).await?.ok_or(ChatError::NotFound)
+    }
+
+    /// Stores the user's message and starts a run to answer it; the returned follower sees the
+    /// run from its first event.
+    pub async fn send(self: &Arc<Self>, session_id: &str, content: &str) -> Result<Follower, ChatError> {
+        let text = content.trim();
+        if text.is_empty() {
+            return Err(ChatError::Invalid { code: "invalid_content", message: "content must not be empty.".into() });
+        }
+        let chars = text.chars().count();
+        if chars > self.settings.max_message_chars {
+            return Err(ChatError::Invalid {
+                code: "message_too_long",
+                message: format!("content has {chars} characters; at most {} are accepted.", self.settings.max_message_chars),
+            });
+        }
+        let session = self.session(session_id).await?;
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let now = crate::clock::now_ms();
+        let message = NewChatMessage {
+            id: uuid::Uuid::now_v7().to_string(),
+            role: "user".into(),
+            content: text.to_string(),
+            status: "complete".into(),
+            run_id: Some(run_id.clone()),
+            finish_reason: None,
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
+            created_at: now,
+        };
+        let start = StartRun {
+            session_id: session.id.clone(),
+            run_id: run_id.clone(),
+            message: message.clone(),
+            now,
+            lease_until: now + self.settings.run_lease.as_millis() as i64,
+            max_messages: self.settings.max_messages_per_session as i64,
+        };
+        match self.store.start_chat_run(start).await? {
+            RunStart::Started { message_seq } => {
+                self.announce_message(&session, &message, message_seq).await;
+            }
+            RunStart::NoSession => return Err(ChatError::NotFound),
+            RunStart::Busy { run_id } => return Err(ChatError::Busy { run_id }),
+            RunStart::Full => return Err(ChatError::Full),
+        }
+        let topic = topics::chat(&session.id);
+        // Subscribed before the run exists, so its first event cannot be missed.
+        let follower = Follower::new(self.broker.clone(), topic, run_id.clone(), 0, self.history_limit);
+        let history = self.store.chat_messages(&session.id).await?;
+        let cancel = CancellationToken::new();
+        self.runs.insert(run_id.clone(), cancel.clone());
+        self.metrics.chat_active_runs.inc();
+        let run = run::Run::new(self.clone(), session.org_id.clone(), session.id.clone(), run_id);
+        self.tasks.spawn(run.execute(history, cancel));
+        Ok(follower)
+    }
+
+    /// A follower of the session's active run, from after `last_event_id` when it names that
+    /// run, else from its start; `None` when no run is active.
+    pub async fn resume(&self, session_id: &str, last_event_id: Option<&str>) -> Result<Option<(Follower, bool)>, ChatError> {
+        let session = self.session(session_id).await?;
+        let Some(run) = self.store.active_chat_run(&session.id, crate::clock::now_ms()).await? else { return Ok(None) };
+        let after = match last_event_id.and_then(events::parse_last_event_id) {
+            Some((id, n)) if id == run.id => n,
+            _ => 0,
+        };
+        let mut follower = Follower::new(self.broker.clone(), topics::chat(&session.id), run.id, after, self.history_limit);
+        let complete = follower.backfill().await;
+        Ok(Some((follower, complete)))
+    }
+
+    /// Stops the session's active run wherever it runs; waits a little to report how it ended.
+    pub async fn stop(&self, session_id: &str, actor: &str) -> Result<Stopped, ChatError> {
+        let session = self.session(session_id).await?;
+        let run = self.store.active_chat_run(&session.id, crate::clock::now_ms()).await?.ok_or(ChatError::NoActiveRun)?;
+        let topic = topics::chat(&session.id);
+        let mut watch = Follower::new(self.broker.clone(), topic.clone(), run.id.clone(), 0, self.history_limit);
+        if let Some(cancel) = self.runs.get(&run.id).map(|c| c.clone()) {
+            cancel.cancel();
+        }
+        let request = crate::hub::Event {
+            kind: events::STOP_REQUESTED.into(),
+            at: crate::clock::iso(crate::clock::now_ms()),
+            org_id: session.org_id.clone(),
+            data: json!({"session_id": session.id, "run_id": run.id, "by": actor}),
+        };
+        if let Err(e) = self.broker.publish(&topic, request).await {
+            tracing::warn!(run_id = %run.id, error = %e, "stop request not published");
+        }
+        let ended = tokio::time::timeout(STOP_WAIT, async {
+            while let Some(f) = watch.next().await {
+                if let Followed::Event(ev) = f
+                    && ev.is_terminal()
+                {
+                    return;
+                }
+            }
+        })
+        .await;
+        if ended.is_err() {
+            tracing::warn!(run_id = %run.id, "a stopped run had not ended after {STOP_WAIT:?}");
+        }
+        let status = self.store.chat_run(&run.id).await?.map(|r| r.status).unwrap_or_else(|| "stopped".into());
+        Ok(Stopped { run_id: run.id, status })
+    }
+
+    fn forget_run(&self, run_id: &str) {
+        if self.runs.remove(run_id).is_some() {
+            self.metrics.chat_active_runs.dec();
+        }
+    }
+
+    /// A stored user message, for supervisors (`chat:<id>` and `chats`).
+    async fn announce_message(&self, session: &ChatSessionRow, m: &NewChatMessage, seq: i64) {
+        let data = json!({
+            "session_id": session.id,
+            "message": {"id": m.id, "seq": seq, "role": m.role, "content": m.content, "run_id": m.run_id, "created_at": crate::clock::iso(m.created_at)},
+        });
+        for topic in [topics::chat(&session.id), topics::CHATS.to_string()] {
+            let ev = crate::hub::Event {
+                kind: events::MESSAGE.into(),
+                at: crate::clock::iso(m.created_at),
+                org_id: session.org_id.clone(),
+                data: data.clone(),
+            };
+            if let Err(e) = self.broker.publish(&topic, ev).await {
+                tracing::warn!(session_id = %session.id, error = %e, "chat message event not published");
+            }
+        }
+    }
+}

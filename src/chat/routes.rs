@@ -1,0 +1,249 @@
+//! The chat routes. Handlers only translate: JSON in, the service's answer out, a follower of a
+//! run turned into the contract's Server-Sent Events.
+//!
+//! A session id is a bearer capability (random, 122 bits): whoever holds it may read the
+//! session, send to it and stop it, as a widget keeps it in `localStorage`. A supervisor token,
+//! when presented, must also be allowed the session's org.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use serde_json::{Value, json};
+
+use super::{ChatError, Followed, Follower};
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::clock::iso;
+use crate::http::ApiError;
+use crate::store::{ChatMessageRow, ChatSessionRow};
+
+/// How often a follower that heard nothing checks that its run is still alive somewhere.
+const WATCHDOG: Duration = Duration::from_secs(15);
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/chat/sessions", post(create_session))
+        .route("/api/chat/sessions/{id}", get(get_session))
+        .route("/api/chat/sessions/{id}/messages", post(send_message))
+        .route("/api/chat/sessions/{id}/stream", get(resume))
+        .route("/api/chat/sessions/{id}/stop", post(stop))
+}
+
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> Self {
+        match e {
+            ChatError::NotFound => ApiError::NotFound,
+            ChatError::Invalid { code, message } => ApiError::Invalid { code, message },
+            ChatError::Busy { run_id } => ApiError::Conflict {
+                code: "run_active",
+                message: format!("An answer is still being generated (run {run_id}); follow it with GET …/stream or stop it first."),
+            },
+            ChatError::Full => {
+                ApiError::Invalid { code: "session_full", message: "This session holds its maximum of messages; start a new one.".into() }
+            }
+            ChatError::NoActiveRun => ApiError::Conflict { code: "no_active_run", message: "No answer is being generated.".into() },
+            ChatError::Store(e) => e.into(),
+        }
+    }
+}
+
+async fn create_session(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    // An empty body is fine; a body, if sent, must be a JSON object with nothing we don't know.
+    let has_body = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v != "0")
+        || headers.contains_key(header::TRANSFER_ENCODING);
+    if has_body {
+        let v = crate::http::read_json(&headers, body, app.chat.settings.body_limit, app.settings.body_read_timeout).await?;
+        match v.as_object() {
+            Some(o) if o.is_empty() => {}
+            Some(o) => return Err(unknown_field(o.keys().next().map(String::as_str).unwrap_or_default())),
+            None => return Err(ApiError::invalid("invalid_body", "The body must be a JSON object.")),
+        }
+    }
+    let org = app.chat.settings.org.clone();
+    let s = app.chat.create_session(&org, None).await?;
+    let body = json!({"session_id": s.id, "created_at": iso(s.created_at)});
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn get_session(State(app): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let who = optional_principal(&app, &headers).await?;
+    let s = app.chat.session(&id).await?;
+    check_scope(who.as_ref(), &s)?;
+    let messages = app.store.chat_messages(&s.id).await?;
+    Ok(Json(session_view(&s, &messages, who.is_some())))
+}
+
+async fn send_message(State(app): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let who = optional_principal(&app, &headers).await?;
+    let v = crate::http::read_json(&headers, body, app.chat.settings.body_limit, app.settings.body_read_timeout).await?;
+    let content = read_content(v)?;
+    if who.is_some() {
+        check_scope(who.as_ref(), &app.chat.session(&id).await?)?;
+    }
+    let follower = app.chat.send(&id, &content).await?;
+    Ok(sse(&app, follower, true))
+}
+
+async fn resume(State(app): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let who = optional_principal(&app, &headers).await?;
+    if who.is_some() {
+        check_scope(who.as_ref(), &app.chat.session(&id).await?)?;
+    }
+    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    match app.chat.resume(&id, last).await? {
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+        Some((follower, complete)) => Ok(sse(&app, follower, complete)),
+    }
+}
+
+async fn stop(State(app): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let who = optional_principal(&app, &headers).await?;
+    if who.is_some() {
+        check_scope(who.as_ref(), &app.chat.session(&id).await?)?;
+    }
+    let actor = who.as_ref().map(|p| p.name.clone()).unwrap_or_else(|| "visitor".into());
+    let s = app.chat.stop(&id, &actor).await?;
+    let code = if s.status == "running" { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok((code, Json(json!({"run_id": s.run_id, "status": s.status}))).into_response())
+}
+
+/// `{"content": "…"}` and nothing else: the server owns roles, prompt, model and tools.
+fn read_content(v: Value) -> Result<String, ApiError> {
+    let Value::Object(mut obj) = v else { return Err(ApiError::invalid("invalid_body", "The body must be {\"content\": \"…\"}.")) };
+    if let Some(k) = obj.keys().find(|k| k.as_str() != "content") {
+        return Err(unknown_field(k));
+    }
+    match obj.remove("content") {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(ApiError::invalid("invalid_content", "content must be a string.")),
+        None => Err(ApiError::invalid("invalid_content", "content is required.")),
+    }
+}
+
+fn unknown_field(k: &str) -> ApiError {
+    let k: String = k.chars().take(40).collect();
+    ApiError::invalid("unknown_field", format!("{k} is not accepted; send only {{\"content\": \"…\"}} (the hub sets roles, model and tools)."))
+}
+
+/// A token is optional on chat routes; one that is sent must be valid.
+async fn optional_principal(app: &AppState, headers: &HeaderMap) -> Result<Option<Principal>, ApiError> {
+    let Some(v) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let token = v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or(ApiError::Unauthenticated)?;
+    crate::auth::authenticate(&app.store, token.trim()).await?.map(Some).ok_or(ApiError::Unauthenticated)
+}
+
+fn check_scope(who: Option<&Principal>, s: &ChatSessionRow) -> Result<(), ApiError> {
+    match who {
+        Some(p) if !p.scope.allows(&s.org_id) => Err(ApiError::NotFound),
+        _ => Ok(()),
+    }
+}
+
+pub fn session_view(s: &ChatSessionRow, messages: &[ChatMessageRow], with_org: bool) -> Value {
+    let mut v = json!({
+        "session_id": s.id,
+        "created_at": iso(s.created_at),
+        "updated_at": iso(s.updated_at),
+        "message_count": s.message_count,
+        "active_run_id": s.active_run_id,
+        "messages": messages.iter().map(message_view).collect::<Vec<_>>(),
+    });
+    if with_org {
+        v["org_id"] = Value::from(s.org_id.clone());
+    }
+    v
+}
+
+fn message_view(m: &ChatMessageRow) -> Value {
+    json!({
+        "id": m.id,
+        "seq": m.seq,
+        "role": m.role,
+        "content": m.content,
+        "status": m.status,
+        "run_id": m.run_id,
+        "finish_reason": m.finish_reason,
+        "tool_calls": m.tool_calls.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()),
+        "tool_call_id": m.tool_call_id,
+        "name": m.name,
+        "created_at": iso(m.created_at),
+    })
+}
+
+/// The contract's event stream: `id: <run>:<n>`, named events, keep-alive comments, never
+/// buffered by a proxy. It ends after the run's `done` or `error`; a follower whose history is
+/// gone gets `error` `resume_unavailable` (reload the session), one of a run whose instance
+/// died gets `run_lost`. At shutdown it just ends: the browser resumes elsewhere.
+fn sse(app: &Arc<AppState>, follower: Follower, complete: bool) -> Response {
+    let stream = events(app.clone(), follower, complete);
+    let mut resp = Sse::new(stream).keep_alive(KeepAlive::new().interval(app.chat.settings.keepalive)).into_response();
+    resp.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
+    resp
+}
+
+struct Cursor {
+    app: Arc<AppState>,
+    follower: Follower,
+    complete: bool,
+    over: bool,
+}
+
+fn events(app: Arc<AppState>, follower: Follower, complete: bool) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    futures::stream::unfold(Cursor { app, follower, complete, over: false }, |mut c| async move {
+        if c.over {
+            return None;
+        }
+        if !c.complete {
+            c.over = true;
+            return Some((Ok(error_event("resume_unavailable", "Part of this answer can no longer be replayed; reload the session.")), c));
+        }
+        let shutdown = c.app.shutdown.clone();
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                n = tokio::time::timeout(WATCHDOG, c.follower.next()) => n,
+            };
+            match next {
+                Ok(None) => return None,
+                Ok(Some(Followed::Lost)) => {
+                    c.over = true;
+                    return Some((Ok(error_event("resume_unavailable", "Part of this answer can no longer be replayed; reload the session.")), c));
+                }
+                Ok(Some(Followed::Event(ev))) => {
+                    if let Some(e) = ev.to_sse() {
+                        return Some((Ok(e), c));
+                    }
+                }
+                Err(_) => {
+                    if !run_alive(&c.app, c.follower.run_id()).await {
+                        c.over = true;
+                        return Some((Ok(error_event("run_lost", "The answer stopped arriving; reload the session.")), c));
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Still running with a valid lease (a store error counts as alive: don't cut a stream over it).
+async fn run_alive(app: &AppState, run_id: &str) -> bool {
+    match app.store.chat_run(run_id).await {
+        Ok(Some(r)) => r.status == "running" && r.lease_until >= crate::clock::now_ms(),
+        Ok(None) => false,
+        Err(_) => true,
+    }
+}
+
+fn error_event(code: &str, message: &str) -> SseEvent {
+    SseEvent::default().event("error").json_data(json!({"error": {"code": code, "message": message}})).unwrap_or_default()
+}

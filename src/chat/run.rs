@@ -1,0 +1,364 @@
+//! One run: the hub's answer to one user message, owned by the server and not by the request
+//! that started it. It streams the model's answer onto the session topic, runs the tools the
+//! model asks for, and stores what it produced however it ends (done, stopped, failed).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::ChatService;
+use super::events::{self, run_event};
+use super::upstream::{ChunkStream, UpstreamError, Usage, classify, read_chunk};
+use crate::functions::{CallContext, Outcome};
+use crate::hub::topics;
+use crate::store::{ChatMessageRow, FinishRun, NewChatMessage};
+
+/// Most chunks folded into one delta when they arrive together (a burst, or a slow reader of
+/// the upstream socket): fewer events, same text, no added wait.
+const MAX_FOLD: usize = 64;
+/// First wait between whole attempts that failed before the first token; doubles each time.
+const RETRY_BASE: Duration = Duration::from_millis(250);
+
+pub(super) struct Run {
+    svc: Arc<ChatService>,
+    org_id: String,
+    session_id: String,
+    run_id: String,
+    topic: String,
+    n: u64,
+    /// The answer of the current round so far (kept when a stop interrupts it).
+    text: String,
+    /// Finished messages of earlier rounds: tool requests and results.
+    produced: Vec<NewChatMessage>,
+    usage: Option<Usage>,
+}
+
+enum End {
+    Done { finish_reason: String },
+    Stopped,
+    Failed(UpstreamError),
+    Shutdown,
+}
+
+enum RoundEnd {
+    Text { finish_reason: String },
+    Tools(Vec<ToolRequest>),
+}
+
+#[derive(Debug, Default, Clone)]
+struct ToolRequest {
+    id: String,
+    name: String,
+    arguments: String,
+}
+
+/// An attempt's failure, and whether anything of it reached the browser (then it is not retried).
+struct AttemptError {
+    error: UpstreamError,
+    started: bool,
+}
+
+impl Run {
+    pub(super) fn new(svc: Arc<ChatService>, org_id: String, session_id: String, run_id: String) -> Self {
+        let topic = topics::chat(&session_id);
+        Self { svc, org_id, session_id, run_id, topic, n: 0, text: String::new(), produced: Vec::new(), usage: None }
+    }
+
+    /// Runs to the end; `cancel` is the stop button (from this instance, or relayed from
+    /// another through a `chat.stop_requested` event on the topic).
+    pub(super) async fn execute(mut self, history: Vec<ChatMessageRow>, cancel: CancellationToken) {
+        let stops = super::stop::watch(self.svc.broker.clone(), self.topic.clone(), self.run_id.clone(), cancel.clone());
+        let work = async {
+            self.emit(events::STARTED, json!({})).await;
+            self.publish_lifecycle(events::STARTED, json!({"status": "running"})).await;
+            let end = self.answer(&history, &cancel).await;
+            self.finish(end).await;
+        };
+        tokio::select! {
+            _ = work => {}
+            _ = stops => {}
+        }
+        self.svc.forget_run(&self.run_id);
+    }
+
+    async fn answer(&mut self, history: &[ChatMessageRow], cancel: &CancellationToken) -> End {
+        let s = self.svc.settings.clone();
+        let mut messages = super::context::build(&s.system_prompt, history, s.context_chars, s.history_messages);
+        let shutdown = self.svc.shutdown.clone();
+        let mut rounds = 0;
+        loop {
+            let round = tokio::select! {
+                _ = cancel.cancelled() => return End::Stopped,
+                _ = shutdown.cancelled() => return End::Shutdown,
+                r = self.round(&messages, rounds < s.max_tool_rounds) => r,
+            };
+            let calls = match round {
+                Err(e) => return End::Failed(e),
+                Ok(RoundEnd::Text { finish_reason }) => return End::Done { finish_reason },
+                // Tools are not offered in the last round; a model that asks anyway is stopped here.
+                Ok(RoundEnd::Tools(_)) if rounds >= s.max_tool_rounds => {
+                    return End::Failed(UpstreamError {
+                        code: "too_many_tool_rounds",
+                        message: "The model kept asking for tools.",
+                        retryable: false,
+                    });
+                }
+                Ok(RoundEnd::Tools(calls)) => calls,
+            };
+            rounds += 1;
+            let tool_calls: Vec<Value> = calls
+                .iter()
+                .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+                .collect();
+            let content = std::mem::take(&mut self.text);
+            messages.push(json!({"role": "assistant", "content": if content.is_empty() { Value::Null } else { Value::from(content.clone()) }, "tool_calls": tool_calls}));
+            self.produced.push(self.message("assistant", content, "complete", Some("tool_calls".into()), Some(Value::Array(tool_calls).to_string()), None, None));
+            for call in calls {
+                let result = tokio::select! {
+                    _ = cancel.cancelled() => return End::Stopped,
+                    _ = shutdown.cancelled() => return End::Shutdown,
+                    r = self.tool(&call) => r,
+                };
+                messages.push(json!({"role": "tool", "tool_call_id": call.id, "content": result}));
+                self.produced.push(self.message("tool", result, "complete", None, None, Some(call.id), Some(call.name)));
+            }
+        }
+    }
+
+    /// Runs one function the model asked for through the shared registry (same timeouts as
+    /// VAPI's tool calls) and returns what the model is told.
+    async fn tool(&mut self, call: &ToolRequest) -> String {
+        self.emit(events::TOOL, json!({"name": call.name, "status": "started", "tool_call_id": call.id})).await;
+        let ctx = CallContext { call_id: None, org_id: self.org_id.clone(), customer_number: None };
+        let outcome = match serde_json::from_str::<Value>(if call.arguments.trim().is_empty() { "{}" } else { &call.arguments }) {
+            Ok(args) => self.svc.registry.invoke(&call.name, &args, &ctx, &call.id).await,
+            Err(_) => Outcome::Err("The arguments were not valid JSON.".into()),
+        };
+        let (payload, text) = match outcome {
+            Outcome::Ok(r) => (json!({"name": call.name, "status": "finished", "tool_call_id": call.id, "result": r}), r),
+            Outcome::Err(e) => (json!({"name": call.name, "status": "finished", "tool_call_id": call.id, "error": e}), format!("Error: {e}")),
+        };
+        self.emit(events::TOOL, payload).await;
+        text
+    }
+
+    /// One request to the model, retried as a whole while nothing of it has been shown.
+    async fn round(&mut self, messages: &[Value], tools_allowed: bool) -> Result<RoundEnd, UpstreamError> {
+        let s = &self.svc.settings;
+        let mut body = json!({
+            "model": s.model,
+            "messages": messages,
+            "stream": true,
+            "stream_options": {"include_usage": true},
+            "max_completion_tokens": s.max_completion_tokens,
+        });
+        if tools_allowed && !self.svc.tools.is_empty() {
+            body["tools"] = Value::Array(self.svc.tools.clone());
+        }
+        let mut attempt = 0;
+        loop {
+            match self.attempt(&body).await {
+                Ok(end) => return Ok(end),
+                Err(AttemptError { error, started: false }) if error.retryable && attempt < self.svc.settings.retries => {
+                    tokio::time::sleep(RETRY_BASE * 2u32.saturating_pow(attempt)).await;
+                    attempt += 1;
+                }
+                Err(AttemptError { error, .. }) => return Err(error),
+            }
+        }
+    }
+
+    async fn attempt(&mut self, body: &Value) -> Result<RoundEnd, AttemptError> {
+        let first_token = self.svc.settings.first_token_timeout;
+        let idle = self.svc.settings.idle_timeout;
+        let not_started = |error| AttemptError { error, started: false };
+        let mut stream: ChunkStream = match tokio::time::timeout(first_token, self.svc.upstream.open(body.clone())).await {
+            Err(_) => return Err(not_started(UpstreamError::TIMEOUT)),
+            Ok(Err(e)) => return Err(not_started(e)),
+            Ok(Ok(s)) => s,
+        };
+        let mut started = false;
+        let mut tools: BTreeMap<u64, ToolRequest> = BTreeMap::new();
+        let mut finish: Option<String> = None;
+        loop {
+            let wait = if started { idle } else { first_token };
+            let first = match tokio::time::timeout(wait, stream.next()).await {
+                Err(_) => return Err(AttemptError { error: UpstreamError::TIMEOUT, started }),
+                Ok(None) => break,
+                Ok(Some(item)) => item,
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_FOLD {
+                match stream.next().now_or_never() {
+                    Some(Some(item)) => batch.push(item),
+                    _ => break,
+                }
+            }
+            let mut delta = String::new();
+            let mut failed = None;
+            for item in batch {
+                let chunk = match item {
+                    Ok(v) => v,
+                    Err(e) => {
+                        failed = Some(classify(&e));
+                        break;
+                    }
+                };
+                let c = read_chunk(&chunk);
+                if c.error {
+                    tracing::warn!(run_id = %self.run_id, error = %chunk["error"], "the model sent an error mid-stream");
+                    failed = Some(UpstreamError::FAILED);
+                    break;
+                }
+                if let Some(t) = c.content {
+                    delta.push_str(&t);
+                }
+                for d in c.tool_calls {
+                    started = true;
+                    let t = tools.entry(d.index).or_default();
+                    if let Some(id) = d.id {
+                        t.id = id;
+                    }
+                    if let Some(name) = d.name {
+                        t.name.push_str(&name);
+                    }
+                    if let Some(a) = d.arguments {
+                        t.arguments.push_str(&a);
+                    }
+                }
+                if let Some(f) = c.finish_reason {
+                    finish = Some(f);
+                }
+                if let Some(u) = c.usage {
+                    let acc = self.usage.get_or_insert_with(Usage::default);
+                    acc.prompt_tokens += u.prompt_tokens;
+                    acc.completion_tokens += u.completion_tokens;
+                    acc.total_tokens += u.total_tokens;
+                }
+            }
+            if !delta.is_empty() {
+                started = true;
+                self.text.push_str(&delta);
+                self.emit(events::DELTA, json!({"content": delta})).await;
+            }
+            if let Some(error) = failed {
+                return Err(AttemptError { error, started });
+            }
+        }
+        // A stream that ends without saying why was cut off, whatever it sent before.
+        let Some(finish_reason) = finish else { return Err(AttemptError { error: UpstreamError::INTERRUPTED, started }) };
+        if tools.is_empty() {
+            return Ok(RoundEnd::Text { finish_reason });
+        }
+        let calls = tools
+            .into_values()
+            .enumerate()
+            .map(|(i, mut t)| {
+                if t.id.is_empty() {
+                    t.id = format!("call_{}_{i}", self.run_id);
+                }
+                t
+            })
+            .collect();
+        Ok(RoundEnd::Tools(calls))
+    }
+
+    /// Stores the outcome, then tells followers: the terminal event is sent only once the
+    /// answer is durable, so a browser that saw `done` can reload and find it.
+    async fn finish(&mut self, end: End) {
+        let message_id = uuid::Uuid::now_v7().to_string();
+        let (status, msg_status, finish_reason, error) = match &end {
+            End::Done { finish_reason } => ("done", "complete", Some(finish_reason.clone()), None),
+            End::Stopped => ("stopped", "stopped", Some("stopped".to_string()), None),
+            End::Failed(e) => ("failed", "failed", None, Some((e.code, e.message))),
+            End::Shutdown => ("failed", "failed", None, Some(("shutting_down", "The hub restarted while answering; send the message again."))),
+        };
+        let content = std::mem::take(&mut self.text);
+        let mut final_msg = self.message("assistant", content.clone(), msg_status, finish_reason.clone(), None, None, None);
+        final_msg.id = message_id.clone();
+        let mut messages = std::mem::take(&mut self.produced);
+        messages.push(final_msg);
+        let record = FinishRun {
+            session_id: self.session_id.clone(),
+            run_id: self.run_id.clone(),
+            status: status.into(),
+            finish_reason: finish_reason.clone(),
+            prompt_tokens: self.usage.map(|u| u.prompt_tokens),
+            completion_tokens: self.usage.map(|u| u.completion_tokens),
+            error_code: error.map(|e| e.0.to_string()),
+            error: error.map(|e| e.1.to_string()),
+            finished_at: crate::clock::now_ms(),
+            messages,
+        };
+        let stored = self.svc.store.finish_chat_run(record).await;
+        let (kind, data) = match (&stored, error) {
+            (Err(e), _) => {
+                tracing::error!(run_id = %self.run_id, error = %e, "a chat answer could not be stored");
+                (events::ERROR, json!({"error": {"code": "not_saved", "message": "The answer could not be saved."}}))
+            }
+            (Ok(_), Some((code, message))) => {
+                (events::ERROR, json!({"message_id": message_id, "error": {"code": code, "message": message}}))
+            }
+            (Ok(_), None) => {
+                let kind = if matches!(end, End::Stopped) { events::STOPPED } else { events::DONE };
+                (kind, json!({"message_id": message_id, "finish_reason": finish_reason, "usage": self.usage}))
+            }
+        };
+        if let Ok(false) = stored {
+            tracing::warn!(run_id = %self.run_id, "a chat run finished after it was declared abandoned; its answer was not stored");
+        }
+        self.svc.metrics.chat_run(status);
+        let mut summary = data.clone();
+        summary["status"] = Value::from(status);
+        summary["content_chars"] = Value::from(content.chars().count());
+        self.emit(kind, data).await;
+        self.publish_lifecycle(kind, summary).await;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn message(
+        &self,
+        role: &str,
+        content: String,
+        status: &str,
+        finish_reason: Option<String>,
+        tool_calls: Option<String>,
+        tool_call_id: Option<String>,
+        name: Option<String>,
+    ) -> NewChatMessage {
+        NewChatMessage {
+            id: uuid::Uuid::now_v7().to_string(),
+            role: role.into(),
+            content,
+            status: status.into(),
+            run_id: Some(self.run_id.clone()),
+            finish_reason,
+            tool_calls,
+            tool_call_id,
+            name,
+            created_at: crate::clock::now_ms(),
+        }
+    }
+
+    /// Numbers and publishes one event of this run. A broker failure costs live followers the
+    /// event (they see a hole and reload); the run itself goes on and is stored.
+    async fn emit(&mut self, kind: &str, data: Value) {
+        self.n += 1;
+        let ev = run_event(kind, &self.org_id, &self.session_id, &self.run_id, self.n, data);
+        if let Err(e) = self.svc.broker.publish(&self.topic, ev).await {
+            tracing::warn!(run_id = %self.run_id, error = %e, "chat event not published");
+        }
+    }
+
+    /// Starts and ends of runs go to `chats` too, for boards that list every chat.
+    async fn publish_lifecycle(&self, kind: &str, data: Value) {
+        let ev = run_event(kind, &self.org_id, &self.session_id, &self.run_id, self.n, data);
+        if let Err(e) = self.svc.broker.publish(topics::CHATS, ev).await {
+            tracing::warn!(run_id = %self.run_id, error = %e, "chat lifecycle event not published");
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Chat SQL for both engines, instantiated next to `shared_queries` (same `$n` placeholders,
+//! same portable SQL). A session's messages are numbered by its `message_count`, which every
+//! append bumps; that row update also serialises concurrent writers to one session.
+
+macro_rules! chat_queries {
+    ($db:ty, $conn:ty) => {
+        const SESSION_COLUMNS: &str = "s.id, s.org_id, s.site_key, s.created_at, s.updated_at, s.message_count, \
+            (SELECT r.id FROM chat_runs r WHERE r.session_id = s.id AND r.status = 'running') AS active_run_id";
+        const MESSAGE_COLUMNS: &str =
+            "id, session_id, seq, role, content, status, run_id, finish_reason, tool_calls, tool_call_id, name, created_at";
+        const RUN_COLUMNS: &str = "id, session_id, status, started_at, lease_until, finished_at, finish_reason, prompt_tokens, \
+            completion_tokens, error_code, error";
+
+        pub async fn create_chat_session(c: &mut $conn, s: &NewChatSession) -> sqlx::Result<()> {
+            sqlx::query(
+                "INSERT INTO chat_sessions (id, org_id, site_key, created_at, updated_at, message_count, metadata) \
+                 VALUES ($1, $2, $3, $4, $4, 0, $5)",
+            )
+            .bind(&s.id)
+            .bind(&s.org_id)
+            .bind(&s.site_key)
+            .bind(s.created_at)
+            .bind(clean(&s.metadata))
+            .execute(&mut *c)
+            .await?;
+            Ok(())
+        }
+
+        pub async fn get_chat_session(c: &mut $conn, id: &str) -> sqlx::Result<Option<ChatSessionRow>> {
+            sqlx::query_as::<_, ChatSessionRow>(&format!("SELECT {SESSION_COLUMNS} FROM chat_sessions s WHERE s.id = $1"))
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await
+        }
+
+        /// Sessions heard from since `since`, newest first.
+        pub async fn recent_chat_sessions(c: &mut $conn, scope: &OrgScope, since: i64, limit: i64) -> sqlx::Result<Vec<ChatSessionRow>> {
+            let mut qb = QueryBuilder::<$db>::new(format!("SELECT {SESSION_COLUMNS} FROM chat_sessions s WHERE s.updated_at >= "));
+            qb.push_bind(since);
+            if let OrgScope::Only(orgs) = scope {
+                if orgs.is_empty() {
+                    return Ok(Vec::new());
+                }
+                qb.push(" AND s.org_id IN (");
+                let mut sep = qb.separated(", ");
+                for o in orgs {
+                    sep.push_bind(o.clone());
+                }
+                qb.push(")");
+            }
+            qb.push(" ORDER BY s.updated_at DESC, s.id DESC LIMIT ").push_bind(limit);
+            qb.build_query_as::<ChatSessionRow>().fetch_all(&mut *c).await
+        }
+
+        pub async fn chat_messages(c: &mut $conn, session_id: &str) -> sqlx::Result<Vec<ChatMessageRow>> {
+            sqlx::query_as::<_, ChatMessageRow>(&format!("SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE session_id = $1 ORDER BY seq"))
+                .bind(session_id)
+                .fetch_all(&mut *c)
+                .await
+        }
+
+        pub async fn chat_run(c: &mut $conn, run_id: &str) -> sqlx::Result<Option<ChatRunRow>> {
+            sqlx::query_as::<_, ChatRunRow>(&format!("SELECT {RUN_COLUMNS} FROM chat_runs WHERE id = $1"))
+                .bind(run_id)
+                .fetch_optional(&mut *c)
+                .await
+        }
+
+        /// The session's running run, unless its lease ran out (its instance died).
+        pub async fn active_chat_run(c: &mut $conn, session_id: &str, now: i64) -> sqlx::Result<Option<ChatRunRow>> {
+            sqlx::query_as::<_, ChatRunRow>(&format!(
+                "SELECT {RUN_COLUMNS} FROM chat_runs WHERE session_id = $1 AND status = 'running' AND lease_until >= $2"
+            ))
+            .bind(session_id)
+            .bind(now)
+            .fetch_optional(&mut *c)
+            .await
+        }
+
+        /// Appends one message at the session's next position; `None` if the session is gone.
+        async fn append_chat_message(c: &mut $conn, session_id: &str, m: &NewChatMessage) -> sqlx::Result<Option<i64>> {
+            let seq: Option<i64> = sqlx::query_scalar(
+                "UPDATE chat_sessions SET message_count = message_count + 1, updated_at = $2 WHERE id = $1 RETURNING message_count",
+            )
+            .bind(session_id)
+            .bind(m.created_at)
+            .fetch_optional(&mut *c)
+            .await?;
+            let Some(seq) = seq else { return Ok(None) };
+            sqlx::query(
+                "INSERT INTO chat_messages (id, session_id, seq, role, content, status, run_id, finish_reason, tool_calls, \
+                 tool_call_id, name, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(&m.id)
+            .bind(session_id)
+            .bind(seq)
+            .bind(&m.role)
+            .bind(sanitize_text(&m.content))
+            .bind(&m.status)
+            .bind(&m.run_id)
+            .bind(&m.finish_reason)
+            .bind(clean(&m.tool_calls))
+            .bind(clean(&m.tool_call_id))
+            .bind(clean(&m.name))
+            .bind(m.created_at)
+            .execute(&mut *c)
+            .await?;
+            Ok(Some(seq))
+        }
+
+        pub async fn start_chat_run(c: &mut $conn, r: &StartRun) -> sqlx::Result<RunStart> {
+            // Locks the session row first (Postgres), so concurrent starts on one session queue here.
+            let count: Option<i64> = sqlx::query_scalar("UPDATE chat_sessions SET updated_at = $2 WHERE id = $1 RETURNING message_count")
+                .bind(&r.session_id)
+                .bind(r.now)
+                .fetch_optional(&mut *c)
+                .await?;
+            let Some(count) = count else { return Ok(RunStart::NoSession) };
+            sqlx::query(
+                "UPDATE chat_runs SET status = 'failed', error_code = 'abandoned', \
+                 error = 'The instance running this answer stopped before it finished.', finished_at = $2 \
+                 WHERE session_id = $1 AND status = 'running' AND lease_until < $2",
+            )
+            .bind(&r.session_id)
+            .bind(r.now)
+            .execute(&mut *c)
+            .await?;
+            let busy: Option<String> = sqlx::query_scalar("SELECT id FROM chat_runs WHERE session_id = $1 AND status = 'running'")
+                .bind(&r.session_id)
+                .fetch_optional(&mut *c)
+                .await?;
+            if let Some(run_id) = busy {
+                return Ok(RunStart::Busy { run_id });
+            }
+            // The answer needs a place too: a session one short of its maximum is full.
+            if count + 2 > r.max_messages {
+                return Ok(RunStart::Full);
+            }
+            let inserted = sqlx::query(
+                "INSERT INTO chat_runs (id, session_id, status, started_at, lease_until) VALUES ($1, $2, 'running', $3, $4) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&r.run_id)
+            .bind(&r.session_id)
+            .bind(r.now)
+            .bind(r.lease_until)
+            .execute(&mut *c)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                return Ok(RunStart::Busy { run_id: String::new() });
+            }
+            match append_chat_message(c, &r.session_id, &r.message).await? {
+                Some(message_seq) => Ok(RunStart::Started { message_seq }),
+                None => Ok(RunStart::NoSession),
+            }
+        }
+
+        /// Stores what a run produced and closes it; `false` (and nothing stored) when the run is
+        /// no longer running (it was declared abandoned meanwhile).
+        pub async fn finish_chat_run(c: &mut $conn, f: &FinishRun) -> sqlx::Result<bool> {
+            let closed = sqlx::query(
+                "UPDATE chat_runs SET status = $2, finish_reason = $3, prompt_tokens = $4, completion_tokens = $5, \
+                 error_code = $6, error = $7, finished_at = $8 WHERE id = $1 AND status = 'running'",
+            )
+            .bind(&f.run_id)
+            .bind(&f.status)
+            .bind(&f.finish_reason)
+            .bind(f.prompt_tokens)
+            .bind(f.completion_tokens)
+            .bind(&f.error_code)
+            .bind(clean(&f.error))
+            .bind(f.finished_at)
+            .execute(&mut *c)
+            .await?;
+            if closed.rows_affected() == 0 {
+                return Ok(false);
+            }
+            for m in &f.messages {
+                append_chat_message(c, &f.session_id, m).await?;
+            }
+            Ok(true)
+        }
+    };
+}
+
+pub(crate) use chat_queries;
