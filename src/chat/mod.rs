@@ -9,6 +9,8 @@
 mod context;
 pub mod events;
 mod follow;
+mod guard;
+mod limits;
 mod routes;
 mod run;
 mod stop;
@@ -23,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use follow::{Followed, Follower};
+pub use guard::{PageOrigin, Visitor};
 pub use routes::{router, session_view};
 
 use crate::config::{ChatSettings, FunctionSpec};
@@ -49,6 +52,8 @@ pub struct ChatService {
     shutdown: CancellationToken,
     /// Events a follower may need from history to resume (the broker's per-topic size).
     history_limit: usize,
+    ip_limits: limits::Limiter,
+    session_limits: limits::Limiter,
 }
 
 /// Why a chat request was refused, mapped to HTTP by `routes`.
@@ -59,6 +64,8 @@ pub enum ChatError {
     Busy { run_id: String },
     Full,
     NoActiveRun,
+    /// Over a rate limit; retry after this long.
+    RateLimited(Duration),
     Store(StoreError),
 }
 
@@ -95,6 +102,11 @@ impl ChatService {
             .iter()
             .map(|f| json!({"type": "function", "function": {"name": f.name, "description": f.description, "parameters": f.parameters}}))
             .collect();
+        if settings.widgets.is_empty() {
+            tracing::warn!("no [[widgets]] are configured: the chat API serves only the hub's own pages and non-browser clients");
+        }
+        let ip_limits = limits::Limiter::new(settings.ip_rate);
+        let session_limits = limits::Limiter::new(settings.session_rate);
         Self {
             upstream: upstream::Upstream::new(&settings),
             settings: Arc::new(settings),
@@ -107,6 +119,8 @@ impl ChatService {
             tasks: d.tasks,
             shutdown: d.shutdown,
             history_limit: d.history_limit,
+            ip_limits,
+            session_limits,
         }
     }
 
@@ -229,6 +243,17 @@ impl ChatService {
         }
         let status = self.store.chat_run(&run.id).await?.map(|r| r.status).unwrap_or_else(|| "stopped".into());
         Ok(Stopped { run_id: run.id, status })
+    }
+
+    /// Takes a token from the client's bucket (and the session's, when given).
+    pub fn limit(&self, ip: Option<&str>, session_id: Option<&str>) -> Result<(), ChatError> {
+        if let Some(ip) = ip {
+            self.ip_limits.check(ip).map_err(ChatError::RateLimited)?;
+        }
+        if let Some(id) = session_id {
+            self.session_limits.check(id).map_err(ChatError::RateLimited)?;
+        }
+        Ok(())
     }
 
     fn forget_run(&self, run_id: &str) {

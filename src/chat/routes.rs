@@ -14,12 +14,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::Stream;
 use serde_json::{Value, json};
 
-use super::{ChatError, Followed, Follower};
+use super::{ChatError, Followed, Follower, Visitor};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::clock::iso;
@@ -29,13 +30,14 @@ use crate::store::{ChatMessageRow, ChatSessionRow};
 /// How often a follower that heard nothing checks that its run is still alive somewhere.
 const WATCHDOG: Duration = Duration::from_secs(15);
 
-pub fn router() -> Router<Arc<AppState>> {
+pub fn router(app: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/chat/sessions", post(create_session))
         .route("/api/chat/sessions/{id}", get(get_session))
         .route("/api/chat/sessions/{id}/messages", post(send_message))
         .route("/api/chat/sessions/{id}/stream", get(resume))
         .route("/api/chat/sessions/{id}/stop", post(stop))
+        .layer(middleware::from_fn_with_state(app, super::guard::cors))
 }
 
 impl From<ChatError> for ApiError {
@@ -51,76 +53,113 @@ impl From<ChatError> for ApiError {
                 ApiError::Invalid { code: "session_full", message: "This session holds its maximum of messages; start a new one.".into() }
             }
             ChatError::NoActiveRun => ApiError::Conflict { code: "no_active_run", message: "No answer is being generated.".into() },
+            ChatError::RateLimited(wait) => ApiError::RateLimited(super::limits::retry_after_secs(wait)),
             ChatError::Store(e) => e.into(),
         }
     }
 }
 
-async fn create_session(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    // An empty body is fine; a body, if sent, must be a JSON object with nothing we don't know.
+/// `POST /api/chat/sessions` with no body, `{}` or `{"site_key": "…"}` (or the key in
+/// `x-switchboard-site-key`): a widget's key names the org and the origins that may use it.
+async fn create_session(State(app): State<Arc<AppState>>, visitor: Visitor, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let who = optional_principal(&app, &headers).await?;
+    app.chat.limit(visitor.ip.as_deref(), None)?;
+    let mut site_key = headers.get("x-switchboard-site-key").and_then(|v| v.to_str().ok()).map(str::to_string);
     let has_body = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v != "0")
         || headers.contains_key(header::TRANSFER_ENCODING);
     if has_body {
         let v = crate::http::read_json(&headers, body, app.chat.settings.body_limit, app.settings.body_read_timeout).await?;
-        match v.as_object() {
-            Some(o) if o.is_empty() => {}
-            Some(o) => return Err(unknown_field(o.keys().next().map(String::as_str).unwrap_or_default())),
-            None => return Err(ApiError::invalid("invalid_body", "The body must be a JSON object.")),
+        let Value::Object(mut o) = v else { return Err(ApiError::invalid("invalid_body", "The body must be a JSON object.")) };
+        if let Some(k) = o.keys().find(|k| k.as_str() != "site_key") {
+            return Err(unknown_field(k, "{\"site_key\": \"…\"}"));
+        }
+        match o.remove("site_key") {
+            Some(Value::String(k)) => site_key = Some(k),
+            Some(Value::Null) | None => {}
+            Some(_) => return Err(ApiError::invalid("invalid_site_key", "site_key must be a string.")),
         }
     }
-    let org = app.chat.settings.org.clone();
-    let s = app.chat.create_session(&org, None).await?;
+    let settings = &app.chat.settings;
+    let org = match site_key.as_deref() {
+        Some(key) => {
+            let w = super::guard::widget(settings, key).ok_or(ApiError::UnknownSiteKey)?;
+            if !visitor.page.may_use(settings, Some(&w.site_key)) {
+                return Err(ApiError::OriginNotAllowed);
+            }
+            w.org.clone()
+        }
+        None => settings.org.clone(),
+    };
+    let s = app.chat.create_session(&org, site_key).await?;
+    if let Some(p) = &who {
+        tracing::debug!(session_id = %s.id, by = %p.name, "chat session created by a token holder");
+    }
     let body = json!({"session_id": s.id, "created_at": iso(s.created_at)});
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-async fn get_session(State(app): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn get_session(State(app): State<Arc<AppState>>, visitor: Visitor, Path(id): Path<String>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let who = optional_principal(&app, &headers).await?;
-    let s = app.chat.session(&id).await?;
-    check_scope(who.as_ref(), &s)?;
+    let s = open_session(&app, &visitor, who.as_ref(), &id).await?;
     let messages = app.store.chat_messages(&s.id).await?;
     Ok(Json(session_view(&s, &messages, who.is_some())))
 }
 
-async fn send_message(State(app): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn send_message(
+    State(app): State<Arc<AppState>>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let who = optional_principal(&app, &headers).await?;
     let v = crate::http::read_json(&headers, body, app.chat.settings.body_limit, app.settings.body_read_timeout).await?;
     let content = read_content(v)?;
-    if who.is_some() {
-        check_scope(who.as_ref(), &app.chat.session(&id).await?)?;
-    }
-    let follower = app.chat.send(&id, &content).await?;
+    let s = open_session(&app, &visitor, who.as_ref(), &id).await?;
+    app.chat.limit(visitor.ip.as_deref(), Some(&s.id))?;
+    let follower = app.chat.send(&s.id, &content).await?;
     Ok(sse(&app, follower, true))
 }
 
-async fn resume(State(app): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn resume(State(app): State<Arc<AppState>>, visitor: Visitor, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
     let who = optional_principal(&app, &headers).await?;
-    if who.is_some() {
-        check_scope(who.as_ref(), &app.chat.session(&id).await?)?;
-    }
+    let s = open_session(&app, &visitor, who.as_ref(), &id).await?;
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    match app.chat.resume(&id, last).await? {
+    match app.chat.resume(&s.id, last).await? {
         None => Ok(StatusCode::NO_CONTENT.into_response()),
         Some((follower, complete)) => Ok(sse(&app, follower, complete)),
     }
 }
 
-async fn stop(State(app): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn stop(State(app): State<Arc<AppState>>, visitor: Visitor, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
     let who = optional_principal(&app, &headers).await?;
-    if who.is_some() {
-        check_scope(who.as_ref(), &app.chat.session(&id).await?)?;
-    }
+    let s = open_session(&app, &visitor, who.as_ref(), &id).await?;
     let actor = who.as_ref().map(|p| p.name.clone()).unwrap_or_else(|| "visitor".into());
-    let s = app.chat.stop(&id, &actor).await?;
-    let code = if s.status == "running" { StatusCode::ACCEPTED } else { StatusCode::OK };
-    Ok((code, Json(json!({"run_id": s.run_id, "status": s.status}))).into_response())
+    let stopped = app.chat.stop(&s.id, &actor).await?;
+    let code = if stopped.status == "running" { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok((code, Json(json!({"run_id": stopped.run_id, "status": stopped.status}))).into_response())
+}
+
+/// The session, if this caller may use it: a token must be allowed its org, a page must be one
+/// of its widget's origins (or the hub's own).
+async fn open_session(app: &AppState, visitor: &Visitor, who: Option<&Principal>, id: &str) -> Result<ChatSessionRow, ApiError> {
+    let s = app.chat.session(id).await?;
+    if let Some(p) = who
+        && !p.scope.allows(&s.org_id)
+    {
+        return Err(ApiError::NotFound);
+    }
+    if !visitor.page.may_use(&app.chat.settings, s.site_key.as_deref()) {
+        return Err(ApiError::OriginNotAllowed);
+    }
+    Ok(s)
 }
 
 /// `{"content": "…"}` and nothing else: the server owns roles, prompt, model and tools.
 fn read_content(v: Value) -> Result<String, ApiError> {
     let Value::Object(mut obj) = v else { return Err(ApiError::invalid("invalid_body", "The body must be {\"content\": \"…\"}.")) };
     if let Some(k) = obj.keys().find(|k| k.as_str() != "content") {
-        return Err(unknown_field(k));
+        return Err(unknown_field(k, "{\"content\": \"…\"} (the hub sets roles, model and tools)"));
     }
     match obj.remove("content") {
         Some(Value::String(s)) => Ok(s),
@@ -129,9 +168,9 @@ fn read_content(v: Value) -> Result<String, ApiError> {
     }
 }
 
-fn unknown_field(k: &str) -> ApiError {
+fn unknown_field(k: &str, expected: &str) -> ApiError {
     let k: String = k.chars().take(40).collect();
-    ApiError::invalid("unknown_field", format!("{k} is not accepted; send only {{\"content\": \"…\"}} (the hub sets roles, model and tools)."))
+    ApiError::invalid("unknown_field", format!("{k} is not accepted; send only {expected}."))
 }
 
 /// A token is optional on chat routes; one that is sent must be valid.
@@ -139,13 +178,6 @@ async fn optional_principal(app: &AppState, headers: &HeaderMap) -> Result<Optio
     let Some(v) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
     let token = v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or(ApiError::Unauthenticated)?;
     crate::auth::authenticate(&app.store, token.trim()).await?.map(Some).ok_or(ApiError::Unauthenticated)
-}
-
-fn check_scope(who: Option<&Principal>, s: &ChatSessionRow) -> Result<(), ApiError> {
-    match who {
-        Some(p) if !p.scope.allows(&s.org_id) => Err(ApiError::NotFound),
-        _ => Ok(()),
-    }
 }
 
 pub fn session_view(s: &ChatSessionRow, messages: &[ChatMessageRow], with_org: bool) -> Value {

@@ -185,4 +185,13 @@ pub struct ConfigArgs {
     /// A run older than this is taken as abandoned by a dead instance [default: 600000]
     #[arg(long, env = "SWITCHBOARD_CHAT_RUN_LEASE_MS")]
     pub chat_run_lease_ms: Option<String>,
+    /// Chat messages and new sessions per client IP per minute [default: 30]
+    #[arg(long, env = "SWITCHBOARD_CHAT_RATE_IP_PER_MINUTE")]
+    pub chat_rate_ip_per_minute: Option<String>,
+    /// Chat messages per session per minute [default: 12]
+    #[arg(long, env = "SWITCHBOARD_CHAT_RATE_SESSION_PER_MINUTE")]
+    pub chat_rate_session_per_minute: Option<String>,
+    /// Comma-separated proxy IPs whose X-Forwarded-For names the client
+    #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
 }

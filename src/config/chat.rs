@@ -1,6 +1,7 @@
 //! Chat settings: the model endpoint, what the hub sends it, and the limits one browser may
 //! use. The server owns prompt, model and tools; a browser only ever sends its own text.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -42,6 +43,30 @@ pub struct ChatSettings {
     pub run_lease: Duration,
     /// Org of sessions created without a widget site key.
     pub org: String,
+    /// Sites that embed the widget: a public key each, with the origins it may be used from.
+    pub widgets: Vec<Widget>,
+    /// Messages and new sessions per client IP (IPv6 by /64): a token bucket.
+    pub ip_rate: Rate,
+    /// Messages per session.
+    pub session_rate: Rate,
+    /// Peers whose `X-Forwarded-For` names the client (a reverse proxy); others' is ignored.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+/// A token bucket: `per_minute` refill, at most `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Widget {
+    pub site_key: String,
+    pub name: String,
+    /// Exact origins (`scheme://host[:port]`), lowercase.
+    pub allowed_origins: Vec<String>,
+    pub org: String,
 }
 
 impl ChatSettings {
@@ -64,10 +89,14 @@ impl ChatSettings {
             keepalive: Duration::from_secs(15),
             run_lease: Duration::from_secs(600),
             org: "default".into(),
+            widgets: Vec::new(),
+            ip_rate: Rate { per_minute: 30, burst: 10 },
+            session_rate: Rate { per_minute: 12, burst: 4 },
+            trusted_proxies: Vec::new(),
         }
     }
 
-    pub fn from_sources(file: &ChatFile, args: &ConfigArgs, default_org: &str) -> Result<Self, ConfigError> {
+    pub fn from_sources(file: &ChatFile, widgets: &[WidgetFile], args: &ConfigArgs, default_org: &str) -> Result<Self, ConfigError> {
         let mut s = Self { org: default_org.to_string(), ..Self::defaults() };
         if let Some(v) = pick(&args.openai_base_url, &file.openai_base_url) {
             if !(v.starts_with("http://") || v.starts_with("https://")) {
@@ -160,8 +189,92 @@ impl ChatSettings {
         if let Some(v) = file.org.clone().filter(|o| !o.trim().is_empty()) {
             s.org = v;
         }
+        s.ip_rate = rate(s.ip_rate, &args.chat_rate_ip_per_minute, file.rate_ip_per_minute, file.rate_ip_burst, "chat.rate_ip_per_minute (SWITCHBOARD_CHAT_RATE_IP_PER_MINUTE)")?;
+        s.session_rate = rate(
+            s.session_rate,
+            &args.chat_rate_session_per_minute,
+            file.rate_session_per_minute,
+            file.rate_session_burst,
+            "chat.rate_session_per_minute (SWITCHBOARD_CHAT_RATE_SESSION_PER_MINUTE)",
+        )?;
+        let proxies: Option<Vec<String>> = match args.trusted_proxies.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) => Some(v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()),
+            None => file.trusted_proxies.clone(),
+        };
+        if let Some(list) = proxies {
+            s.trusted_proxies = list
+                .iter()
+                .map(|p| {
+                    p.parse::<IpAddr>().map_err(|_| {
+                        ConfigError::new("chat.trusted_proxies (SWITCHBOARD_TRUSTED_PROXIES)", format!("{p:?} is not an IP address"))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        let mut keys = std::collections::HashSet::new();
+        for w in widgets {
+            let widget = widget(w, &s.org)?;
+            if !keys.insert(widget.site_key.clone()) {
+                return Err(ConfigError::new("widgets.site_key", format!("{:?} is declared twice", widget.site_key)));
+            }
+            s.widgets.push(widget);
+        }
         Ok(s)
     }
+}
+
+fn rate(default: Rate, arg: &Option<String>, per_minute: Option<u32>, burst: Option<u32>, name: &str) -> Result<Rate, ConfigError> {
+    let mut r = default;
+    if let Some(n) = parse_num::<u32>(arg, per_minute, name)? {
+        if n == 0 {
+            return Err(ConfigError::new(name, "must be at least 1"));
+        }
+        r.per_minute = n;
+    }
+    if let Some(b) = burst {
+        if b == 0 {
+            return Err(ConfigError::new(name.replace("per_minute", "burst"), "must be at least 1"));
+        }
+        r.burst = b;
+    }
+    Ok(r)
+}
+
+/// A site key is public (it sits in a page's HTML); what it guards is which origins may use it.
+fn widget(w: &WidgetFile, default_org: &str) -> Result<Widget, ConfigError> {
+    let key_ok = !w.site_key.is_empty() && w.site_key.len() <= 100 && w.site_key.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c));
+    if !key_ok {
+        return Err(ConfigError::new("widgets.site_key", format!("{:?} must be 1–100 letters, digits, _ or -", w.site_key)));
+    }
+    let mut origins = Vec::new();
+    for o in &w.allowed_origins {
+        origins.push(origin(o).ok_or_else(|| {
+            ConfigError::new(
+                format!("widgets.allowed_origins of {}", w.site_key),
+                format!("{o:?} is not an origin like https://www.example.com (no path, no wildcard)"),
+            )
+        })?);
+    }
+    if origins.is_empty() {
+        return Err(ConfigError::new(format!("widgets.allowed_origins of {}", w.site_key), "name at least one origin"));
+    }
+    Ok(Widget {
+        site_key: w.site_key.clone(),
+        name: w.name.clone().unwrap_or_else(|| w.site_key.clone()),
+        allowed_origins: origins,
+        org: w.org.clone().filter(|o| !o.trim().is_empty()).unwrap_or_else(|| default_org.to_string()),
+    })
+}
+
+/// `scheme://host[:port]` normalised to lowercase, or `None` for anything else.
+pub fn origin(raw: &str) -> Option<String> {
+    let o = raw.trim().trim_end_matches('/').to_ascii_lowercase();
+    let (scheme, rest) = o.split_once("://")?;
+    if !(scheme == "https" || scheme == "http") || rest.is_empty() {
+        return None;
+    }
+    let bad = |c: char| c == '/' || c == '*' || c == '@' || c == '?' || c == '#' || c.is_whitespace();
+    (!rest.chars().any(bad)).then_some(o)
 }
 
 const HISTORY: &str = "chat.history_messages (SWITCHBOARD_CHAT_HISTORY_MESSAGES)";
@@ -185,6 +298,21 @@ pub struct ChatFile {
     pub max_tool_rounds: Option<u32>,
     pub keepalive_ms: Option<u64>,
     pub run_lease_ms: Option<u64>,
+    pub org: Option<String>,
+    pub rate_ip_per_minute: Option<u32>,
+    pub rate_ip_burst: Option<u32>,
+    pub rate_session_per_minute: Option<u32>,
+    pub rate_session_burst: Option<u32>,
+    pub trusted_proxies: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WidgetFile {
+    pub site_key: String,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
     pub org: Option<String>,
 }
 
@@ -218,6 +346,42 @@ mod tests {
         let e = load(ConfigArgs { chat_first_token_timeout_ms: Some("0".into()), ..ConfigArgs::default() }, "").unwrap_err();
         assert!(e.to_string().contains("SWITCHBOARD_CHAT_FIRST_TOKEN_TIMEOUT_MS"), "{e}");
         assert!(toml::from_str::<crate::config::FileConfig>("[chat]\nmodle = \"x\"\n").is_err(), "a misspelt key is refused");
+    }
+
+    #[test]
+    fn widgets_are_read_with_their_origins_normalised() {
+        let s = load(
+            ConfigArgs::default(),
+            "[[widgets]]\nsite_key = \"pk_clinic\"\nallowed_origins = [\"https://Clinic.example/\", \"http://localhost:3000\"]\norg = \"org-1\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.widgets[0].allowed_origins, ["https://clinic.example", "http://localhost:3000"]);
+        assert_eq!((s.widgets[0].org.as_str(), s.widgets[0].name.as_str()), ("org-1", "pk_clinic"));
+    }
+
+    #[test]
+    fn a_widget_origin_with_a_path_or_wildcard_is_refused() {
+        for bad in ["https://*.example.com", "https://example.com/chat", "example.com", "ftp://example.com", "https://u@example.com"] {
+            let text = format!("[[widgets]]\nsite_key = \"k\"\nallowed_origins = [\"{bad}\"]\n");
+            let e = load(ConfigArgs::default(), &text).unwrap_err();
+            assert!(e.to_string().contains("allowed_origins"), "{bad}: {e}");
+        }
+        let e = load(ConfigArgs::default(), "[[widgets]]\nsite_key = \"k\"\n").unwrap_err();
+        assert!(e.to_string().contains("at least one origin"), "{e}");
+    }
+
+    #[test]
+    fn rates_and_trusted_proxies_come_from_the_environment() {
+        let args = ConfigArgs {
+            chat_rate_ip_per_minute: Some("5".into()),
+            trusted_proxies: Some("10.0.0.1, ::1".into()),
+            ..ConfigArgs::default()
+        };
+        let s = load(args, "[chat]\nrate_ip_burst = 2\n").unwrap();
+        assert_eq!(s.ip_rate, Rate { per_minute: 5, burst: 2 });
+        assert_eq!(s.trusted_proxies.len(), 2);
+        let e = load(ConfigArgs { trusted_proxies: Some("proxy.local".into()), ..ConfigArgs::default() }, "").unwrap_err();
+        assert!(e.to_string().contains("SWITCHBOARD_TRUSTED_PROXIES"), "{e}");
     }
 
     #[test]

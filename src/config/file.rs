@@ -32,6 +32,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub chat: super::chat::ChatFile,
     #[serde(default)]
+    pub widgets: Vec<super::chat::WidgetFile>,
+    #[serde(default)]
     pub functions: Vec<FunctionFile>,
 }
 

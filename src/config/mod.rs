@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use args::ConfigArgs;
-pub use chat::ChatSettings;
+pub use chat::{ChatSettings, Rate, Widget, origin as chat_origin};
 pub use control::ControlSettings;
 pub use file::FileConfig;
 pub use live::{LiveSettings, WsSettings};
@@ -187,7 +187,7 @@ impl Settings {
         }
         s.vapi = VapiSettings::from_sources(&file.vapi, args)?;
         s.functions = vapi::functions_from(&file.functions, s.vapi.tool_timeout)?;
-        s.chat = ChatSettings::from_sources(&file.chat, args, &s.vapi.default_org)?;
+        s.chat = ChatSettings::from_sources(&file.chat, &file.widgets, args, &s.vapi.default_org)?;
         Ok(s)
     }
 }

@@ -18,6 +18,12 @@ pub enum ApiError {
     Unauthenticated,
     /// 403: authenticated, but not allowed to see or do this.
     Forbidden,
+    /// 403: a browser page whose origin may not use this route (no CORS headers either).
+    OriginNotAllowed,
+    /// 403: a widget site key that is not configured.
+    UnknownSiteKey,
+    /// 429: too many requests; retry after this many seconds.
+    RateLimited(u64),
     /// 404: nothing here, or nothing this caller may see (the same answer, so ids can't be probed).
     NotFound,
     /// 405
@@ -51,6 +57,13 @@ impl ApiError {
             ApiError::Conflict { code, message } => (StatusCode::CONFLICT, code, message.clone()),
             ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", "Missing or invalid credentials.".into()),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "This token may not do that.".into()),
+            ApiError::OriginNotAllowed => {
+                (StatusCode::FORBIDDEN, "origin_not_allowed", "This page's origin may not use the chat API.".into())
+            }
+            ApiError::UnknownSiteKey => (StatusCode::FORBIDDEN, "unknown_site_key", "This site key is not configured.".into()),
+            ApiError::RateLimited(secs) => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("Too many requests; try again in {secs} s."))
+            }
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "Nothing found here.".into()),
             ApiError::MethodNotAllowed => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed on this route.".into())
@@ -101,6 +114,9 @@ impl IntoResponse for ApiError {
         let mut resp = (status, Json(json!({ "error": self.body() }))).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if let ApiError::RateLimited(secs) = self {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

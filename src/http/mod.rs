@@ -26,7 +26,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(health::router())
         .merge(crate::calls::router())
-        .merge(crate::chat::router())
+        .merge(crate::chat::router(state.clone()))
         .merge(crate::control::router())
         .merge(crate::live::router())
         .with_state(state.clone())
