@@ -1,4 +1,4 @@
-//! Command-line entry points: serve (default), migrate, token create, simulate.
+//! Command-line entry points: serve (default), migrate, token create, simulate, mock-llm.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 
 use crate::app::{Application, shutdown_signal};
 use crate::auth::Role;
-use crate::config::{ConfigArgs, Settings};
+use crate::config::{ConfigArgs, LogFormat, Settings};
+use crate::mockllm::{MockConfig, MockLlm, MockLlmArgs};
 
 #[derive(Debug, Parser)]
 #[command(name = "switchboard", version, about = "A real-time hub between VAPI voice assistants, browser chat and live supervisors.")]
@@ -37,6 +38,8 @@ pub enum Command {
     },
     /// Drive a hub with realistic VAPI call traffic
     Simulate(crate::simulate::SimulateArgs),
+    /// Serve an OpenAI-compatible mock model (for tests, the demo and benchmarks)
+    MockLlm(crate::mockllm::MockLlmArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +78,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             token_create(&config, &role, &orgs, label.as_deref()).await
         }
         Some(Command::Simulate(args)) => crate::simulate::run(args).await,
+        Some(Command::MockLlm(args)) => mock_llm(args).await,
     }
 }
 
@@ -149,4 +153,18 @@ async fn token_create(args: &ConfigArgs, role: &str, orgs: &[String], label: Opt
         }
         Err(e) => fail(e),
     }
+}
+
+async fn mock_llm(args: MockLlmArgs) -> ExitCode {
+    crate::telemetry::init("info", LogFormat::Text);
+    let cfg = MockConfig::from(args);
+    let listen = cfg.listen;
+    let mock = match MockLlm::start(cfg).await {
+        Ok(m) => m,
+        Err(e) => return fail(format!("mock-llm cannot listen on {listen}: {e}")),
+    };
+    tracing::info!(url = %mock.base_url(), "the mock model is serving");
+    shutdown_signal().await;
+    mock.shutdown().await;
+    ExitCode::SUCCESS
 }

@@ -25,6 +25,7 @@ pub mod http;
 pub mod hub;
 pub mod live;
 pub mod metrics;
+pub mod mockllm;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;

@@ -13,6 +13,7 @@ mod helpers;
 mod idempotency;
 mod lifecycle;
 mod live;
+mod mock_llm;
 mod operations;
 mod scale_out;
 mod store;
