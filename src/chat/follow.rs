@@ -108,11 +108,8 @@ impl Follower {
                 return false;
             }
         };
-        let mut mine: Vec<RunEvent> = recent
-            .iter()
-            .filter_map(|p| RunEvent::from_published(p))
-            .filter(|ev| ev.run_id == self.run_id && ev.n > self.last)
-            .collect();
+        let mut mine: Vec<RunEvent> =
+            recent.iter().filter_map(|p| RunEvent::from_published(p)).filter(|ev| ev.run_id == self.run_id && ev.n > self.last).collect();
         mine.sort_by_key(|ev| ev.n);
         mine.dedup_by_key(|ev| ev.n);
         if let Some(first) = mine.first()

@@ -62,7 +62,11 @@ pub fn widget<'a>(settings: &'a ChatSettings, site_key: &str) -> Option<&'a Widg
 
 /// Checks the origin, answers preflights, and adds CORS headers for allowed cross-origin pages.
 pub async fn cors(State(app): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
-    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(|o| crate::config::chat_origin(o).unwrap_or_else(|| o.to_string()));
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(|o| crate::config::chat_origin(o).unwrap_or_else(|| o.to_string()));
     let Some(origin) = origin else {
         req.extensions_mut().insert(PageOrigin { origin: None, same_origin: false });
         return next.run(req).await;
@@ -130,7 +134,12 @@ mod tests {
     #[test]
     fn a_session_of_a_widget_is_usable_only_from_its_origins() {
         let mut s = ChatSettings::defaults();
-        s.widgets.push(Widget { site_key: "k".into(), name: "k".into(), allowed_origins: vec!["https://a.example".into()], org: "o".into() });
+        s.widgets.push(Widget {
+            site_key: "k".into(),
+            name: "k".into(),
+            allowed_origins: vec!["https://a.example".into()],
+            org: "o".into(),
+        });
         let page = |o: &str| PageOrigin { origin: Some(o.into()), same_origin: false };
         assert!(page("https://a.example").may_use(&s, Some("k")));
         assert!(!page("https://b.example").may_use(&s, Some("k")));

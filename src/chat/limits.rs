@@ -64,11 +64,13 @@ impl Limiter {
         self.buckets.retain(|_, b| now.saturating_duration_since(b.at) < full_after);
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.buckets.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.buckets.is_empty()
     }
 }

@@ -60,8 +60,13 @@ pub struct ChatService {
 #[derive(Debug)]
 pub enum ChatError {
     NotFound,
-    Invalid { code: &'static str, message: String },
-    Busy { run_id: String },
+    Invalid {
+        code: &'static str,
+        message: String,
+    },
+    Busy {
+        run_id: String,
+    },
     Full,
     NoActiveRun,
     /// Over a rate limit; retry after this long.
@@ -128,7 +133,9 @@ impl ChatService {
         // Random, not time-ordered: the id is what lets a browser read its session back.
         let id = uuid::Uuid::new_v4().to_string();
         let now = crate::clock::now_ms();
-        self.store.create_chat_session(NewChatSession { id: id.clone(), org_id: org_id.into(), site_key, created_at: now, metadata: None }).await?;
+        self.store
+            .create_chat_session(NewChatSession { id: id.clone(), org_id: org_id.into(), site_key, created_at: now, metadata: None })
+            .await?;
         self.store.get_chat_session(&id).await?.ok_or(ChatError::NotFound)
     }
 

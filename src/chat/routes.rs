@@ -12,9 +12,9 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::middleware;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::Stream;
@@ -32,12 +32,17 @@ const WATCHDOG: Duration = Duration::from_secs(15);
 
 pub fn router(app: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
-        .route("/api/chat/sessions", post(create_session))
-        .route("/api/chat/sessions/{id}", get(get_session))
-        .route("/api/chat/sessions/{id}/messages", post(send_message))
-        .route("/api/chat/sessions/{id}/stream", get(resume))
-        .route("/api/chat/sessions/{id}/stop", post(stop))
+        .route("/api/chat/sessions", post(create_session).options(preflight))
+        .route("/api/chat/sessions/{id}", get(get_session).options(preflight))
+        .route("/api/chat/sessions/{id}/messages", post(send_message).options(preflight))
+        .route("/api/chat/sessions/{id}/stream", get(resume).options(preflight))
+        .route("/api/chat/sessions/{id}/stop", post(stop).options(preflight))
         .layer(middleware::from_fn_with_state(app, super::guard::cors))
+}
+
+/// CORS preflights are answered by the origin guard; one without an `Origin` gets here.
+async fn preflight() -> StatusCode {
+    StatusCode::NO_CONTENT
 }
 
 impl From<ChatError> for ApiError {
@@ -98,7 +103,12 @@ async fn create_session(State(app): State<Arc<AppState>>, visitor: Visitor, head
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-async fn get_session(State(app): State<Arc<AppState>>, visitor: Visitor, Path(id): Path<String>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn get_session(
+    State(app): State<Arc<AppState>>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let who = optional_principal(&app, &headers).await?;
     let s = open_session(&app, &visitor, who.as_ref(), &id).await?;
     let messages = app.store.chat_messages(&s.id).await?;
@@ -121,7 +131,12 @@ async fn send_message(
     Ok(sse(&app, follower, true))
 }
 
-async fn resume(State(app): State<Arc<AppState>>, visitor: Visitor, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn resume(
+    State(app): State<Arc<AppState>>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let who = optional_principal(&app, &headers).await?;
     let s = open_session(&app, &visitor, who.as_ref(), &id).await?;
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
@@ -131,7 +146,12 @@ async fn resume(State(app): State<Arc<AppState>>, visitor: Visitor, Path(id): Pa
     }
 }
 
-async fn stop(State(app): State<Arc<AppState>>, visitor: Visitor, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn stop(
+    State(app): State<Arc<AppState>>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let who = optional_principal(&app, &headers).await?;
     let s = open_session(&app, &visitor, who.as_ref(), &id).await?;
     let actor = who.as_ref().map(|p| p.name.clone()).unwrap_or_else(|| "visitor".into());
@@ -249,7 +269,10 @@ fn events(app: Arc<AppState>, follower: Follower, complete: bool) -> impl Stream
                 Ok(None) => return None,
                 Ok(Some(Followed::Lost)) => {
                     c.over = true;
-                    return Some((Ok(error_event("resume_unavailable", "Part of this answer can no longer be replayed; reload the session.")), c));
+                    return Some((
+                        Ok(error_event("resume_unavailable", "Part of this answer can no longer be replayed; reload the session.")),
+                        c,
+                    ));
                 }
                 Ok(Some(Followed::Event(ev))) => {
                     if let Some(e) = ev.to_sse() {

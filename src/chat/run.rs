@@ -116,7 +116,15 @@ impl Run {
                 .collect();
             let content = std::mem::take(&mut self.text);
             messages.push(json!({"role": "assistant", "content": if content.is_empty() { Value::Null } else { Value::from(content.clone()) }, "tool_calls": tool_calls}));
-            self.produced.push(self.message("assistant", content, "complete", Some("tool_calls".into()), Some(Value::Array(tool_calls).to_string()), None, None));
+            self.produced.push(self.message(
+                "assistant",
+                content,
+                "complete",
+                Some("tool_calls".into()),
+                Some(Value::Array(tool_calls).to_string()),
+                None,
+                None,
+            ));
             for call in calls {
                 let result = tokio::select! {
                     _ = cancel.cancelled() => return End::Stopped,
@@ -140,7 +148,9 @@ impl Run {
         };
         let (payload, text) = match outcome {
             Outcome::Ok(r) => (json!({"name": call.name, "status": "finished", "tool_call_id": call.id, "result": r}), r),
-            Outcome::Err(e) => (json!({"name": call.name, "status": "finished", "tool_call_id": call.id, "error": e}), format!("Error: {e}")),
+            Outcome::Err(e) => {
+                (json!({"name": call.name, "status": "finished", "tool_call_id": call.id, "error": e}), format!("Error: {e}"))
+            }
         };
         self.emit(events::TOOL, payload).await;
         text
@@ -275,7 +285,9 @@ impl Run {
             End::Done { finish_reason } => ("done", "complete", Some(finish_reason.clone()), None),
             End::Stopped => ("stopped", "stopped", Some("stopped".to_string()), None),
             End::Failed(e) => ("failed", "failed", None, Some((e.code, e.message))),
-            End::Shutdown => ("failed", "failed", None, Some(("shutting_down", "The hub restarted while answering; send the message again."))),
+            End::Shutdown => {
+                ("failed", "failed", None, Some(("shutting_down", "The hub restarted while answering; send the message again.")))
+            }
         };
         let content = std::mem::take(&mut self.text);
         let mut final_msg = self.message("assistant", content.clone(), msg_status, finish_reason.clone(), None, None, None);

@@ -69,7 +69,9 @@ pub fn classify(e: &OpenAIError) -> UpstreamError {
             400..=499 => UpstreamError { code: "upstream_rejected", message: "The model refused the request.", retryable: false },
             _ => UpstreamError { code: "upstream_unavailable", message: "The model is unavailable right now.", retryable: true },
         },
-        OpenAIError::Reqwest(_) => UpstreamError { code: "upstream_unavailable", message: "The model could not be reached.", retryable: true },
+        OpenAIError::Reqwest(_) => {
+            UpstreamError { code: "upstream_unavailable", message: "The model could not be reached.", retryable: true }
+        }
         OpenAIError::StreamError(_) => UpstreamError::INTERRUPTED,
         OpenAIError::JSONDeserialize(..) => {
             UpstreamError { code: "upstream_protocol", message: "The model sent something the hub could not read.", retryable: true }
@@ -110,7 +112,8 @@ pub fn read_chunk(v: &Value) -> Chunk {
     let mut c = Chunk { error: v.get("error").is_some_and(|e| !e.is_null()), ..Chunk::default() };
     if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
         let n = |k: &str| u.get(k).and_then(Value::as_i64).unwrap_or(0);
-        c.usage = Some(Usage { prompt_tokens: n("prompt_tokens"), completion_tokens: n("completion_tokens"), total_tokens: n("total_tokens") });
+        c.usage =
+            Some(Usage { prompt_tokens: n("prompt_tokens"), completion_tokens: n("completion_tokens"), total_tokens: n("total_tokens") });
     }
     // Only the first choice: the hub never asks for more than one.
     let Some(choice) = v.get("choices").and_then(Value::as_array).and_then(|a| a.first()) else { return c };
@@ -165,7 +168,10 @@ mod tests {
         let c = read_chunk(&json!({"choices":[{"delta":{"tool_calls":[
             {"index":1,"id":"call_b","type":"function","function":{"name":"f","arguments":""}},
             {"index":0,"function":{"arguments":"{\"a\""}}]}}]}));
-        assert_eq!(c.tool_calls[0], ToolCallDelta { index: 1, id: Some("call_b".into()), name: Some("f".into()), arguments: Some(String::new()) });
+        assert_eq!(
+            c.tool_calls[0],
+            ToolCallDelta { index: 1, id: Some("call_b".into()), name: Some("f".into()), arguments: Some(String::new()) }
+        );
         assert_eq!(c.tool_calls[1], ToolCallDelta { index: 0, id: None, name: None, arguments: Some("{\"a\"".into()) });
     }
 

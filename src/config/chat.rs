@@ -143,7 +143,12 @@ impl ChatSettings {
         )? {
             s.max_message_chars = n;
         }
-        if let Some(n) = at_least(&args.chat_max_messages, file.max_messages_per_session, "chat.max_messages_per_session (SWITCHBOARD_CHAT_MAX_MESSAGES)", 2)? {
+        if let Some(n) = at_least(
+            &args.chat_max_messages,
+            file.max_messages_per_session,
+            "chat.max_messages_per_session (SWITCHBOARD_CHAT_MAX_MESSAGES)",
+            2,
+        )? {
             s.max_messages_per_session = n;
         }
         if let Some(n) = at_least(&args.chat_body_limit, file.body_limit, "chat.body_limit (SWITCHBOARD_CHAT_BODY_LIMIT)", 256)? {
@@ -174,7 +179,9 @@ impl ChatSettings {
         if let Some(n) = parse_num::<u32>(&args.chat_retries, file.retries, "chat.retries (SWITCHBOARD_CHAT_RETRIES)")? {
             s.retries = n;
         }
-        if let Some(n) = parse_num::<u32>(&args.chat_max_tool_rounds, file.max_tool_rounds, "chat.max_tool_rounds (SWITCHBOARD_CHAT_MAX_TOOL_ROUNDS)")? {
+        if let Some(n) =
+            parse_num::<u32>(&args.chat_max_tool_rounds, file.max_tool_rounds, "chat.max_tool_rounds (SWITCHBOARD_CHAT_MAX_TOOL_ROUNDS)")?
+        {
             s.max_tool_rounds = n;
         }
         if let Some(d) = positive_ms(&args.chat_keepalive_ms, file.keepalive_ms, "chat.keepalive_ms (SWITCHBOARD_CHAT_KEEPALIVE_MS)")? {
@@ -184,12 +191,21 @@ impl ChatSettings {
             s.run_lease = d;
         }
         if s.run_lease <= s.first_token_timeout {
-            return Err(ConfigError::new("chat.run_lease_ms (SWITCHBOARD_CHAT_RUN_LEASE_MS)", "must be longer than chat.first_token_timeout_ms"));
+            return Err(ConfigError::new(
+                "chat.run_lease_ms (SWITCHBOARD_CHAT_RUN_LEASE_MS)",
+                "must be longer than chat.first_token_timeout_ms",
+            ));
         }
         if let Some(v) = file.org.clone().filter(|o| !o.trim().is_empty()) {
             s.org = v;
         }
-        s.ip_rate = rate(s.ip_rate, &args.chat_rate_ip_per_minute, file.rate_ip_per_minute, file.rate_ip_burst, "chat.rate_ip_per_minute (SWITCHBOARD_CHAT_RATE_IP_PER_MINUTE)")?;
+        s.ip_rate = rate(
+            s.ip_rate,
+            &args.chat_rate_ip_per_minute,
+            file.rate_ip_per_minute,
+            file.rate_ip_burst,
+            "chat.rate_ip_per_minute (SWITCHBOARD_CHAT_RATE_IP_PER_MINUTE)",
+        )?;
         s.session_rate = rate(
             s.session_rate,
             &args.chat_rate_session_per_minute,
@@ -242,7 +258,8 @@ fn rate(default: Rate, arg: &Option<String>, per_minute: Option<u32>, burst: Opt
 
 /// A site key is public (it sits in a page's HTML); what it guards is which origins may use it.
 fn widget(w: &WidgetFile, default_org: &str) -> Result<Widget, ConfigError> {
-    let key_ok = !w.site_key.is_empty() && w.site_key.len() <= 100 && w.site_key.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c));
+    let key_ok =
+        !w.site_key.is_empty() && w.site_key.len() <= 100 && w.site_key.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c));
     if !key_ok {
         return Err(ConfigError::new("widgets.site_key", format!("{:?} must be 1–100 letters, digits, _ or -", w.site_key)));
     }
@@ -334,7 +351,8 @@ mod tests {
 
     #[test]
     fn the_environment_wins_over_the_file_and_trailing_slashes_go() {
-        let args = ConfigArgs { openai_base_url: Some("http://127.0.0.1:8090/v1/".into()), model: Some("mock".into()), ..ConfigArgs::default() };
+        let args =
+            ConfigArgs { openai_base_url: Some("http://127.0.0.1:8090/v1/".into()), model: Some("mock".into()), ..ConfigArgs::default() };
         let s = load(args, "[chat]\nopenai_base_url = \"https://example.test/v1\"\nmodel = \"m\"\nmax_message_chars = 10\n").unwrap();
         assert_eq!((s.base_url.as_str(), s.model.as_str(), s.max_message_chars), ("http://127.0.0.1:8090/v1", "mock", 10));
     }

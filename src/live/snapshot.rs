@@ -41,7 +41,12 @@ async fn chats(socket: &Socket) -> Result<Value, String> {
             let messages = m.unwrap_or_default();
             let mut v = crate::chat::session_view(s, &[], true);
             v.as_object_mut().map(|o| o.remove("messages"));
-            v["last_message"] = messages.iter().rev().find(|m| m.role != "tool").map(|m| json!({"role": m.role, "content": m.content, "status": m.status})).unwrap_or(Value::Null);
+            v["last_message"] = messages
+                .iter()
+                .rev()
+                .find(|m| m.role != "tool")
+                .map(|m| json!({"role": m.role, "content": m.content, "status": m.status}))
+                .unwrap_or(Value::Null);
             v
         })
         .collect();

@@ -377,10 +377,14 @@ pub struct StartRun {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunStart {
-    Started { message_seq: i64 },
+    Started {
+        message_seq: i64,
+    },
     NoSession,
     /// Another run is answering; its id.
-    Busy { run_id: String },
+    Busy {
+        run_id: String,
+    },
     /// The session holds its maximum of messages.
     Full,
 }

@@ -4,6 +4,8 @@
 
 mod bad_input;
 mod calls_api;
+mod chat;
+mod chat_access;
 mod cli;
 mod control;
 mod events;

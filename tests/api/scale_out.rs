@@ -169,3 +169,39 @@ async fn after_a_redis_restart_subscribers_resync_and_keep_receiving() {
     }
     assert!(delivered, "live events flow again after the restart");
 }
+
+#[tokio::test]
+async fn a_chat_answer_started_on_one_instance_resumes_and_stops_on_the_other() {
+    let Some((_, redis)) = services() else { return };
+    let m = crate::chat::mock().await;
+    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    let a = spawn_with(|s| {
+        s.broker_url = redis.clone();
+        s.live.broker_prefix = prefix.clone();
+        crate::chat::use_mock(s, &m);
+    })
+    .await;
+    let db = a.state.settings.database_url.clone();
+    let b = spawn_with(|s| {
+        s.database_url = db;
+        s.broker_url = redis.clone();
+        s.live.broker_prefix = prefix.clone();
+        crate::chat::use_mock(s, &m);
+    })
+    .await;
+    let session = crate::chat::new_session(&a).await;
+    let on_a = crate::chat::read_events(crate::chat::send(&a, &session, "[mock:chunks=200] [mock:delay_ms=20] go").await, 4).await;
+    let last_id = on_a.last().unwrap().id.clone();
+    let url = b.url(&format!("/api/chat/sessions/{session}/stream"));
+    let resumed = b.http.get(url).header("last-event-id", &last_id).send().await.unwrap();
+    assert_eq!(resumed.status(), 200);
+    let mut stream = eventsource_stream::Eventsource::eventsource(resumed.bytes_stream());
+    let next = futures::StreamExt::next(&mut stream).await.unwrap().unwrap();
+    let (run, n) = last_id.rsplit_once(':').unwrap();
+    assert_eq!(next.id, format!("{run}:{}", n.parse::<u64>().unwrap() + 1), "B continues right after what A delivered");
+    // A stop sent to B reaches the run on A.
+    let stop = b.http.post(b.url(&format!("/api/chat/sessions/{session}/stop"))).send().await.unwrap();
+    assert_eq!(stop.status(), 200);
+    let stored = crate::chat::settled(&b, &session).await;
+    assert_eq!(stored["messages"][1]["status"], "stopped");
+}

@@ -1,0 +1,147 @@
+//! Who may use the chat API: pages of the hub's own origin or of a configured widget's, with
+//! CORS for exactly those; rate limits per client address and per session.
+
+use serde_json::{Value, json};
+use switchboard::config::{Rate, Widget};
+
+use crate::chat::{mock, new_session, read_events, send, settled, use_mock};
+use crate::helpers::*;
+
+const SITE: &str = "https://clinic.example";
+
+fn widget() -> Widget {
+    Widget { site_key: "pk_clinic".into(), name: "Clinic".into(), allowed_origins: vec![SITE.into()], org: "org-clinic".into() }
+}
+
+async fn create(app: &TestApp, origin: Option<&str>, body: Value) -> reqwest::Response {
+    let mut r = app.http.post(app.url("/api/chat/sessions")).json(&body);
+    if let Some(o) = origin {
+        r = r.header("origin", o);
+    }
+    r.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn without_widgets_only_the_hubs_own_pages_and_non_browsers_may_chat() {
+    let m = mock().await;
+    let app = spawn_with(|s| use_mock(s, &m)).await;
+    let own = app.base.clone();
+    assert_eq!(create(&app, Some(&own), json!({})).await.status(), 201);
+    assert_eq!(create(&app, None, json!({})).await.status(), 201);
+    let refused = create(&app, Some("https://evil.example"), json!({})).await;
+    assert_eq!(refused.status(), 403);
+    assert!(refused.headers().get("access-control-allow-origin").is_none());
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "origin_not_allowed");
+}
+
+#[tokio::test]
+async fn a_widgets_origin_gets_cors_and_a_session_of_its_org() {
+    let m = mock().await;
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.widgets.push(widget());
+    })
+    .await;
+    let pre = app
+        .http
+        .request(reqwest::Method::OPTIONS, app.url("/api/chat/sessions"))
+        .header("origin", SITE)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), 204);
+    assert_eq!(pre.headers()["access-control-allow-origin"], SITE);
+    assert!(pre.headers()["access-control-allow-headers"].to_str().unwrap().contains("last-event-id"));
+    let r = create(&app, Some(SITE), json!({"site_key": "pk_clinic"})).await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["access-control-allow-origin"], SITE);
+    let vary: Vec<&str> = r.headers().get_all("vary").iter().map(|v| v.to_str().unwrap()).collect();
+    assert!(vary.iter().any(|v| v.contains("Origin")), "{vary:?}");
+    let id = r.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_string();
+    let token = app.token("supervisor", &["org-clinic"]).await;
+    let (status, session) = app.get_json(&format!("/api/chat/sessions/{id}"), &token).await;
+    assert_eq!((status, session["org_id"].as_str()), (200, Some("org-clinic")));
+    // The session answers its widget's page, and refuses look-alikes.
+    let ok = app
+        .http
+        .post(app.url(&format!("/api/chat/sessions/{id}/messages")))
+        .header("origin", SITE)
+        .json(&json!({"content": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(read_events(ok, 1000).await.last().unwrap().event, "done");
+    for evil in ["https://clinic.example.evil.com", "http://clinic.example", "https://evil.example"] {
+        let r = app.http.get(app.url(&format!("/api/chat/sessions/{id}"))).header("origin", evil).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{evil}");
+        assert!(r.headers().get("access-control-allow-origin").is_none(), "{evil}");
+    }
+}
+
+#[tokio::test]
+async fn a_site_key_must_be_known_and_used_from_its_origins() {
+    let m = mock().await;
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.widgets.push(widget());
+        s.chat.widgets.push(Widget {
+            site_key: "pk_other".into(),
+            name: "o".into(),
+            allowed_origins: vec!["https://other.example".into()],
+            org: "o".into(),
+        });
+    })
+    .await;
+    let r = create(&app, Some(SITE), json!({"site_key": "pk_nope"})).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "unknown_site_key");
+    // A key of another site, from this site's page.
+    let r = create(&app, Some(SITE), json!({"site_key": "pk_other"})).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "origin_not_allowed");
+    let r = create(&app, Some(SITE), json!({"site_key": "pk_clinic", "model": "gpt-5"})).await;
+    assert_eq!(r.status(), 422);
+}
+
+#[tokio::test]
+async fn a_burst_from_one_address_is_answered_429_with_retry_after() {
+    let m = mock().await;
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.ip_rate = Rate { per_minute: 6, burst: 3 };
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(create(&app, None, json!({})).await.status(), 201);
+    }
+    let r = create(&app, None, json!({})).await;
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=10).contains(&retry), "{retry}");
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "rate_limited");
+}
+
+#[tokio::test]
+async fn messages_per_session_are_limited() {
+    let m = mock().await;
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.session_rate = Rate { per_minute: 1, burst: 2 };
+    })
+    .await;
+    let s = new_session(&app).await;
+    for _ in 0..2 {
+        read_events(send(&app, &s, "hi").await, 1000).await;
+        settled(&app, &s).await;
+    }
+    let r = send(&app, &s, "once more").await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(settled(&app, &s).await["message_count"], 4, "the refused message was not stored");
+    // Another session is not affected.
+    let other = new_session(&app).await;
+    assert_eq!(send(&app, &other, "hi").await.status(), 200);
+}
