@@ -95,6 +95,14 @@ async fn live_call(app: &TestApp, call: &str, control_url: &str) {
     assert_eq!(app.post_vapi(&body).await.0, 200);
 }
 
+/// The `control.sent` events a subscriber got. With the Redis broker the call's own status
+/// events, published just before the subscription, may still arrive after it.
+async fn control_sent(
+    rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<switchboard::hub::Published>>,
+) -> Vec<std::sync::Arc<switchboard::hub::Published>> {
+    received(rx, Duration::from_millis(300)).await.into_iter().filter(|p| p.event.kind == "control.sent").collect()
+}
+
 async fn act(app: &TestApp, token: &str, call: &str, action: Value) -> (u16, Value) {
     let r = app
         .http
@@ -201,7 +209,7 @@ async fn control_sent_is_published_on_the_call_topic_and_nowhere_else() {
     let mut call_rx = app.subscribe("call:ctl-3");
     let mut calls_rx = app.subscribe("calls");
     let (_, body) = act(&app, &token, "ctl-3", json!({ "type": "mute-assistant" })).await;
-    let got = received(&mut call_rx, Duration::from_millis(300)).await;
+    let got = control_sent(&mut call_rx).await;
     assert_eq!(got.len(), 1);
     let e = &got[0].event;
     assert_eq!((e.kind.as_str(), e.org_id.as_str()), ("control.sent", ORG));
@@ -211,7 +219,8 @@ async fn control_sent_is_published_on_the_call_topic_and_nowhere_else() {
     assert_eq!(e.data["action"], json!({ "type": "mute-assistant" }));
     assert_eq!((e.data["outcome"].as_str(), e.data["upstream_status"].as_i64()), (Some("sent"), Some(200)));
     assert_eq!(e.data["at"], json!(e.at));
-    assert!(received(&mut calls_rx, Duration::from_millis(100)).await.is_empty(), "the calls topic is for lifecycle only");
+    let on_calls = received(&mut calls_rx, Duration::from_millis(100)).await;
+    assert!(on_calls.iter().all(|p| p.event.kind != "control.sent"), "the calls topic is for lifecycle only");
 }
 
 #[tokio::test]
@@ -227,7 +236,7 @@ async fn an_upstream_400_is_answered_502_with_its_status_and_audited_as_rejected
     let rows = audit(&app, &token, "ctl-4").await;
     assert_eq!((rows[0]["outcome"].as_str(), rows[0]["upstream_status"].as_i64()), (Some("rejected"), Some(400)));
     assert!(rows[0]["error"].as_str().unwrap().contains("fake says 400"), "the refusal's body is kept for the audit");
-    let got = received(&mut rx, Duration::from_millis(300)).await;
+    let got = control_sent(&mut rx).await;
     assert_eq!((got[0].event.data["outcome"].as_str(), got[0].event.data["upstream_status"].as_i64()), (Some("rejected"), Some(400)));
 }
 
@@ -360,8 +369,8 @@ async fn a_control_url_off_the_allowlist_is_refused_audited_and_never_called() {
         let rows = audit(&app, &token, call).await;
         assert_eq!((rows.len(), rows[0]["outcome"].as_str(), rows[0]["upstream_status"].clone()), (1, Some("refused"), Value::Null));
         assert!(rows[0]["error"].as_str().unwrap().contains("control.allowed_hosts"));
-        let got = received(&mut rx, Duration::from_millis(300)).await;
-        assert_eq!((got[0].event.kind.as_str(), got[0].event.data["outcome"].as_str()), ("control.sent", Some("refused")));
+        let got = control_sent(&mut rx).await;
+        assert_eq!((got.len(), got[0].event.data["outcome"].as_str()), (1, Some("refused")));
     }
     assert!(fake.seen().is_empty());
 }
