@@ -6,6 +6,7 @@
 //! `upstream` talks to the model, `run` produces an answer, `follow` reads a run back from the
 //! broker, `events` names what a run says, `context` builds the prompt, `routes` is HTTP.
 
+mod compat;
 mod context;
 pub mod events;
 mod follow;
@@ -54,6 +55,7 @@ pub struct ChatService {
     history_limit: usize,
     ip_limits: limits::Limiter,
     session_limits: limits::Limiter,
+    token_limits: limits::Limiter,
 }
 
 /// Why a chat request was refused, mapped to HTTP by `routes`.
@@ -112,6 +114,7 @@ impl ChatService {
         }
         let ip_limits = limits::Limiter::new(settings.ip_rate);
         let session_limits = limits::Limiter::new(settings.session_rate);
+        let token_limits = limits::Limiter::new(settings.token_rate);
         Self {
             upstream: upstream::Upstream::new(&settings),
             settings: Arc::new(settings),
@@ -126,6 +129,7 @@ impl ChatService {
             history_limit: d.history_limit,
             ip_limits,
             session_limits,
+            token_limits,
         }
     }
 
@@ -261,6 +265,11 @@ impl ChatService {
             self.session_limits.check(id).map_err(ChatError::RateLimited)?;
         }
         Ok(())
+    }
+
+    /// Requests per API token on the pass-through.
+    pub fn limit_token(&self, token_id: &str) -> Result<(), ChatError> {
+        self.token_limits.check(token_id).map_err(ChatError::RateLimited)
     }
 
     fn forget_run(&self, run_id: &str) {

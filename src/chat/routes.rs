@@ -37,11 +37,13 @@ pub fn router(app: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/chat/sessions/{id}/messages", post(send_message).options(preflight))
         .route("/api/chat/sessions/{id}/stream", get(resume).options(preflight))
         .route("/api/chat/sessions/{id}/stop", post(stop).options(preflight))
+        .merge(super::compat::browser_router())
         .layer(middleware::from_fn_with_state(app, super::guard::cors))
+        .merge(super::compat::sdk_router())
 }
 
 /// CORS preflights are answered by the origin guard; one without an `Origin` gets here.
-async fn preflight() -> StatusCode {
+pub(super) async fn preflight() -> StatusCode {
     StatusCode::NO_CONTENT
 }
 

@@ -54,6 +54,11 @@ impl Upstream {
         Self { client: Client::build(http, config) }
     }
 
+    /// Sends a request that is answered in one piece (`"stream"` absent or false).
+    pub async fn complete(&self, body: Value) -> Result<Value, UpstreamError> {
+        self.client.chat().create_byot::<Value, Value>(body).await.map_err(|e| classify(&e))
+    }
+
     /// Sends a streaming request (the body must say `"stream": true`).
     pub async fn open(&self, body: Value) -> Result<ChunkStream, UpstreamError> {
         self.client.chat().create_stream_byot::<Value, Value>(body).await.map_err(|e| classify(&e))

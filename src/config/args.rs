@@ -191,6 +191,9 @@ pub struct ConfigArgs {
     /// Chat messages per session per minute [default: 12]
     #[arg(long, env = "SWITCHBOARD_CHAT_RATE_SESSION_PER_MINUTE")]
     pub chat_rate_session_per_minute: Option<String>,
+    /// Requests per API token per minute on /v1/chat/completions [default: 600]
+    #[arg(long, env = "SWITCHBOARD_CHAT_RATE_TOKEN_PER_MINUTE")]
+    pub chat_rate_token_per_minute: Option<String>,
     /// Comma-separated proxy IPs whose X-Forwarded-For names the client
     #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,

@@ -49,6 +49,8 @@ pub struct ChatSettings {
     pub ip_rate: Rate,
     /// Messages per session.
     pub session_rate: Rate,
+    /// Requests per API token on `/v1/chat/completions`.
+    pub token_rate: Rate,
     /// Peers whose `X-Forwarded-For` names the client (a reverse proxy); others' is ignored.
     pub trusted_proxies: Vec<IpAddr>,
 }
@@ -92,6 +94,7 @@ impl ChatSettings {
             widgets: Vec::new(),
             ip_rate: Rate { per_minute: 30, burst: 10 },
             session_rate: Rate { per_minute: 12, burst: 4 },
+            token_rate: Rate { per_minute: 600, burst: 100 },
             trusted_proxies: Vec::new(),
         }
     }
@@ -213,6 +216,13 @@ impl ChatSettings {
             file.rate_session_burst,
             "chat.rate_session_per_minute (SWITCHBOARD_CHAT_RATE_SESSION_PER_MINUTE)",
         )?;
+        s.token_rate = rate(
+            s.token_rate,
+            &args.chat_rate_token_per_minute,
+            file.rate_token_per_minute,
+            file.rate_token_burst,
+            "chat.rate_token_per_minute (SWITCHBOARD_CHAT_RATE_TOKEN_PER_MINUTE)",
+        )?;
         let proxies: Option<Vec<String>> = match args.trusted_proxies.as_deref().filter(|v| !v.is_empty()) {
             Some(v) => Some(v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()),
             None => file.trusted_proxies.clone(),
@@ -320,6 +330,8 @@ pub struct ChatFile {
     pub rate_ip_burst: Option<u32>,
     pub rate_session_per_minute: Option<u32>,
     pub rate_session_burst: Option<u32>,
+    pub rate_token_per_minute: Option<u32>,
+    pub rate_token_burst: Option<u32>,
     pub trusted_proxies: Option<Vec<String>>,
 }
 

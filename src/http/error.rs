@@ -45,6 +45,8 @@ pub enum ApiError {
     GatewayTimeout { code: &'static str, message: String },
     /// 503: a dependency (store, broker) is down; retry later.
     Unavailable(&'static str),
+    /// Any status with a body in another API's own error shape (OpenAI's, on the pass-through).
+    Passthrough { status: StatusCode, body: serde_json::Value },
     /// 500: a bug; details go to the log only.
     Internal(String),
 }
@@ -63,6 +65,10 @@ impl ApiError {
             ApiError::UnknownSiteKey => (StatusCode::FORBIDDEN, "unknown_site_key", "This site key is not configured.".into()),
             ApiError::RateLimited(secs) => {
                 (StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("Too many requests; try again in {secs} s."))
+            }
+            ApiError::Passthrough { status, body } => {
+                let message = body["error"]["message"].as_str().unwrap_or_default().to_string();
+                (*status, "upstream_error", message)
             }
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "Nothing found here.".into()),
             ApiError::MethodNotAllowed => {
@@ -107,6 +113,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::Passthrough { status, body } = self {
+            return (status, Json(body)).into_response();
+        }
         let status = self.status();
         if let ApiError::Internal(detail) = &self {
             tracing::error!(detail = %detail, "internal error");

@@ -6,6 +6,7 @@ mod bad_input;
 mod calls_api;
 mod chat;
 mod chat_access;
+mod chat_compat;
 mod cli;
 mod control;
 mod events;
