@@ -39,7 +39,7 @@ pub enum Command {
     /// Drive a hub with realistic VAPI call traffic
     Simulate(crate::simulate::SimulateArgs),
     /// Serve an OpenAI-compatible mock model (for tests, the demo and benchmarks)
-    MockLlm(crate::mockllm::MockLlmArgs),
+    MockLlm(MockLlmArgs),
 }
 
 #[derive(Debug, Subcommand)]

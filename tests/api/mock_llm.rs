@@ -392,3 +392,26 @@ async fn shutdown_ends_a_stalled_stream_instead_of_waiting_for_it() {
     let (_, clean) = read_frames(resp).await;
     assert!(!clean);
 }
+
+#[tokio::test]
+async fn the_mock_llm_command_logs_its_url_and_answers_there() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["mock-llm", "--listen", "127.0.0.1:0", "--chunk-delay-ms", "0", "--model", "cli-model"])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().expect("the URL is logged");
+        if let Some(at) = line.find("http://") {
+            break line[at..].split(|c: char| c.is_whitespace() || c.is_control()).next().unwrap().to_string();
+        }
+    };
+    assert!(url.ends_with("/v1"), "{url}");
+    let v: Value =
+        http().post(format!("{url}/chat/completions")).json(&json!({"messages": []})).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["model"], "cli-model");
+    child.kill().await.unwrap();
+}
