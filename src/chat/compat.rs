@@ -45,10 +45,10 @@ pub fn sdk_router() -> Router<Arc<AppState>> {
 }
 
 async fn ai_chat(State(app): State<Arc<AppState>>, visitor: Visitor, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    app.chat.limit(visitor.ip.as_deref(), None)?;
     let s = &app.chat.settings;
     let v = crate::http::read_json(&headers, body, s.body_limit, app.settings.body_read_timeout).await?;
     let turns = read_turns(v, s.max_message_chars, s.history_messages + 1)?;
-    app.chat.limit(visitor.ip.as_deref(), None)?;
     let mut messages = Vec::with_capacity(turns.len() + 1);
     if !s.system_prompt.trim().is_empty() {
         messages.push(json!({"role": "system", "content": s.system_prompt}));
@@ -102,8 +102,9 @@ fn sse<S>(stream: S) -> Response
 where
     S: Stream<Item = Result<SseEvent, Infallible>> + Send + 'static,
 {
-    let mut resp = Sse::new(stream).keep_alive(KeepAlive::default()).into_response();
+    let mut resp = Sse::new(stream).keep_alive(KeepAlive::default().text("keep-alive")).into_response();
     resp.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp.headers_mut().insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
     resp
 }
 
@@ -164,6 +165,7 @@ fn content_events(app: Arc<AppState>, stream: ChunkStream) -> impl Stream<Item =
 
 async fn completions(State(app): State<Arc<AppState>>, who: Principal, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let started = Instant::now();
+    app.chat.limit_token(&who.token_id)?;
     let mut v = crate::http::read_json(&headers, body, PASSTHROUGH_BODY_LIMIT, app.settings.body_read_timeout).await?;
     let Some(obj) = v.as_object_mut() else {
         return Err(openai_error(StatusCode::BAD_REQUEST, "The body must be a JSON object.", "invalid_request_error"));
@@ -171,7 +173,6 @@ async fn completions(State(app): State<Arc<AppState>>, who: Principal, headers: 
     if !obj.get("messages").is_some_and(Value::is_array) {
         return Err(openai_error(StatusCode::BAD_REQUEST, "messages is required.", "invalid_request_error"));
     }
-    app.chat.limit_token(&who.token_id)?;
     let settings = &app.chat.settings;
     if obj.get("model").and_then(Value::as_str).is_none_or(str::is_empty) {
         obj.insert("model".into(), Value::from(settings.model.clone()));

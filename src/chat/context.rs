@@ -2,6 +2,8 @@
 //! history as fits the budget, newest kept first. History lives on the server; a browser
 //! never sends roles, prompts or earlier turns.
 
+use std::collections::HashSet;
+
 use serde_json::{Value, json};
 
 use crate::store::ChatMessageRow;
@@ -22,15 +24,42 @@ pub fn build(system_prompt: &str, history: &[ChatMessageRow], max_chars: usize, 
         kept.push(m);
     }
     kept.reverse();
-    // A tool result must follow the assistant message that asked for it; one whose request was
-    // trimmed away would be refused by the model API.
-    let start = kept.iter().position(|m| m.role != "tool").unwrap_or(kept.len());
+    let kept = paired(kept);
     let mut out = Vec::with_capacity(kept.len() + 1);
     if !system_prompt.trim().is_empty() {
         out.push(json!({"role": "system", "content": system_prompt}));
     }
-    out.extend(kept[start..].iter().map(|m| to_model(m)));
+    out.extend(kept.iter().map(|m| to_model(m)));
     out
+}
+
+/// Tool requests and results only in complete pairs: the model API refuses a tool result
+/// without its request, and a request without all its results (a stop in the middle of a tool
+/// round, or a request whose results were trimmed away).
+fn paired(kept: Vec<&ChatMessageRow>) -> Vec<&ChatMessageRow> {
+    let answered: HashSet<&str> = kept.iter().filter(|m| m.role == "tool").filter_map(|m| m.tool_call_id.as_deref()).collect();
+    let mut complete: HashSet<String> = HashSet::new();
+    let mut broken: HashSet<&str> = HashSet::new();
+    for m in kept.iter().filter(|m| m.role == "assistant") {
+        let ids = call_ids(m);
+        if ids.iter().all(|id| answered.contains(id.as_str())) {
+            complete.extend(ids);
+        } else {
+            broken.insert(m.id.as_str());
+        }
+    }
+    kept.into_iter()
+        .filter(|m| match m.role.as_str() {
+            "tool" => m.tool_call_id.as_ref().is_some_and(|id| complete.contains(id)),
+            "assistant" => !broken.contains(m.id.as_str()),
+            _ => true,
+        })
+        .collect()
+}
+
+fn call_ids(m: &ChatMessageRow) -> Vec<String> {
+    let Some(calls) = m.tool_calls.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()) else { return Vec::new() };
+    calls.as_array().map(|a| a.iter().filter_map(|c| c["id"].as_str().map(str::to_string)).collect()).unwrap_or_default()
 }
 
 /// Failed answers with nothing in them taught the model nothing; stopped ones were seen.
@@ -117,6 +146,19 @@ mod tests {
         let cut = build("", &h, 7, 40);
         let roles: Vec<&str> = cut.iter().map(|m| m["role"].as_str().unwrap()).collect();
         assert_eq!(roles, ["user"]);
+    }
+
+    #[test]
+    fn a_tool_request_whose_results_are_missing_is_left_out() {
+        // A stop in the middle of a round stored the request and only one of its two results.
+        let mut asked = msg(2, "assistant", "");
+        asked.tool_calls = Some(r#"[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}},{"id":"c2","type":"function","function":{"name":"g","arguments":"{}"}}]"#.into());
+        let mut one = msg(3, "tool", "42");
+        one.tool_call_id = Some("c1".into());
+        let h = [msg(1, "user", "q"), asked, one, msg(4, "assistant", "partial"), msg(5, "user", "again")];
+        let out = build("", &h, 1000, 40);
+        let roles: Vec<&str> = out.iter().map(|m| m["role"].as_str().unwrap()).collect();
+        assert_eq!(roles, ["user", "assistant", "user"]);
     }
 
     #[test]

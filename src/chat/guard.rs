@@ -101,16 +101,16 @@ fn allow(h: &mut HeaderMap, origin: &str) {
     h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("retry-after"));
 }
 
-/// The page comes from the hub itself: its host is the `Host` the request was sent to (or the
-/// configured public URL's). The scheme is not compared: behind a TLS proxy the hub sees http.
+/// The page comes from the hub itself. With `public_url` set that is the one origin it names
+/// (scheme included); without it, a page whose host is the `Host` the request was sent to —
+/// a DNS-rebinding page can claim that, so deployments reachable by name should set
+/// `public_url`.
 fn same_origin(origin: &str, headers: &HeaderMap, public_url: Option<&str>) -> bool {
-    let host_of = |o: &str| o.split_once("://").map(|(_, h)| h.to_string());
-    let Some(page_host) = host_of(origin) else { return false };
-    let request_host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase);
-    if request_host.as_deref() == Some(page_host.as_str()) {
-        return true;
+    if let Some(public) = public_url {
+        return crate::config::chat_origin(public).is_some_and(|p| p == origin);
     }
-    public_url.and_then(crate::config::chat_origin).and_then(|p| host_of(&p)).is_some_and(|h| h == page_host)
+    let Some((_, page_host)) = origin.split_once("://") else { return false };
+    headers.get(header::HOST).and_then(|v| v.to_str().ok()).is_some_and(|h| h.eq_ignore_ascii_case(page_host))
 }
 
 #[cfg(test)]
@@ -124,11 +124,14 @@ mod tests {
     }
 
     #[test]
-    fn a_page_of_the_hub_itself_is_same_origin_whatever_the_scheme() {
+    fn a_page_of_the_hub_itself_is_same_origin() {
         assert!(same_origin("https://hub.example", &headers("hub.example"), None));
         assert!(same_origin("http://127.0.0.1:8080", &headers("127.0.0.1:8080"), None));
         assert!(!same_origin("https://hub.example.evil.com", &headers("hub.example"), None));
         assert!(same_origin("https://hub.example", &headers("10.0.0.5:8080"), Some("https://hub.example/")));
+        // With a public URL, a page claiming the Host it was sent to is not enough.
+        assert!(!same_origin("http://rebound.example", &headers("rebound.example"), Some("https://hub.example")));
+        assert!(!same_origin("http://hub.example", &headers("hub.example"), Some("https://hub.example")));
     }
 
     #[test]

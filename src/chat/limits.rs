@@ -78,7 +78,8 @@ impl Limiter {
 /// The client's address: the peer, or — when the peer is a trusted proxy — the nearest address
 /// in `X-Forwarded-For` that is not one of the trusted proxies.
 pub fn client_ip(peer: Option<SocketAddr>, headers: &HeaderMap, trusted: &[IpAddr]) -> Option<IpAddr> {
-    let peer = peer?.ip();
+    // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d: compare canonical forms.
+    let peer = peer?.ip().to_canonical();
     if !trusted.contains(&peer) {
         return Some(peer);
     }
@@ -87,7 +88,8 @@ pub fn client_ip(peer: Option<SocketAddr>, headers: &HeaderMap, trusted: &[IpAdd
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse().ok())
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .map(|a| a.to_canonical())
         .collect();
     Some(forwarded.into_iter().rev().find(|a| !trusted.contains(a)).unwrap_or(peer))
 }
@@ -162,5 +164,7 @@ mod tests {
         assert_eq!(client_ip(peer, &h, &[proxy]), Some("198.51.100.7".parse().unwrap()));
         let inner: IpAddr = "198.51.100.7".parse().unwrap();
         assert_eq!(client_ip(peer, &h, &[proxy, inner]), Some("203.0.113.9".parse().unwrap()));
+        let mapped = Some(SocketAddr::new("::ffff:10.0.0.2".parse().unwrap(), 4000));
+        assert_eq!(client_ip(mapped, &h, &[proxy]), Some("198.51.100.7".parse().unwrap()), "an IPv4 proxy on a dual-stack listener");
     }
 }

@@ -33,7 +33,7 @@ use crate::config::{ChatSettings, FunctionSpec};
 use crate::functions::Registry;
 use crate::hub::{DynBroker, topics};
 use crate::metrics::Metrics;
-use crate::store::{ChatSessionRow, DynStore, NewChatMessage, NewChatSession, RunStart, StartRun, StoreError};
+use crate::store::{ChatMessageRow, ChatSessionRow, DynStore, NewChatMessage, NewChatSession, RunStart, StartRun, StoreError};
 
 /// How long a stop request waits to see the run end before answering `202`.
 const STOP_WAIT: Duration = Duration::from_secs(5);
@@ -73,6 +73,8 @@ pub enum ChatError {
     NoActiveRun,
     /// Over a rate limit; retry after this long.
     RateLimited(Duration),
+    /// The hub is shutting down and starts no new answers.
+    ShuttingDown,
     Store(StoreError),
 }
 
@@ -107,6 +109,7 @@ impl ChatService {
         let tools = d
             .functions
             .iter()
+            .filter(|f| settings.tools.contains(&f.name))
             .map(|f| json!({"type": "function", "function": {"name": f.name, "description": f.description, "parameters": f.parameters}}))
             .collect();
         if settings.widgets.is_empty() {
@@ -152,7 +155,10 @@ impl ChatService {
 
     /// Stores the user's message and starts a run to answer it; the returned follower sees the
     /// run from its first event.
-    pub async fn send(self: &Arc<Self>, session_id: &str, content: &str) -> Result<Follower, ChatError> {
+    pub async fn send(self: &Arc<Self>, session: &ChatSessionRow, content: &str) -> Result<Follower, ChatError> {
+        if self.shutdown.is_cancelled() {
+            return Err(ChatError::ShuttingDown);
+        }
         let text = content.trim();
         if text.is_empty() {
             return Err(ChatError::Invalid { code: "invalid_content", message: "content must not be empty.".into() });
@@ -164,7 +170,6 @@ impl ChatService {
                 message: format!("content has {chars} characters; at most {} are accepted.", self.settings.max_message_chars),
             });
         }
-        let session = self.session(session_id).await?;
         let run_id = uuid::Uuid::now_v7().to_string();
         let now = crate::clock::now_ms();
         let message = NewChatMessage {
@@ -179,6 +184,15 @@ impl ChatService {
             name: None,
             created_at: now,
         };
+        // Everything the run needs is ready before the run row commits, so nothing between the
+        // commit and the spawn can fail or be dropped with the request, leaving a run with no
+        // task behind it.
+        let mut history = self.store.chat_messages(&session.id).await?;
+        let topic = topics::chat(&session.id);
+        let follower = Follower::new(self.broker.clone(), topic.clone(), run_id.clone(), 0, self.history_limit);
+        let stops = self.broker.subscribe(&topic);
+        let cancel = CancellationToken::new();
+        self.runs.insert(run_id.clone(), cancel.clone());
         let start = StartRun {
             session_id: session.id.clone(),
             run_id: run_id.clone(),
@@ -187,46 +201,58 @@ impl ChatService {
             lease_until: now + self.settings.run_lease.as_millis() as i64,
             max_messages: self.settings.max_messages_per_session as i64,
         };
-        match self.store.start_chat_run(start).await? {
-            RunStart::Started { message_seq } => {
-                self.announce_message(&session, &message, message_seq).await;
+        let started = self.store.start_chat_run(start).await;
+        let user_seq = match started {
+            Ok(RunStart::Started { message_seq }) => message_seq,
+            other => {
+                self.runs.remove(&run_id);
+                return Err(match other {
+                    Ok(RunStart::Busy { run_id }) => ChatError::Busy { run_id },
+                    Ok(RunStart::Full) => ChatError::Full,
+                    Ok(_) => ChatError::NotFound,
+                    Err(e) => ChatError::Store(e),
+                });
             }
-            RunStart::NoSession => return Err(ChatError::NotFound),
-            RunStart::Busy { run_id } => return Err(ChatError::Busy { run_id }),
-            RunStart::Full => return Err(ChatError::Full),
-        }
-        let topic = topics::chat(&session.id);
-        // Subscribed before the run exists, so its first event cannot be missed.
-        let follower = Follower::new(self.broker.clone(), topic, run_id.clone(), 0, self.history_limit);
-        let history = self.store.chat_messages(&session.id).await?;
-        let cancel = CancellationToken::new();
-        self.runs.insert(run_id.clone(), cancel.clone());
+        };
         self.metrics.chat_active_runs.inc();
+        history.push(ChatMessageRow {
+            id: message.id.clone(),
+            session_id: session.id.clone(),
+            seq: user_seq,
+            role: message.role.clone(),
+            content: message.content.clone(),
+            status: message.status.clone(),
+            run_id: message.run_id.clone(),
+            finish_reason: None,
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
+            created_at: now,
+        });
         let run = run::Run::new(self.clone(), session.org_id.clone(), session.id.clone(), run_id);
-        self.tasks.spawn(run.execute(history, cancel));
+        let launch = run::Launch { history, cancel, stops, session: session.clone(), user_message: message, user_seq };
+        self.tasks.spawn(run.execute(launch));
         Ok(follower)
     }
 
     /// A follower of the session's active run, from after `last_event_id` when it names that
     /// run, else from its start; `None` when no run is active.
     pub async fn resume(&self, session_id: &str, last_event_id: Option<&str>) -> Result<Option<(Follower, bool)>, ChatError> {
-        let session = self.session(session_id).await?;
-        let Some(run) = self.store.active_chat_run(&session.id, crate::clock::now_ms()).await? else { return Ok(None) };
+        let Some(run) = self.store.active_chat_run(session_id, crate::clock::now_ms()).await? else { return Ok(None) };
         let after = match last_event_id.and_then(events::parse_last_event_id) {
             Some((id, n)) if id == run.id => n,
             _ => 0,
         };
-        let mut follower = Follower::new(self.broker.clone(), topics::chat(&session.id), run.id, after, self.history_limit);
+        let mut follower = Follower::new(self.broker.clone(), topics::chat(session_id), run.id, after, self.history_limit);
         let complete = follower.backfill().await;
         Ok(Some((follower, complete)))
     }
 
     /// Stops the session's active run wherever it runs; waits a little to report how it ended.
-    pub async fn stop(&self, session_id: &str, actor: &str) -> Result<Stopped, ChatError> {
-        let session = self.session(session_id).await?;
+    pub async fn stop(&self, session: &ChatSessionRow, actor: &str) -> Result<Stopped, ChatError> {
         let run = self.store.active_chat_run(&session.id, crate::clock::now_ms()).await?.ok_or(ChatError::NoActiveRun)?;
         let topic = topics::chat(&session.id);
-        let mut watch = Follower::new(self.broker.clone(), topic.clone(), run.id.clone(), 0, self.history_limit);
+        let mut rx = self.broker.subscribe(&topic);
         if let Some(cancel) = self.runs.get(&run.id).map(|c| c.clone()) {
             cancel.cancel();
         }
@@ -239,20 +265,26 @@ impl ChatService {
         if let Err(e) = self.broker.publish(&topic, request).await {
             tracing::warn!(run_id = %run.id, error = %e, "stop request not published");
         }
-        let ended = tokio::time::timeout(STOP_WAIT, async {
-            while let Some(f) = watch.next().await {
-                if let Followed::Event(ev) = f
-                    && ev.is_terminal()
-                {
-                    return;
-                }
+        // The run's last event, or its row leaving `running` (the event may have gone by already).
+        let deadline = tokio::time::Instant::now() + STOP_WAIT;
+        let mut status = "running".to_string();
+        while tokio::time::Instant::now() < deadline {
+            let heard = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await;
+            if let Ok(Ok(p)) = &heard
+                && !events::RunEvent::from_published(p).is_some_and(|ev| ev.run_id == run.id && ev.is_terminal())
+            {
+                continue;
             }
-        })
-        .await;
-        if ended.is_err() {
+            if let Some(r) = self.store.chat_run(&run.id).await? {
+                status = r.status;
+            }
+            if status != "running" {
+                break;
+            }
+        }
+        if status == "running" {
             tracing::warn!(run_id = %run.id, "a stopped run had not ended after {STOP_WAIT:?}");
         }
-        let status = self.store.chat_run(&run.id).await?.map(|r| r.status).unwrap_or_else(|| "stopped".into());
         Ok(Stopped { run_id: run.id, status })
     }
 
@@ -279,7 +311,7 @@ impl ChatService {
     }
 
     /// A stored user message, for supervisors (`chat:<id>` and `chats`).
-    async fn announce_message(&self, session: &ChatSessionRow, m: &NewChatMessage, seq: i64) {
+    pub(super) async fn announce_message(&self, session: &ChatSessionRow, m: &NewChatMessage, seq: i64) {
         let data = json!({
             "session_id": session.id,
             "message": {"id": m.id, "seq": seq, "role": m.role, "content": m.content, "run_id": m.run_id, "created_at": crate::clock::iso(m.created_at)},

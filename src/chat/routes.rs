@@ -29,6 +29,8 @@ use crate::store::{ChatMessageRow, ChatSessionRow};
 
 /// How often a follower that heard nothing checks that its run is still alive somewhere.
 const WATCHDOG: Duration = Duration::from_secs(15);
+/// At shutdown, how long a stream waits for its next event before it ends.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 pub fn router(app: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
@@ -61,6 +63,7 @@ impl From<ChatError> for ApiError {
             }
             ChatError::NoActiveRun => ApiError::Conflict { code: "no_active_run", message: "No answer is being generated.".into() },
             ChatError::RateLimited(wait) => ApiError::RateLimited(super::limits::retry_after_secs(wait)),
+            ChatError::ShuttingDown => ApiError::Unavailable("chat service (shutting down)"),
             ChatError::Store(e) => e.into(),
         }
     }
@@ -124,12 +127,14 @@ async fn send_message(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // The address's bucket first: a flood is turned away before its bodies are read.
+    app.chat.limit(visitor.ip.as_deref(), None)?;
     let who = optional_principal(&app, &headers).await?;
     let v = crate::http::read_json(&headers, body, app.chat.settings.body_limit, app.settings.body_read_timeout).await?;
     let content = read_content(v)?;
     let s = open_session(&app, &visitor, who.as_ref(), &id).await?;
-    app.chat.limit(visitor.ip.as_deref(), Some(&s.id))?;
-    let follower = app.chat.send(&s.id, &content).await?;
+    app.chat.limit(None, Some(&s.id))?;
+    let follower = app.chat.send(&s, &content).await?;
     Ok(sse(&app, follower, true))
 }
 
@@ -139,6 +144,7 @@ async fn resume(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    app.chat.limit(visitor.ip.as_deref(), None)?;
     let who = optional_principal(&app, &headers).await?;
     let s = open_session(&app, &visitor, who.as_ref(), &id).await?;
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
@@ -154,10 +160,11 @@ async fn stop(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    app.chat.limit(visitor.ip.as_deref(), None)?;
     let who = optional_principal(&app, &headers).await?;
     let s = open_session(&app, &visitor, who.as_ref(), &id).await?;
     let actor = who.as_ref().map(|p| p.name.clone()).unwrap_or_else(|| "visitor".into());
-    let stopped = app.chat.stop(&s.id, &actor).await?;
+    let stopped = app.chat.stop(&s, &actor).await?;
     let code = if stopped.status == "running" { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok((code, Json(json!({"run_id": stopped.run_id, "status": stopped.status}))).into_response())
 }
@@ -236,10 +243,12 @@ fn message_view(m: &ChatMessageRow) -> Value {
 /// The contract's event stream: `id: <run>:<n>`, named events, keep-alive comments, never
 /// buffered by a proxy. It ends after the run's `done` or `error`; a follower whose history is
 /// gone gets `error` `resume_unavailable` (reload the session), one of a run whose instance
-/// died gets `run_lost`. At shutdown it just ends: the browser resumes elsewhere.
+/// died gets `run_lost`. At shutdown this instance's runs end (as `failed`, `shutting_down`) and
+/// their streams carry that last event; a stream of a run elsewhere that has nothing within
+/// `SHUTDOWN_GRACE` gets `error` `shutting_down` and ends: resume it on another instance.
 fn sse(app: &Arc<AppState>, follower: Follower, complete: bool) -> Response {
     let stream = events(app.clone(), follower, complete);
-    let mut resp = Sse::new(stream).keep_alive(KeepAlive::new().interval(app.chat.settings.keepalive)).into_response();
+    let mut resp = Sse::new(stream).keep_alive(KeepAlive::new().interval(app.chat.settings.keepalive).text("keep-alive")).into_response();
     resp.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
     resp
@@ -261,11 +270,11 @@ fn events(app: Arc<AppState>, follower: Follower, complete: bool) -> impl Stream
             c.over = true;
             return Some((Ok(error_event("resume_unavailable", "Part of this answer can no longer be replayed; reload the session.")), c));
         }
-        let shutdown = c.app.shutdown.clone();
         loop {
+            let wait = if c.app.shutdown.is_cancelled() { SHUTDOWN_GRACE } else { WATCHDOG };
             let next = tokio::select! {
-                _ = shutdown.cancelled() => return None,
-                n = tokio::time::timeout(WATCHDOG, c.follower.next()) => n,
+                _ = c.app.shutdown.cancelled(), if wait == WATCHDOG => continue,
+                n = tokio::time::timeout(wait, c.follower.next()) => n,
             };
             match next {
                 Ok(None) => return None,
@@ -280,6 +289,10 @@ fn events(app: Arc<AppState>, follower: Follower, complete: bool) -> impl Stream
                     if let Some(e) = ev.to_sse() {
                         return Some((Ok(e), c));
                     }
+                }
+                Err(_) if c.app.shutdown.is_cancelled() => {
+                    c.over = true;
+                    return Some((Ok(error_event("shutting_down", "This server is restarting; resume the answer.")), c));
                 }
                 Err(_) => {
                     if !run_alive(&c.app, c.follower.run_id()).await {

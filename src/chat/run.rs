@@ -8,20 +8,64 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use serde_json::{Value, json};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::ChatService;
 use super::events::{self, run_event};
 use super::upstream::{ChunkStream, UpstreamError, Usage, classify, read_chunk};
 use crate::functions::{CallContext, Outcome};
-use crate::hub::topics;
-use crate::store::{ChatMessageRow, FinishRun, NewChatMessage};
+use crate::hub::{Published, topics};
+use crate::store::{ChatMessageRow, ChatSessionRow, FinishRun, NewChatMessage};
 
 /// Most chunks folded into one delta when they arrive together (a burst, or a slow reader of
 /// the upstream socket): fewer events, same text, no added wait.
 const MAX_FOLD: usize = 64;
 /// First wait between whole attempts that failed before the first token; doubles each time.
 const RETRY_BASE: Duration = Duration::from_millis(250);
+const RUN_TIMEOUT: UpstreamError = UpstreamError { code: "run_timeout", message: "The answer took too long.", retryable: false };
+
+/// What a run starts with: the history the model sees (the new message last), the stop button
+/// and a receiver already listening for stop requests, and the message to announce.
+pub(super) struct Launch {
+    pub history: Vec<ChatMessageRow>,
+    pub cancel: CancellationToken,
+    pub stops: broadcast::Receiver<Arc<Published>>,
+    pub session: ChatSessionRow,
+    pub user_message: NewChatMessage,
+    pub user_seq: i64,
+}
+
+/// Forgets the run on this instance however the task ends (a panic in a tool included).
+struct Forget {
+    svc: Arc<ChatService>,
+    run_id: String,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        self.svc.forget_run(&self.run_id);
+    }
+}
+
+/// Renews the run's lease every third of it; resolves never. A renewal that finds the run no
+/// longer running (another instance declared it abandoned) stops it.
+async fn keep_lease(svc: Arc<ChatService>, run_id: String, cancel: CancellationToken) {
+    let lease = svc.settings.run_lease;
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        let until = crate::clock::now_ms() + lease.as_millis() as i64;
+        match svc.store.renew_chat_run(&run_id, until).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(run_id = %run_id, "a chat run lost its lease; stopping it");
+                cancel.cancel();
+                std::future::pending::<()>().await;
+            }
+            Err(e) => tracing::warn!(run_id = %run_id, error = %e, "could not renew a chat run's lease"),
+        }
+    }
+}
 
 pub(super) struct Run {
     svc: Arc<ChatService>,
@@ -69,31 +113,44 @@ impl Run {
     }
 
     /// Runs to the end; `cancel` is the stop button (from this instance, or relayed from
-    /// another through a `chat.stop_requested` event on the topic).
-    pub(super) async fn execute(mut self, history: Vec<ChatMessageRow>, cancel: CancellationToken) {
-        let stops = super::stop::watch(self.svc.broker.clone(), self.topic.clone(), self.run_id.clone(), cancel.clone());
+    /// another through a `chat.stop_requested` event on the topic). The run keeps its lease
+    /// while it lives; losing it (declared abandoned) stops it.
+    pub(super) async fn execute(mut self, l: Launch) {
+        let _forget = Forget { svc: self.svc.clone(), run_id: self.run_id.clone() };
+        self.svc.announce_message(&l.session, &l.user_message, l.user_seq).await;
+        let stops = super::stop::watch(
+            self.svc.broker.clone(),
+            self.topic.clone(),
+            self.run_id.clone(),
+            l.cancel.clone(),
+            l.stops,
+            self.svc.history_limit,
+        );
+        let lease = keep_lease(self.svc.clone(), self.run_id.clone(), l.cancel.clone());
         let work = async {
             self.emit(events::STARTED, json!({})).await;
             self.publish_lifecycle(events::STARTED, json!({"status": "running"})).await;
-            let end = self.answer(&history, &cancel).await;
+            let end = self.answer(&l.history, &l.cancel).await;
             self.finish(end).await;
         };
         tokio::select! {
             _ = work => {}
             _ = stops => {}
+            _ = lease => {}
         }
-        self.svc.forget_run(&self.run_id);
     }
 
     async fn answer(&mut self, history: &[ChatMessageRow], cancel: &CancellationToken) -> End {
         let s = self.svc.settings.clone();
         let mut messages = super::context::build(&s.system_prompt, history, s.context_chars, s.history_messages);
         let shutdown = self.svc.shutdown.clone();
+        let deadline = tokio::time::Instant::now() + s.max_run;
         let mut rounds = 0;
         loop {
             let round = tokio::select! {
                 _ = cancel.cancelled() => return End::Stopped,
                 _ = shutdown.cancelled() => return End::Shutdown,
+                _ = tokio::time::sleep_until(deadline) => return End::Failed(RUN_TIMEOUT),
                 r = self.round(&messages, rounds < s.max_tool_rounds) => r,
             };
             let calls = match round {
@@ -115,8 +172,9 @@ impl Run {
                 .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
                 .collect();
             let content = std::mem::take(&mut self.text);
-            messages.push(json!({"role": "assistant", "content": if content.is_empty() { Value::Null } else { Value::from(content.clone()) }, "tool_calls": tool_calls}));
-            self.produced.push(self.message(
+            let said = if content.is_empty() { Value::Null } else { Value::from(content.clone()) };
+            messages.push(json!({"role": "assistant", "content": said, "tool_calls": tool_calls}));
+            let request = self.message(
                 "assistant",
                 content,
                 "complete",
@@ -124,15 +182,30 @@ impl Run {
                 Some(Value::Array(tool_calls).to_string()),
                 None,
                 None,
-            ));
-            for call in calls {
-                let result = tokio::select! {
-                    _ = cancel.cancelled() => return End::Stopped,
-                    _ = shutdown.cancelled() => return End::Shutdown,
-                    r = self.tool(&call) => r,
+            );
+            self.produced.push(request);
+            for (i, call) in calls.iter().enumerate() {
+                let ran = tokio::select! {
+                    _ = cancel.cancelled() => Err(End::Stopped),
+                    _ = shutdown.cancelled() => Err(End::Shutdown),
+                    _ = tokio::time::sleep_until(deadline) => Err(End::Failed(RUN_TIMEOUT)),
+                    r = self.tool(call) => Ok(r),
+                };
+                let result = match ran {
+                    Ok(r) => r,
+                    Err(end) => {
+                        // Every request gets a result, so the stored history stays valid for the model.
+                        for c in &calls[i..] {
+                            let note = "Error: the answer was stopped before this function finished.".to_string();
+                            let m = self.message("tool", note, "complete", None, None, Some(c.id.clone()), Some(c.name.clone()));
+                            self.produced.push(m);
+                        }
+                        return end;
+                    }
                 };
                 messages.push(json!({"role": "tool", "tool_call_id": call.id, "content": result}));
-                self.produced.push(self.message("tool", result, "complete", None, None, Some(call.id), Some(call.name)));
+                let m = self.message("tool", result, "complete", None, None, Some(call.id.clone()), Some(call.name.clone()));
+                self.produced.push(m);
             }
         }
     }
@@ -142,9 +215,15 @@ impl Run {
     async fn tool(&mut self, call: &ToolRequest) -> String {
         self.emit(events::TOOL, json!({"name": call.name, "status": "started", "tool_call_id": call.id})).await;
         let ctx = CallContext { call_id: None, org_id: self.org_id.clone(), customer_number: None };
-        let outcome = match serde_json::from_str::<Value>(if call.arguments.trim().is_empty() { "{}" } else { &call.arguments }) {
-            Ok(args) => self.svc.registry.invoke(&call.name, &args, &ctx, &call.id).await,
-            Err(_) => Outcome::Err("The arguments were not valid JSON.".into()),
+        let args = serde_json::from_str::<Value>(if call.arguments.trim().is_empty() { "{}" } else { &call.arguments });
+        // Only what chat offers, whatever the model names: the registry also holds VAPI-only functions.
+        let outcome = if !self.svc.settings.tools.contains(&call.name) {
+            Outcome::Err(format!("{} is not available here.", call.name))
+        } else {
+            match args {
+                Ok(args) => self.svc.registry.invoke(&call.name, &args, &ctx, &call.id).await,
+                Err(_) => Outcome::Err("The arguments were not valid JSON.".into()),
+            }
         };
         let (payload, text) = match outcome {
             Outcome::Ok(r) => (json!({"name": call.name, "status": "finished", "tool_call_id": call.id, "result": r}), r),
@@ -186,7 +265,9 @@ impl Run {
         let first_token = self.svc.settings.first_token_timeout;
         let idle = self.svc.settings.idle_timeout;
         let not_started = |error| AttemptError { error, started: false };
-        let mut stream: ChunkStream = match tokio::time::timeout(first_token, self.svc.upstream.open(body.clone())).await {
+        // One limit from sending the request to the first chunk, however it splits.
+        let first_deadline = tokio::time::Instant::now() + first_token;
+        let mut stream: ChunkStream = match tokio::time::timeout_at(first_deadline, self.svc.upstream.open(body.clone())).await {
             Err(_) => return Err(not_started(UpstreamError::TIMEOUT)),
             Ok(Err(e)) => return Err(not_started(e)),
             Ok(Ok(s)) => s,
@@ -195,8 +276,8 @@ impl Run {
         let mut tools: BTreeMap<u64, ToolRequest> = BTreeMap::new();
         let mut finish: Option<String> = None;
         loop {
-            let wait = if started { idle } else { first_token };
-            let first = match tokio::time::timeout(wait, stream.next()).await {
+            let wait = if started { tokio::time::Instant::now() + idle } else { first_deadline };
+            let first = match tokio::time::timeout_at(wait, stream.next()).await {
                 Err(_) => return Err(AttemptError { error: UpstreamError::TIMEOUT, started }),
                 Ok(None) => break,
                 Ok(Some(item)) => item,
@@ -312,6 +393,10 @@ impl Run {
                 tracing::error!(run_id = %self.run_id, error = %e, "a chat answer could not be stored");
                 (events::ERROR, json!({"error": {"code": "not_saved", "message": "The answer could not be saved."}}))
             }
+            (Ok(false), _) => {
+                tracing::warn!(run_id = %self.run_id, "a chat run finished after it was declared abandoned; its answer was not stored");
+                (events::ERROR, json!({"error": {"code": "not_saved", "message": "The answer was given up and not saved."}}))
+            }
             (Ok(_), Some((code, message))) => {
                 (events::ERROR, json!({"message_id": message_id, "error": {"code": code, "message": message}}))
             }
@@ -320,9 +405,6 @@ impl Run {
                 (kind, json!({"message_id": message_id, "finish_reason": finish_reason, "usage": self.usage}))
             }
         };
-        if let Ok(false) = stored {
-            tracing::warn!(run_id = %self.run_id, "a chat run finished after it was declared abandoned; its answer was not stored");
-        }
         self.svc.metrics.chat_run(status);
         let mut summary = data.clone();
         summary["status"] = Value::from(status);

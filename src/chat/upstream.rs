@@ -83,7 +83,23 @@ pub fn classify(e: &OpenAIError) -> UpstreamError {
         }
         _ => UpstreamError::FAILED,
     };
-    tracing::warn!(code = out.code, error = %e, "model request failed");
+    tracing::warn!(code = out.code, error = %redact_keys(&e.to_string()), "model request failed");
+    out
+}
+
+/// Upstream messages can quote the key they refused ("Incorrect API key provided: sk-…"): any
+/// `sk-…` word is masked before it reaches a log.
+pub fn redact_keys(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("sk-") {
+        out.push_str(&rest[..i]);
+        out.push_str("sk-[redacted]");
+        let tail = &rest[i + 3..];
+        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '*' || c == '.')).unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -178,6 +194,13 @@ mod tests {
             ToolCallDelta { index: 1, id: Some("call_b".into()), name: Some("f".into()), arguments: Some(String::new()) }
         );
         assert_eq!(c.tool_calls[1], ToolCallDelta { index: 0, id: None, name: None, arguments: Some("{\"a\"".into()) });
+    }
+
+    #[test]
+    fn keys_quoted_in_upstream_errors_are_masked() {
+        let m = redact_keys("Incorrect API key provided: sk-proj-abc123_XYZ. You can find your key at …");
+        assert_eq!(m, "Incorrect API key provided: sk-[redacted] You can find your key at …");
+        assert_eq!(redact_keys("no key here"), "no key here");
     }
 
     #[test]

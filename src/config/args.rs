@@ -182,9 +182,15 @@ pub struct ConfigArgs {
     /// SSE keep-alive comment interval [default: 15000]
     #[arg(long, env = "SWITCHBOARD_CHAT_KEEPALIVE_MS")]
     pub chat_keepalive_ms: Option<String>,
-    /// A run older than this is taken as abandoned by a dead instance [default: 600000]
+    /// A run not renewed for this long is taken as abandoned by a dead instance [default: 30000]
     #[arg(long, env = "SWITCHBOARD_CHAT_RUN_LEASE_MS")]
     pub chat_run_lease_ms: Option<String>,
+    /// Longest one chat answer may take, tool rounds included [default: 300000]
+    #[arg(long, env = "SWITCHBOARD_CHAT_MAX_RUN_MS")]
+    pub chat_max_run_ms: Option<String>,
+    /// Comma-separated functions the model may call in chat (none by default; "" for none)
+    #[arg(long, env = "SWITCHBOARD_CHAT_TOOLS")]
+    pub chat_tools: Option<String>,
     /// Chat messages and new sessions per client IP per minute [default: 30]
     #[arg(long, env = "SWITCHBOARD_CHAT_RATE_IP_PER_MINUTE")]
     pub chat_rate_ip_per_minute: Option<String>,

@@ -39,8 +39,14 @@ pub struct ChatSettings {
     pub max_tool_rounds: u32,
     /// SSE comment interval while nothing else is sent.
     pub keepalive: Duration,
-    /// A run not finished after this long is taken as abandoned (its instance died).
+    /// A run's claim on its session, renewed by the instance running it every third of this;
+    /// one not renewed in time counts as abandoned (its instance died) and the session is free.
     pub run_lease: Duration,
+    /// Longest one answer may take, tool rounds included; past it the run fails.
+    pub max_run: Duration,
+    /// Functions the model may call in chat. None by default: a chat visitor is anonymous, so
+    /// only functions that are safe for anyone to trigger belong here.
+    pub tools: Vec<String>,
     /// Org of sessions created without a widget site key.
     pub org: String,
     /// Sites that embed the widget: a public key each, with the origins it may be used from.
@@ -89,7 +95,9 @@ impl ChatSettings {
             retries: 2,
             max_tool_rounds: 4,
             keepalive: Duration::from_secs(15),
-            run_lease: Duration::from_secs(600),
+            run_lease: Duration::from_secs(30),
+            max_run: Duration::from_secs(300),
+            tools: Vec::new(),
             org: "default".into(),
             widgets: Vec::new(),
             ip_rate: Rate { per_minute: 30, burst: 10 },
@@ -193,11 +201,18 @@ impl ChatSettings {
         if let Some(d) = positive_ms(&args.chat_run_lease_ms, file.run_lease_ms, "chat.run_lease_ms (SWITCHBOARD_CHAT_RUN_LEASE_MS)")? {
             s.run_lease = d;
         }
-        if s.run_lease <= s.first_token_timeout {
-            return Err(ConfigError::new(
-                "chat.run_lease_ms (SWITCHBOARD_CHAT_RUN_LEASE_MS)",
-                "must be longer than chat.first_token_timeout_ms",
-            ));
+        if s.run_lease < Duration::from_secs(3) {
+            return Err(ConfigError::new("chat.run_lease_ms (SWITCHBOARD_CHAT_RUN_LEASE_MS)", "must be at least 3000"));
+        }
+        if let Some(d) = positive_ms(&args.chat_max_run_ms, file.max_run_ms, "chat.max_run_ms (SWITCHBOARD_CHAT_MAX_RUN_MS)")? {
+            s.max_run = d;
+        }
+        let tools: Option<Vec<String>> = match args.chat_tools.as_deref() {
+            Some(v) => Some(v.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect()),
+            None => file.tools.clone(),
+        };
+        if let Some(t) = tools {
+            s.tools = t;
         }
         if let Some(v) = file.org.clone().filter(|o| !o.trim().is_empty()) {
             s.org = v;
@@ -325,6 +340,8 @@ pub struct ChatFile {
     pub max_tool_rounds: Option<u32>,
     pub keepalive_ms: Option<u64>,
     pub run_lease_ms: Option<u64>,
+    pub max_run_ms: Option<u64>,
+    pub tools: Option<Vec<String>>,
     pub org: Option<String>,
     pub rate_ip_per_minute: Option<u32>,
     pub rate_ip_burst: Option<u32>,

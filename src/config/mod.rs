@@ -188,6 +188,9 @@ impl Settings {
         s.vapi = VapiSettings::from_sources(&file.vapi, args)?;
         s.functions = vapi::functions_from(&file.functions, s.vapi.tool_timeout)?;
         s.chat = ChatSettings::from_sources(&file.chat, &file.widgets, args, &s.vapi.default_org)?;
+        if let Some(t) = s.chat.tools.iter().find(|t| !s.functions.iter().any(|f| &f.name == *t)) {
+            return Err(ConfigError::new("chat.tools (SWITCHBOARD_CHAT_TOOLS)", format!("{t:?} is not a declared function")));
+        }
         Ok(s)
     }
 }

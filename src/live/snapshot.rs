@@ -33,18 +33,16 @@ async fn chats(socket: &Socket) -> Result<Value, String> {
     let app = &socket.app;
     let since = crate::clock::now_ms() - LIVE_WINDOW_MS;
     let rows = app.store.recent_chat_sessions(&socket.who.scope, since, MAX_LIVE_CALLS).await.map_err(|e| e.to_string())?;
-    let lasts = join_all(rows.iter().map(|s| app.store.chat_messages(&s.id))).await;
+    let ids: Vec<String> = rows.iter().map(|s| s.id.clone()).collect();
+    let lasts = app.store.last_chat_messages(&ids).await.map_err(|e| e.to_string())?;
     let chats: Vec<Value> = rows
         .iter()
-        .zip(lasts)
-        .map(|(s, m)| {
-            let messages = m.unwrap_or_default();
+        .map(|s| {
             let mut v = crate::chat::session_view(s, &[], true);
             v.as_object_mut().map(|o| o.remove("messages"));
-            v["last_message"] = messages
+            v["last_message"] = lasts
                 .iter()
-                .rev()
-                .find(|m| m.role != "tool")
+                .find(|m| m.session_id == s.id)
                 .map(|m| json!({"role": m.role, "content": m.content, "status": m.status}))
                 .unwrap_or(Value::Null);
             v

@@ -77,6 +77,34 @@ macro_rules! chat_queries {
             .await
         }
 
+        /// Extends a running run's lease; `false` when it is no longer running (declared abandoned).
+        pub async fn renew_chat_run(c: &mut $conn, run_id: &str, lease_until: i64) -> sqlx::Result<bool> {
+            let r = sqlx::query("UPDATE chat_runs SET lease_until = $2 WHERE id = $1 AND status = 'running'")
+                .bind(run_id)
+                .bind(lease_until)
+                .execute(&mut *c)
+                .await?;
+            Ok(r.rows_affected() == 1)
+        }
+
+        /// The newest message other than a tool result of each of these sessions.
+        pub async fn last_chat_messages(c: &mut $conn, session_ids: &[String]) -> sqlx::Result<Vec<ChatMessageRow>> {
+            if session_ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut qb = QueryBuilder::<$db>::new(format!(
+                "SELECT {MESSAGE_COLUMNS} FROM chat_messages m WHERE m.role <> 'tool' AND m.session_id IN ("
+            ));
+            let mut sep = qb.separated(", ");
+            for id in session_ids {
+                sep.push_bind(id.clone());
+            }
+            qb.push(
+                ") AND NOT EXISTS (SELECT 1 FROM chat_messages n WHERE n.session_id = m.session_id AND n.role <> 'tool' AND n.seq > m.seq)",
+            );
+            qb.build_query_as::<ChatMessageRow>().fetch_all(&mut *c).await
+        }
+
         /// Appends one message at the session's next position; `None` if the session is gone.
         async fn append_chat_message(c: &mut $conn, session_id: &str, m: &NewChatMessage) -> sqlx::Result<Option<i64>> {
             let seq: Option<i64> = sqlx::query_scalar(
@@ -98,7 +126,7 @@ macro_rules! chat_queries {
             .bind(sanitize_text(&m.content))
             .bind(&m.status)
             .bind(&m.run_id)
-            .bind(&m.finish_reason)
+            .bind(clean(&m.finish_reason))
             .bind(clean(&m.tool_calls))
             .bind(clean(&m.tool_call_id))
             .bind(clean(&m.name))
@@ -164,7 +192,7 @@ macro_rules! chat_queries {
             )
             .bind(&f.run_id)
             .bind(&f.status)
-            .bind(&f.finish_reason)
+            .bind(clean(&f.finish_reason))
             .bind(f.prompt_tokens)
             .bind(f.completion_tokens)
             .bind(&f.error_code)

@@ -121,6 +121,15 @@ macro_rules! impl_store {
                 Ok(q::chat_run(&mut *self.conn().await?, run_id).await?)
             }
 
+            async fn renew_chat_run(&self, run_id: &str, lease_until: i64) -> crate::store::Result<bool> {
+                let run_id = run_id.to_owned();
+                self.write(move |c| Box::pin(async move { q::renew_chat_run(c, &run_id, lease_until).await })).await
+            }
+
+            async fn last_chat_messages(&self, session_ids: &[String]) -> crate::store::Result<Vec<ChatMessageRow>> {
+                Ok(q::last_chat_messages(&mut *self.conn().await?, session_ids).await?)
+            }
+
             async fn active_chat_run(&self, session_id: &str, now: i64) -> crate::store::Result<Option<ChatRunRow>> {
                 Ok(q::active_chat_run(&mut *self.conn().await?, session_id, now).await?)
             }

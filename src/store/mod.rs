@@ -67,6 +67,10 @@ pub trait Store: Send + Sync + 'static {
     /// Closes a run with what it produced; `false` when it was no longer running.
     async fn finish_chat_run(&self, f: FinishRun) -> Result<bool>;
     async fn chat_run(&self, run_id: &str) -> Result<Option<ChatRunRow>>;
+    /// Extends a running run's lease; `false` when it is no longer running.
+    async fn renew_chat_run(&self, run_id: &str, lease_until: i64) -> Result<bool>;
+    /// The newest message (not a tool result) of each of these sessions.
+    async fn last_chat_messages(&self, session_ids: &[String]) -> Result<Vec<ChatMessageRow>>;
     /// The session's running run whose lease has not run out.
     async fn active_chat_run(&self, session_id: &str, now: i64) -> Result<Option<ChatRunRow>>;
 

@@ -310,7 +310,7 @@ async fn a_dropped_upstream_connection_is_reported_as_an_interrupted_answer() {
 }
 
 #[tokio::test]
-async fn failures_before_the_first_token_are_retried() {
+async fn a_model_that_fails_before_its_first_token_is_retried_without_the_browser_noticing() {
     let m = mock().await;
     let app = chat_app(&m).await;
     let s = new_session(&app).await;
@@ -337,7 +337,11 @@ async fn a_model_that_never_starts_times_out_into_an_error_event() {
 #[tokio::test]
 async fn a_tool_round_runs_the_function_and_feeds_its_result_back() {
     let m = mock().await;
-    let app = chat_app(&m).await;
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.tools = vec!["lookupCustomer".into()];
+    })
+    .await;
     let s = new_session(&app).await;
     let events = read_events(send(&app, &s, r#"[mock:tool=lookupCustomer {"phone":"+14155550123"}] who am I?"#).await, 1000).await;
     let tools: Vec<Value> = events.iter().filter(|e| e.event == "tool").map(data).collect();
@@ -437,4 +441,50 @@ async fn a_supervisor_sees_the_chat_live_and_can_stop_it() {
     let mut outsider = crate::ws::Supervisor::connect(&app, &other).await;
     outsider.send(json!({"type": "subscribe", "topic": format!("chat:{s}")})).await;
     assert_eq!(outsider.close_code(Duration::from_secs(5)).await, Some(4003));
+}
+
+#[tokio::test]
+async fn no_function_is_offered_to_chat_unless_configured() {
+    let m = mock().await;
+    let app = chat_app(&m).await;
+    let s = new_session(&app).await;
+    let events = read_events(send(&app, &s, r#"[mock:tool=lookupCustomer {"phone":"+14155550123"}] who am I?"#).await, 1000).await;
+    assert!(events.iter().all(|e| e.event != "tool"), "{events:?}");
+    assert!(m.requests().last().unwrap().get("tools").is_none(), "the built-ins are VAPI's; chat offers none by default");
+}
+
+#[tokio::test]
+async fn a_stop_during_a_tool_call_leaves_a_history_the_model_accepts() {
+    let slow = fake_functions(json!({"slowLookup": {"result": "found"}}), Duration::from_secs(3)).await;
+    let m = mock().await;
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.functions.push(slow.spec("slowLookup", Duration::from_secs(5)));
+        s.chat.tools = vec!["slowLookup".into()];
+    })
+    .await;
+    let s = new_session(&app).await;
+    let r = send(&app, &s, "[mock:tool=slowLookup {}] [mock:tool=slowLookup {\"n\":2}] look it up").await;
+    let mut stream = r.bytes_stream().eventsource();
+    loop {
+        let ev = stream.next().await.unwrap().unwrap();
+        if ev.event == "tool" {
+            break;
+        }
+    }
+    let stop = app.http.post(app.url(&format!("/api/chat/sessions/{s}/stop"))).send().await.unwrap();
+    assert_eq!(stop.json::<Value>().await.unwrap()["status"], "stopped");
+    settled(&app, &s).await;
+    let events = read_events(send(&app, &s, "and now?").await, 1000).await;
+    assert_eq!(events.last().unwrap().event, "done");
+    // Every tool request the model is shown is followed by a result for each of its calls.
+    let sent = m.requests().last().cloned().unwrap();
+    let msgs = sent["messages"].as_array().unwrap();
+    for (i, msg) in msgs.iter().enumerate() {
+        for call in msg["tool_calls"].as_array().into_iter().flatten() {
+            let id = &call["id"];
+            assert!(msgs[i + 1..].iter().any(|later| later["role"] == "tool" && later["tool_call_id"] == *id), "{sent}");
+        }
+    }
+    assert!(msgs.iter().any(|m| m["tool_calls"].is_array()), "the stopped round is still in the history: {sent}");
 }

@@ -202,6 +202,17 @@ async fn a_chat_answer_started_on_one_instance_resumes_and_stops_on_the_other() 
     // A stop sent to B reaches the run on A.
     let stop = b.http.post(b.url(&format!("/api/chat/sessions/{session}/stop"))).send().await.unwrap();
     assert_eq!(stop.status(), 200);
+    let mut rest = vec![next];
+    while let Ok(Some(Ok(ev))) = tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut stream)).await {
+        rest.push(ev);
+    }
+    let ns: Vec<u64> = rest.iter().map(|e| e.id.rsplit_once(':').unwrap().1.parse().unwrap()).collect();
+    assert!(ns.windows(2).all(|w| w[1] == w[0] + 1), "no gap, no repeat: {ns:?}");
+    let ends: Vec<&eventsource_stream::Event> = rest.iter().filter(|e| e.event != "delta").collect();
+    assert_eq!(ends.len(), 1, "one terminal event: {rest:?}");
+    assert!(ends[0].data.contains("\"stopped\""));
     let stored = crate::chat::settled(&b, &session).await;
     assert_eq!(stored["messages"][1]["status"], "stopped");
+    let whole = format!("{}{}", crate::chat::text_of(&on_a), crate::chat::text_of(&rest));
+    assert_eq!(stored["messages"][1]["content"], whole, "what A and then B delivered is exactly what was stored");
 }
