@@ -45,8 +45,16 @@ impl Follower {
     }
 
     /// Loads what was published before the subscription (a resume); `false` when history no
-    /// longer reaches back to the position.
+    /// longer reaches back to the position. A position beyond what the run has published (a
+    /// made-up or stale `Last-Event-ID`) restarts from the run's beginning instead of waiting
+    /// for events that were already sent.
     pub async fn backfill(&mut self) -> bool {
+        if let Ok(recent) = self.broker.recent(&self.topic, self.history_limit).await {
+            let head = recent.iter().filter_map(|p| RunEvent::from_published(p)).filter(|ev| ev.run_id == self.run_id).map(|ev| ev.n).max();
+            if head.is_some_and(|h| h < self.last) {
+                self.last = 0;
+            }
+        }
         self.repair().await
     }
 
@@ -173,6 +181,18 @@ mod tests {
         assert!(f.backfill().await);
         emit(&b, "r1", 5, DONE).await;
         assert_eq!(collect(&mut f).await, ["chat.delta:3", "chat.delta:4", "chat.done:5"]);
+    }
+
+    #[tokio::test]
+    async fn a_position_beyond_the_run_replays_it_from_the_start() {
+        let b = broker(100);
+        for n in 1..=3 {
+            emit(&b, "r1", n, DELTA).await;
+        }
+        let mut f = Follower::new(b.clone(), "chat:s".into(), "r1".into(), 99, 100);
+        assert!(f.backfill().await);
+        emit(&b, "r1", 4, DONE).await;
+        assert_eq!(collect(&mut f).await, ["chat.delta:1", "chat.delta:2", "chat.delta:3", "chat.done:4"]);
     }
 
     #[tokio::test]
