@@ -144,9 +144,7 @@ async fn resume(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    app.chat.limit(visitor.ip.as_deref(), None)?;
-    let who = optional_principal(&app, &headers).await?;
-    let s = open_session(&app, &visitor, who.as_ref(), &id).await?;
+    let (s, _) = limited_session(&app, &visitor, &headers, &id).await?;
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     match app.chat.resume(&s.id, last).await? {
         None => Ok(StatusCode::NO_CONTENT.into_response()),
@@ -160,13 +158,24 @@ async fn stop(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    app.chat.limit(visitor.ip.as_deref(), None)?;
-    let who = optional_principal(&app, &headers).await?;
-    let s = open_session(&app, &visitor, who.as_ref(), &id).await?;
+    let (s, who) = limited_session(&app, &visitor, &headers, &id).await?;
     let actor = who.as_ref().map(|p| p.name.clone()).unwrap_or_else(|| "visitor".into());
     let stopped = app.chat.stop(&s, &actor).await?;
     let code = if stopped.status == "running" { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok((code, Json(json!({"run_id": stopped.run_id, "status": stopped.status}))).into_response())
+}
+
+/// The address's bucket, the caller's token if any, then the session they may use.
+async fn limited_session(
+    app: &AppState,
+    visitor: &Visitor,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(ChatSessionRow, Option<Principal>), ApiError> {
+    app.chat.limit(visitor.ip.as_deref(), None)?;
+    let who = optional_principal(app, headers).await?;
+    let s = open_session(app, visitor, who.as_ref(), id).await?;
+    Ok((s, who))
 }
 
 /// The session, if this caller may use it: a token must be allowed its org, a page must be one

@@ -278,45 +278,25 @@ async fn subscribe(
     if !already && count >= max {
         return Err((close::BAD_MESSAGE, "too many subscriptions on one socket"));
     }
-    let mut org = None;
-    match &topic {
-        Topic::Calls => {}
-        Topic::Call(id) => {
-            // An unknown call and another org's call get the same answer, so ids cannot be probed.
-            let visible = match app.store.get_call(id).await {
-                Ok(Some(call)) => {
-                    let ok = socket.who.scope.allows(&call.org_id);
-                    org = Some(call.org_id);
-                    ok
-                }
-                Ok(None) => false,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot check a subscription");
-                    socket.outbox.push(protocol::error("unavailable", "The store is unavailable; retry shortly.", Some(&name)));
-                    return Ok(());
-                }
-            };
-            if !visible {
-                return Err((close::FORBIDDEN, "no such call for this token"));
-            }
+    // A single call or chat: its org, which must be the token's. An unknown one and another
+    // org's get the same answer, so ids cannot be probed.
+    let owner = match &topic {
+        Topic::Calls | Topic::Chats => None,
+        Topic::Call(id) => Some(app.store.get_call(id).await.map(|c| c.map(|c| c.org_id))),
+        Topic::Chat(id) => Some(app.store.get_chat_session(id).await.map(|s| s.map(|s| s.org_id))),
+    };
+    let org = match owner {
+        None => None,
+        Some(Ok(Some(org))) if socket.who.scope.allows(&org) => Some(org),
+        Some(Ok(_)) => return Err((close::FORBIDDEN, "no such call or chat for this token")),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "cannot check a subscription");
+            socket.outbox.push(protocol::error("unavailable", "The store is unavailable; retry shortly.", Some(&name)));
+            return Ok(());
         }
-        Topic::Chats => {}
-        Topic::Chat(id) => {
-            // As for calls: an unknown session and another org's get the same answer.
-            let visible = match app.store.get_chat_session(id).await {
-                Ok(Some(s)) => socket.who.scope.allows(&s.org_id),
-                Ok(None) => false,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot check a subscription");
-                    socket.outbox.push(protocol::error("unavailable", "The store is unavailable; retry shortly.", Some(&name)));
-                    return Ok(());
-                }
-            };
-            if !visible {
-                return Err((close::FORBIDDEN, "no such chat for this token"));
-            }
-        }
-    }
+    };
+    // Presence is for calls: who is watching a live conversation.
+    let org = org.filter(|_| matches!(topic, Topic::Call(_)));
     if let Some(org) = org
         && !watching.contains_key(&name)
     {

@@ -37,16 +37,8 @@ macro_rules! chat_queries {
         pub async fn recent_chat_sessions(c: &mut $conn, scope: &OrgScope, since: i64, limit: i64) -> sqlx::Result<Vec<ChatSessionRow>> {
             let mut qb = QueryBuilder::<$db>::new(format!("SELECT {SESSION_COLUMNS} FROM chat_sessions s WHERE s.updated_at >= "));
             qb.push_bind(since);
-            if let OrgScope::Only(orgs) = scope {
-                if orgs.is_empty() {
-                    return Ok(Vec::new());
-                }
-                qb.push(" AND s.org_id IN (");
-                let mut sep = qb.separated(", ");
-                for o in orgs {
-                    sep.push_bind(o.clone());
-                }
-                qb.push(")");
+            if !push_scope(&mut qb, scope, "s.org_id") {
+                return Ok(Vec::new());
             }
             qb.push(" ORDER BY s.updated_at DESC, s.id DESC LIMIT ").push_bind(limit);
             qb.build_query_as::<ChatSessionRow>().fetch_all(&mut *c).await

@@ -221,16 +221,8 @@ macro_rules! shared_queries {
 
         pub async fn list_calls(c: &mut $conn, scope: &OrgScope, f: &CallFilter) -> sqlx::Result<Vec<CallRow>> {
             let mut qb = QueryBuilder::<$db>::new(format!("SELECT {CALL_COLUMNS} FROM calls WHERE 1 = 1"));
-            if let OrgScope::Only(orgs) = scope {
-                if orgs.is_empty() {
-                    return Ok(Vec::new());
-                }
-                qb.push(" AND org_id IN (");
-                let mut sep = qb.separated(", ");
-                for o in orgs {
-                    sep.push_bind(o.clone());
-                }
-                qb.push(")");
+            if !push_scope(&mut qb, scope, "org_id") {
+                return Ok(Vec::new());
             }
             if let Some(s) = &f.status {
                 qb.push(" AND status = ").push_bind(s.clone());
@@ -510,6 +502,22 @@ macro_rules! shared_queries {
             .bind(call_id)
             .fetch_all(&mut *c)
             .await
+        }
+
+        /// ` AND <column> IN (…)` for a scope limited to some orgs; `false` when it allows none.
+        fn push_scope(qb: &mut QueryBuilder<'_, $db>, scope: &OrgScope, column: &str) -> bool {
+            if let OrgScope::Only(orgs) = scope {
+                if orgs.is_empty() {
+                    return false;
+                }
+                qb.push(format!(" AND {column} IN ("));
+                let mut sep = qb.separated(", ");
+                for o in orgs {
+                    sep.push_bind(o.clone());
+                }
+                qb.push(")");
+            }
+            true
         }
 
         /// LIKE patterns are built from user text: its own wildcards must match literally.
