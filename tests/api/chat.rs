@@ -488,3 +488,20 @@ async fn a_stop_during_a_tool_call_leaves_a_history_the_model_accepts() {
     }
     assert!(msgs.iter().any(|m| m["tool_calls"].is_array()), "the stopped round is still in the history: {sent}");
 }
+
+#[tokio::test]
+async fn a_quiet_stream_carries_keep_alive_comments() {
+    let m = mock().await;
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.keepalive = Duration::from_millis(100);
+    })
+    .await;
+    let s = new_session(&app).await;
+    let r = send(&app, &s, "[mock:ttft_ms=700] [mock:chunks=2] hi").await;
+    assert_eq!(r.headers()["cache-control"], "no-cache, no-transform");
+    let raw = r.text().await.unwrap();
+    let comments = raw.lines().filter(|l| *l == ": keep-alive").count();
+    assert!(comments >= 3, "{raw}");
+    assert!(raw.contains("event: done"));
+}
