@@ -285,7 +285,8 @@ async fn idle(ctx: &Ctx<'_>, n: usize) -> Res<IdleReport> {
     let me0 = hub::sample("self").map(|s| s.rss_kib);
     let tally = Arc::new(Tally::new(0, 0)?);
     let crowd =
-        supervisors::open(&ctx.ws_url, vec![topic; n], ctx.args.open_rate, ctx.args.open_concurrency, ctx.args.read_buffer, tally).await?;
+        supervisors::open(&ctx.ws_url, vec![topic; n], ctx.args.open_rate, ctx.args.open_concurrency, ctx.args.read_buffer, tally, 0)
+            .await?;
     eprintln!(
         "loadtest: idle phase: {} of {n} subscribed in {:.1} s ({} failed)",
         crowd.open.subscribed, crowd.open.wall_s, crowd.open.failed
@@ -374,7 +375,10 @@ async fn delivery(ctx: &Ctx<'_>, name: &str, n: usize, rate: f64, duration: f64,
     let plan = traffic::plan((rate * duration).round() as usize, calls.ids.len(), a.final_pct, a.speech_pct, seed);
     let tally = Arc::new(Tally::new(plan.len(), duration.ceil() as usize + 3)?);
     let (topics, call_of) = topics(n, a.calls_share, &calls);
-    let crowd: Crowd = supervisors::open(&ctx.ws_url, topics, a.open_rate, a.open_concurrency, a.read_buffer, tally.clone()).await?;
+    // The `calls` sockets only once every single-call one is subscribed: its join (presence) is published by then.
+    let single = call_of.iter().filter(|c| c.is_some()).count();
+    let crowd: Crowd =
+        supervisors::open(&ctx.ws_url, topics, a.open_rate, a.open_concurrency, a.read_buffer, tally.clone(), single).await?;
     eprintln!(
         "loadtest: phase {name}: {} of {n} sockets subscribed in {:.1} s ({} failed); {rate}/s for {duration} s",
         crowd.open.subscribed, crowd.open.wall_s, crowd.open.failed

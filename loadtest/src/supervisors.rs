@@ -395,6 +395,15 @@ async fn open_one(url: &str, topic: &str, cfg: WebSocketConfig) -> Result<(Ws, S
     }
 }
 
+/// Our close; whatever the hub sends meanwhile (presence of other sockets leaving) is not counted.
+async fn close_ours(ws: &mut Ws) {
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        let _ = ws.close(None).await;
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
 /// What every socket task of a crowd gets.
 #[derive(Clone)]
 struct Shared {
@@ -429,16 +438,17 @@ async fn run_socket(id: usize, topic: String, sh: Shared, permit: OwnedSemaphore
         tokio::select! {
             biased;
             _ = stop.changed() => {
-                // Our close; whatever the hub answers is not an anomaly.
-                let _ = tokio::time::timeout(CLOSE_WAIT, async {
-                    let _ = ws.close(None).await;
-                    while let Some(Ok(_)) = ws.next().await {}
-                })
-                .await;
+                close_ours(&mut ws).await;
                 break;
             }
             msg = ws.next() => {
                 let now_ns = tally.now_ns();
+                // The stop branch is not always the one taken once the stop is sent (smoke runs counted
+                // presence events of other sockets leaving): what arrives then is teardown, not traffic.
+                if *stop.borrow() {
+                    close_ours(&mut ws).await;
+                    break;
+                }
                 match msg {
                     Some(Ok(Message::Text(t))) => r.frame(t.as_str(), now_ns),
                     Some(Ok(Message::Close(c))) => {
@@ -490,7 +500,8 @@ pub struct Crowd {
 }
 
 /// Opens one socket per topic (an empty topic: connect only), `rate` per second and at most `concurrency` handshakes at once,
-/// and returns once every one is subscribed or has failed.
+/// and returns once every one is subscribed or has failed. Sockets from index `settle` on are opened only after every
+/// earlier one is subscribed or has failed (0: no wait), so nothing the earlier ones cause (presence) reaches them.
 pub async fn open(
     url: &str,
     topics: Vec<String>,
@@ -498,6 +509,7 @@ pub async fn open(
     concurrency: usize,
     read_buffer: usize,
     tally: Arc<Tally>,
+    settle: usize,
 ) -> Result<Crowd, hdrhistogram::CreationError> {
     let cfg = WebSocketConfig::default().read_buffer_size(read_buffer).write_buffer_size(0);
     let url: Arc<str> = Arc::from(url);
@@ -525,8 +537,21 @@ pub async fn open(
             }
         }
     };
+    // Every socket answers within its connect and subscribe timeouts; the waits below are only a backstop.
+    let backstop = CONNECT_TIMEOUT + SUBSCRIBE_TIMEOUT + Duration::from_secs(5);
+    let (mut paced_from, mut first_paced) = (started, 0usize);
     for (id, topic) in topics.iter().enumerate() {
-        tokio::time::sleep_until((started + Duration::from_secs_f64(id as f64 / rate)).into()).await;
+        if id > 0 && id == settle {
+            let deadline = tokio::time::Instant::now() + backstop;
+            while ok + failed < handles.len() {
+                match tokio::time::timeout_at(deadline, ready_rx.recv()).await {
+                    Ok(Some(r)) => take(r, &mut ok, &mut failed),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            (paced_from, first_paced) = (Instant::now(), id);
+        }
+        tokio::time::sleep_until((paced_from + Duration::from_secs_f64((id - first_paced) as f64 / rate)).into()).await;
         let Ok(permit) = gate.clone().acquire_owned().await else { break };
         while let Ok(r) = ready_rx.try_recv() {
             take(r, &mut ok, &mut failed);
@@ -534,8 +559,7 @@ pub async fn open(
         handles.push(tokio::spawn(run_socket(id, topic.clone(), shared.clone(), permit)));
     }
     drop(shared);
-    // Every socket answers within its connect and subscribe timeouts; this is only a backstop.
-    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT + SUBSCRIBE_TIMEOUT + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + backstop;
     while ok + failed < handles.len() {
         match tokio::time::timeout_at(deadline, ready_rx.recv()).await {
             Ok(Some(r)) => take(r, &mut ok, &mut failed),
