@@ -12,6 +12,7 @@ use crate::Res;
 
 pub struct Hub {
     child: Child,
+    bin: PathBuf,
     pub pid: u32,
     pub base_url: String,
     pub dir: PathBuf,
@@ -22,7 +23,8 @@ pub struct Hub {
 
 impl Hub {
     /// Starts `bin serve` on a free port with a fresh database; returns once `/readyz` is 200.
-    pub async fn spawn(bin: &Path, client: &reqwest::Client, secret: Option<&str>, keep_dir: bool) -> Res<Self> {
+    /// `env` is applied last, so a scenario can raise a limit for its run.
+    pub async fn spawn(bin: &Path, client: &reqwest::Client, secret: Option<&str>, keep_dir: bool, env: &[(String, String)]) -> Res<Self> {
         if !bin.is_file() {
             return Err(format!("hub binary {} not found; build it with `cargo build --release -p switchboard`", bin.display()).into());
         }
@@ -52,9 +54,12 @@ impl Hub {
         if let Some(s) = secret {
             cmd.env("SWITCHBOARD_VAPI_SECRET", s);
         }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
         let pid = child.id();
-        let mut hub = Hub { child, pid, base_url: format!("http://127.0.0.1:{port}"), dir, db_path, log_path, keep_dir };
+        let mut hub = Hub { child, bin: bin.clone(), pid, base_url: format!("http://127.0.0.1:{port}"), dir, db_path, log_path, keep_dir };
         hub.wait_ready(client, Duration::from_secs(30)).await?;
         Ok(hub)
     }
@@ -76,6 +81,25 @@ impl Hub {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Mints a supervisor token for every org with `switchboard token create`, against the
+    /// hub's own database (SQLite in WAL mode lets a second process write beside the hub).
+    pub fn supervisor_token(&self) -> Res<String> {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["token", "create", "--role", "supervisor", "--org", "*", "--label", "loadtest"]).current_dir(&self.dir);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("SWITCHBOARD_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("SWITCHBOARD_DATABASE_URL", format!("sqlite://{}", self.db_path.display())).env("SWITCHBOARD_LOG", "warn");
+        let out = cmd.output().map_err(|e| format!("cannot run {} token create: {e}", self.bin.display()))?;
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !out.status.success() || !token.starts_with("sb_") {
+            return Err(format!("token create failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()).into());
+        }
+        Ok(token)
     }
 
     pub fn log_tail(&self, lines: usize) -> String {

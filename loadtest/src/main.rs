@@ -1,12 +1,17 @@
 //! Load tests for switchboard. `ingest`: open-loop VAPI webhook traffic at a fixed rate against
 //! a hub this tool starts (or one on loopback), with a `GET /healthz` baseline at the same
 //! rate and a tool-call phase that measures the hub's overhead over the function's own time.
+//! `fanout`: supervisor sockets (idle, and receiving live events while webhooks come in).
 //! See loadtest/README.md.
 
+mod fanout;
+mod fanout_report;
 mod hub;
 mod load;
 mod prom;
 mod report;
+mod supervisors;
+mod traffic;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,6 +38,8 @@ struct Cli {
 enum Command {
     /// Open-loop VAPI webhook ingest at a fixed rate, plus healthz baseline and tool-call phases
     Ingest(IngestArgs),
+    /// Supervisor WebSocket fan-out: idle-socket memory, then delivery latency and consistency under webhook load
+    Fanout(fanout::FanoutArgs),
 }
 
 #[derive(Debug, Clone, clap::Args, Serialize)]
@@ -102,15 +109,24 @@ struct IngestArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Ingest(args) = cli.command;
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(args.client_threads.max(1)).enable_all().build() {
+    let threads = match &cli.command {
+        Command::Ingest(a) => a.client_threads,
+        Command::Fanout(a) => a.client_threads,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("loadtest: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(ingest(args)) {
+    let run = async {
+        match cli.command {
+            Command::Ingest(args) => ingest(args).await,
+            Command::Fanout(args) => fanout::run(args).await,
+        }
+    };
+    match rt.block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("loadtest: {e}");
@@ -228,29 +244,7 @@ impl Probe<'_> {
         let wall = b.at.elapsed().as_secs_f64().max(1e-3);
         let hub_now = self.hub_pid.and_then(|p| hub::sample(&p.to_string()));
         let threads_now = self.hub_pid.map(|p| hub::threads(&p.to_string())).unwrap_or_default();
-        let mut by_name: std::collections::BTreeMap<String, report::ThreadCpu> = std::collections::BTreeMap::new();
-        for (tid, t) in &threads_now {
-            let was = b.hub_threads.get(tid).cloned().unwrap_or_default();
-            let used = t.ticks.saturating_sub(was.ticks) as f64 / self.ticks;
-            let switches = t.switches.saturating_sub(was.switches);
-            let e = by_name.entry(t.name.clone()).or_insert_with(|| report::ThreadCpu {
-                name: t.name.clone(),
-                threads: 0,
-                cpu_s: 0.0,
-                busiest_thread_pct: 0.0,
-                voluntary_switches: 0,
-                busiest_thread_switches: 0,
-            });
-            e.threads += 1;
-            e.cpu_s += used;
-            e.voluntary_switches += switches;
-            if 100.0 * used / wall >= e.busiest_thread_pct {
-                e.busiest_thread_pct = 100.0 * used / wall;
-                e.busiest_thread_switches = switches;
-            }
-        }
-        let mut cpu_by_thread: Vec<report::ThreadCpu> = by_name.into_values().collect();
-        cpu_by_thread.sort_by(|a, b| b.cpu_s.total_cmp(&a.cpu_s));
+        let cpu_by_thread = report::cpu_by_thread(&b.hub_threads, &threads_now, self.ticks, wall);
         let me_now = hub::sample("self");
         let sys_now = hub::system_cpu();
         let metrics = self.metrics().await;
@@ -317,7 +311,7 @@ async fn ingest(args: IngestArgs) -> Res<()> {
         None => {
             let bin = resolve_bin(&args.hub_bin);
             eprintln!("loadtest: starting {} with a fresh SQLite database", bin.display());
-            let h = hub::Hub::spawn(&bin, &client, args.secret.as_deref(), args.keep_temp).await?;
+            let h = hub::Hub::spawn(&bin, &client, args.secret.as_deref(), args.keep_temp, &[]).await?;
             eprintln!("loadtest: hub pid {} ready at {} (temp dir {})", h.pid, h.base_url, h.dir.display());
             let (base, pid) = (h.base_url.clone(), h.pid);
             (Some(h), base, Some(pid))

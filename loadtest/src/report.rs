@@ -82,6 +82,39 @@ pub struct ThreadCpu {
     pub busiest_thread_switches: u64,
 }
 
+/// CPU by thread name between two samples of a process's threads, busiest name first.
+pub fn cpu_by_thread(
+    before: &BTreeMap<u64, crate::hub::ThreadSample>,
+    now: &BTreeMap<u64, crate::hub::ThreadSample>,
+    ticks: f64,
+    wall: f64,
+) -> Vec<ThreadCpu> {
+    let mut by_name: BTreeMap<String, ThreadCpu> = BTreeMap::new();
+    for (tid, t) in now {
+        let was = before.get(tid).cloned().unwrap_or_default();
+        let used = t.ticks.saturating_sub(was.ticks) as f64 / ticks;
+        let switches = t.switches.saturating_sub(was.switches);
+        let e = by_name.entry(t.name.clone()).or_insert_with(|| ThreadCpu {
+            name: t.name.clone(),
+            threads: 0,
+            cpu_s: 0.0,
+            busiest_thread_pct: 0.0,
+            voluntary_switches: 0,
+            busiest_thread_switches: 0,
+        });
+        e.threads += 1;
+        e.cpu_s += used;
+        e.voluntary_switches += switches;
+        if 100.0 * used / wall >= e.busiest_thread_pct {
+            e.busiest_thread_pct = 100.0 * used / wall;
+            e.busiest_thread_switches = switches;
+        }
+    }
+    let mut out: Vec<ThreadCpu> = by_name.into_values().collect();
+    out.sort_by(|a, b| b.cpu_s.total_cmp(&a.cpu_s));
+    out
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseReport {
     #[serde(flatten)]
@@ -430,10 +463,15 @@ fn hub_table(s: &mut String, title: &str, d: &Delta) {
 
 /// Writes `<out>/ingest-<unix>.json` and `<out>/ingest-latest.json`; returns both paths.
 pub fn write_json(out: &Path, r: &Report) -> Res<(PathBuf, PathBuf)> {
+    write_named(out, r.scenario, r.started_at_unix, r)
+}
+
+/// Writes `<out>/<scenario>-<unix>.json` and `<out>/<scenario>-latest.json`; returns both paths.
+pub fn write_named<T: Serialize>(out: &Path, scenario: &str, started_at_unix: u64, r: &T) -> Res<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(out)?;
     let text = serde_json::to_string_pretty(r)?;
-    let stamped = out.join(format!("ingest-{}.json", r.started_at_unix));
-    let latest = out.join("ingest-latest.json");
+    let stamped = out.join(format!("{scenario}-{started_at_unix}.json"));
+    let latest = out.join(format!("{scenario}-latest.json"));
     std::fs::write(&stamped, &text)?;
     std::fs::write(&latest, &text)?;
     Ok((stamped, latest))
