@@ -353,3 +353,75 @@ async fn enqueueing_with_a_used_dedup_key_returns_the_first_job() {
     assert!(app.state.jobs.enqueue("unregistered", json!({}), EnqueueOptions::default()).await.is_err());
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn concurrent_claims_from_two_instances_hand_out_every_job_exactly_once() {
+    let (a, b) = pair(|s| s.database_max_connections = 8).await;
+    let now = switchboard::clock::now_ms();
+    for n in 0..200 {
+        let job = NewJob {
+            id: uuid::Uuid::now_v7().to_string(),
+            kind: "race".into(),
+            payload: json!({ "n": n }).to_string(),
+            max_attempts: 3,
+            run_at: now,
+            dedup_key: None,
+            now,
+        };
+        a.state.store.enqueue_job(job).await.unwrap();
+    }
+    // Sixteen claimers, eight per instance, as fast as they can: no handler, so no worker is involved.
+    let mut claimers = Vec::new();
+    for n in 0..16 {
+        let store = if n % 2 == 0 { a.state.store.clone() } else { b.state.store.clone() };
+        claimers.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let now = switchboard::clock::now_ms();
+                let claim =
+                    ClaimJobs { kind: "race".into(), worker: format!("w{n}"), max: 2, kind_limit: None, now, lease_until: now + 60_000 };
+                let jobs = store.claim_jobs(claim).await.unwrap();
+                if jobs.is_empty() {
+                    return got;
+                }
+                got.extend(jobs.into_iter().map(|j| j.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for c in claimers {
+        all.extend(c.await.unwrap());
+    }
+    let unique: std::collections::HashSet<&String> = all.iter().collect();
+    assert_eq!((all.len(), unique.len()), (200, 200), "every job claimed, none twice");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Postgres only: a row another instance is claiming (locked, not yet committed) is passed over
+/// at once rather than waited for and then claimed a second time.
+#[tokio::test]
+async fn on_postgres_a_claim_skips_a_job_another_instance_is_claiming() {
+    if std::env::var("SWITCHBOARD_TEST_DATABASE_URL").map_or(true, |u| u.is_empty()) {
+        return;
+    }
+    use sqlx::Connection;
+    let app = spawn_with(fast).await;
+    let now = switchboard::clock::now_ms();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let id = uuid::Uuid::now_v7().to_string();
+        let job = NewJob { id: id.clone(), kind: "held".into(), payload: "{}".into(), max_attempts: 3, run_at: now, dedup_key: None, now };
+        app.state.store.enqueue_job(job).await.unwrap();
+        ids.push(id);
+    }
+    // The other instance, mid-claim: its transaction holds the first job's row.
+    let mut other = sqlx::PgConnection::connect(&app.state.settings.database_url).await.unwrap();
+    let mut tx = other.begin().await.unwrap();
+    sqlx::query("SELECT id FROM jobs WHERE id = $1 FOR UPDATE").bind(&ids[0]).execute(&mut *tx).await.unwrap();
+    let claim = ClaimJobs { kind: "held".into(), worker: "w".into(), max: 2, kind_limit: None, now, lease_until: now + 60_000 };
+    let claimed = tokio::time::timeout(Duration::from_secs(3), app.state.store.claim_jobs(claim)).await.expect("no waiting").unwrap();
+    assert_eq!(claimed.iter().map(|j| j.id.clone()).collect::<Vec<_>>(), vec![ids[1].clone()]);
+    tx.rollback().await.unwrap();
+    app.shutdown().await;
+}
