@@ -143,6 +143,10 @@ impl Jobs {
     /// Adds (or replaces) a kind. Kinds may be registered while the worker runs; it picks them up
     /// on its next poll.
     pub fn register(&self, kind: JobKind) {
+        if !crate::config::valid_job_kind(&kind.name) {
+            // Still registered (it is code's choice), but `[jobs.kinds]` cannot name it.
+            tracing::warn!(kind = %kind.name, "a job kind's name should be 1 to 64 of a-z 0-9 _ - .");
+        }
         self.kinds.insert(kind.name.clone(), kind);
         self.wake.notify_one();
     }
