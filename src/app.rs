@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::functions::{Executor, Registry};
 use crate::http::{ServeOptions, serve};
 use crate::hub::{BrokerError, BrokerLimits, DynBroker};
+use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::store::{DynStore, StoreError};
 use crate::vapi::VapiService;
@@ -35,6 +36,8 @@ pub struct AppState {
     /// The client for VAPI control URLs (no redirects, no proxy), shared for its connection pool.
     pub control_http: reqwest::Client,
     pub chat: Arc<ChatService>,
+    /// Durable jobs: the registry of kinds and this instance's worker.
+    pub jobs: Arc<Jobs>,
 }
 
 #[derive(Debug)]
@@ -102,6 +105,7 @@ impl Application {
             metrics: metrics.clone(),
             tasks: tasks.clone(),
         });
+        let jobs = Arc::new(Jobs::new(settings.jobs.clone(), store.clone()));
         let listener = TcpListener::bind(settings.listen).await.map_err(StartError::Bind)?;
         let addr = listener.local_addr().map_err(StartError::Bind)?;
         let state = Arc::new(AppState {
@@ -115,6 +119,7 @@ impl Application {
             sockets: Arc::default(),
             control_http: crate::http::direct_client(),
             chat,
+            jobs,
         });
         Ok(Self { listener, addr, state })
     }
@@ -138,6 +143,8 @@ impl Application {
             max_connections: s.max_connections,
         };
         let sweeper = spawn_sweeper(state.broker.clone(), state.shutdown.clone());
+        // Stops claiming when shutdown starts; jobs already running share the deadline below.
+        state.jobs.start(state.shutdown.clone(), state.tasks.clone());
         let server = tokio::spawn(serve(self.listener, crate::http::router(state.clone()), state.shutdown.clone(), opts));
         signal.await;
         tracing::info!("shutting down: draining in-flight requests");

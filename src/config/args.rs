@@ -203,4 +203,25 @@ pub struct ConfigArgs {
     /// Comma-separated proxy IPs whose X-Forwarded-For names the client
     #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
+    /// How often an idle job worker looks for due jobs [default: 1000]
+    #[arg(long, env = "SWITCHBOARD_JOBS_POLL_MS")]
+    pub jobs_poll_ms: Option<String>,
+    /// Jobs one instance runs at once [default: 4]
+    #[arg(long, env = "SWITCHBOARD_JOBS_CONCURRENCY")]
+    pub jobs_concurrency: Option<String>,
+    /// A job claim's length, renewed while it runs; a crashed worker's job runs again after it [default: 30000]
+    #[arg(long, env = "SWITCHBOARD_JOBS_LEASE_MS")]
+    pub jobs_lease_ms: Option<String>,
+    /// Attempts before a job is dead [default: 5]
+    #[arg(long, env = "SWITCHBOARD_JOBS_MAX_ATTEMPTS")]
+    pub jobs_max_attempts: Option<String>,
+    /// First retry delay, doubling after each failure [default: 1000]
+    #[arg(long, env = "SWITCHBOARD_JOBS_BACKOFF_BASE_MS")]
+    pub jobs_backoff_base_ms: Option<String>,
+    /// Longest delay between two attempts [default: 3600000]
+    #[arg(long, env = "SWITCHBOARD_JOBS_BACKOFF_MAX_MS")]
+    pub jobs_backoff_max_ms: Option<String>,
+    /// Register the demo job kinds noop and sleep [default: false]
+    #[arg(long, env = "SWITCHBOARD_JOBS_DEMO_KINDS")]
+    pub jobs_demo_kinds: Option<String>,
 }

@@ -35,6 +35,8 @@ pub struct FileConfig {
     pub widgets: Vec<super::chat::WidgetFile>,
     #[serde(default)]
     pub functions: Vec<FunctionFile>,
+    #[serde(default)]
+    pub jobs: super::jobs::JobsFile,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,6 +5,7 @@ mod args;
 mod chat;
 mod control;
 mod file;
+mod jobs;
 mod live;
 mod secret;
 mod vapi;
@@ -17,6 +18,7 @@ pub use args::ConfigArgs;
 pub use chat::{ChatSettings, Rate, Widget, origin as chat_origin};
 pub use control::ControlSettings;
 pub use file::FileConfig;
+pub use jobs::{JobsSettings, KindSettings, valid_kind as valid_job_kind};
 pub use live::{LiveSettings, WsSettings};
 pub use secret::Secret;
 pub use vapi::{
@@ -72,6 +74,7 @@ pub struct Settings {
     pub vapi: VapiSettings,
     pub functions: Vec<FunctionSpec>,
     pub chat: ChatSettings,
+    pub jobs: JobsSettings,
 }
 
 impl Settings {
@@ -93,6 +96,7 @@ impl Settings {
             vapi: VapiSettings::defaults(),
             functions: vapi::default_functions(Duration::from_secs(10)),
             chat: ChatSettings::defaults(),
+            jobs: JobsSettings::defaults(),
         }
     }
 
@@ -191,6 +195,7 @@ impl Settings {
         if let Some(t) = s.chat.tools.iter().find(|t| !s.functions.iter().any(|f| &f.name == *t)) {
             return Err(ConfigError::new("chat.tools (SWITCHBOARD_CHAT_TOOLS)", format!("{t:?} is not a declared function")));
         }
+        s.jobs = JobsSettings::from_sources(&file.jobs, args)?;
         Ok(s)
     }
 }

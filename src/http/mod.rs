@@ -29,6 +29,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::chat::router(state.clone()))
         .merge(crate::control::router())
         .merge(crate::live::router())
+        .merge(crate::jobs::router())
         .with_state(state.clone())
         .merge(crate::vapi::router(state.vapi.clone()))
         .fallback(|| async { ApiError::NotFound })

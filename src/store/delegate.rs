@@ -134,6 +134,39 @@ macro_rules! impl_store {
                 Ok(q::active_chat_run(&mut *self.conn().await?, session_id, now).await?)
             }
 
+            async fn enqueue_job(&self, j: NewJob) -> crate::store::Result<Enqueued> {
+                self.write(move |c| Box::pin(async move { q::enqueue_job(c, &j).await })).await
+            }
+
+            async fn claim_jobs(&self, k: ClaimJobs) -> crate::store::Result<Vec<JobRow>> {
+                self.write(move |c| Box::pin(async move { q::claim_jobs(c, &k).await })).await
+            }
+
+            async fn complete_job(&self, l: JobLease, now: i64) -> crate::store::Result<bool> {
+                self.write(move |c| Box::pin(async move { q::complete_job(c, &l, now).await })).await
+            }
+
+            async fn fail_job(&self, f: JobFailure) -> crate::store::Result<Option<String>> {
+                self.write(move |c| Box::pin(async move { q::fail_job(c, &f).await })).await
+            }
+
+            async fn renew_job(&self, l: JobLease, lease_until: i64, now: i64) -> crate::store::Result<bool> {
+                self.write(move |c| Box::pin(async move { q::renew_job(c, &l, lease_until, now).await })).await
+            }
+
+            async fn get_job(&self, id: &str) -> crate::store::Result<Option<JobRow>> {
+                Ok(q::get_job(&mut *self.conn().await?, id).await?)
+            }
+
+            async fn list_jobs(&self, f: &JobFilter) -> crate::store::Result<Vec<JobRow>> {
+                Ok(q::list_jobs(&mut *self.conn().await?, f).await?)
+            }
+
+            async fn retry_job(&self, id: &str, now: i64) -> crate::store::Result<JobRetry> {
+                let id = id.to_owned();
+                self.write(move |c| Box::pin(async move { q::retry_job(c, &id, now).await })).await
+            }
+
             async fn find_customer(&self, phone: Option<&str>, name: Option<&str>) -> crate::store::Result<Option<CustomerRow>> {
                 Ok(q::find_customer(&mut *self.conn().await?, phone, name).await?)
             }

@@ -4,6 +4,8 @@
 mod chat_queries;
 mod delegate;
 mod error;
+mod job_queries;
+mod job_types;
 mod postgres;
 mod queries;
 mod sanitize;
@@ -73,6 +75,24 @@ pub trait Store: Send + Sync + 'static {
     async fn last_chat_messages(&self, session_ids: &[String]) -> Result<Vec<ChatMessageRow>>;
     /// The session's running run whose lease has not run out.
     async fn active_chat_run(&self, session_id: &str, now: i64) -> Result<Option<ChatRunRow>>;
+
+    /// Adds a job; with a dedup key already used, returns that job instead.
+    async fn enqueue_job(&self, job: NewJob) -> Result<Enqueued>;
+    /// Leases up to `max` due jobs of one kind (queued, or running with an expired lease) to a
+    /// worker, within the kind's limit. Atomic: no two workers, on any instance, get one job.
+    async fn claim_jobs(&self, claim: ClaimJobs) -> Result<Vec<JobRow>>;
+    /// `false` when the lease was lost (nothing changed).
+    async fn complete_job(&self, lease: JobLease, now: i64) -> Result<bool>;
+    /// Reschedules the job, or makes it `dead` after its last attempt; the new status, or
+    /// `None` when the lease was lost.
+    async fn fail_job(&self, failure: JobFailure) -> Result<Option<String>>;
+    /// Extends a running job's lease; `false` when it was lost.
+    async fn renew_job(&self, lease: JobLease, lease_until: i64, now: i64) -> Result<bool>;
+    async fn get_job(&self, id: &str) -> Result<Option<JobRow>>;
+    /// Newest first.
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRow>>;
+    /// A dead job, or one waiting to retry after a failure, queued to run now.
+    async fn retry_job(&self, id: &str, now: i64) -> Result<JobRetry>;
 
     /// Demo tables behind the built-in functions.
     async fn find_customer(&self, phone: Option<&str>, name: Option<&str>) -> Result<Option<CustomerRow>>;

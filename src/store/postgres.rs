@@ -14,6 +14,12 @@ use super::{Result, StoreError};
 mod q {
     crate::store::queries::shared_queries!(sqlx::Postgres, sqlx::PgConnection);
     crate::store::chat_queries::chat_queries!(sqlx::Postgres, sqlx::PgConnection);
+    crate::store::job_queries::job_queries!(
+        sqlx::Postgres,
+        sqlx::PgConnection,
+        " FOR UPDATE SKIP LOCKED",
+        Some("SELECT pg_advisory_xact_lock(hashtext('switchboard.jobs:' || $1::text))")
+    );
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

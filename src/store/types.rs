@@ -3,6 +3,9 @@
 
 use serde::Serialize;
 
+// Durable jobs' records live apart, by domain; the queries and callers see them here too.
+pub use super::job_types::*;
+
 /// Which organisations a caller may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrgScope {

@@ -14,6 +14,8 @@ mod fixtures;
 mod functions;
 mod helpers;
 mod idempotency;
+mod jobs;
+mod jobs_crash;
 mod lifecycle;
 mod live;
 mod mock_llm;
