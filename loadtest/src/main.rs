@@ -3,6 +3,9 @@
 //! rate and a tool-call phase that measures the hub's overhead over the function's own time.
 //! See loadtest/README.md.
 
+mod chat;
+mod chat_proc;
+mod chat_report;
 mod hub;
 mod load;
 mod prom;
@@ -33,6 +36,8 @@ struct Cli {
 enum Command {
     /// Open-loop VAPI webhook ingest at a fixed rate, plus healthz baseline and tool-call phases
     Ingest(IngestArgs),
+    /// K concurrent chat streams through the hub against the mock model, set against direct-to-mock streams
+    Chat(chat::ChatArgs),
 }
 
 #[derive(Debug, Clone, clap::Args, Serialize)]
@@ -102,15 +107,22 @@ struct IngestArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Ingest(args) = cli.command;
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(args.client_threads.max(1)).enable_all().build() {
+    let threads = match &cli.command {
+        Command::Ingest(a) => a.client_threads,
+        Command::Chat(a) => a.client_threads,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("loadtest: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(ingest(args)) {
+    let result = match cli.command {
+        Command::Ingest(args) => rt.block_on(ingest(args)),
+        Command::Chat(args) => rt.block_on(chat::run(args)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("loadtest: {e}");
