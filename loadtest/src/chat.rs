@@ -54,6 +54,12 @@ pub struct ChatArgs {
     /// Pause between phases, seconds
     #[arg(long, default_value_t = 1.0)]
     pub pause: f64,
+    /// Zero-delay: a phase with fewer streams than this runs rounds of K (one after the other) until it has this many
+    #[arg(long, default_value_t = 200)]
+    pub min_streams_zero: usize,
+    /// Paced: the same (a round takes chunks x delay, ~1.3 s); 1 = one round whatever K
+    #[arg(long, default_value_t = 20)]
+    pub min_streams_paced: usize,
     /// Unreported zero-delay streams, direct and through the hub, before the first round (0 skips)
     #[arg(long, default_value_t = 20)]
     pub warmup_streams: usize,
@@ -84,6 +90,9 @@ fn validate(a: &ChatArgs) -> Res<()> {
     if a.connect_concurrency == 0 || a.connect_concurrency > MAX_K || a.warmup_streams > 1000 {
         return Err("--connect-concurrency must be in [1, 10000], --warmup-streams at most 1000".into());
     }
+    if a.min_streams_zero > 5000 || a.min_streams_paced > 5000 {
+        return Err("--min-streams-zero and --min-streams-paced must be at most 5000".into());
+    }
     Ok(())
 }
 
@@ -93,6 +102,8 @@ pub struct Mode {
     pub name: &'static str,
     pub delay_ms: u64,
     pub ks: Vec<usize>,
+    /// A phase runs rounds of K streams until it has at least this many.
+    pub min_streams: usize,
     /// The user message: the mock's directives, which the hub forwards as user text.
     pub content: String,
 }
@@ -535,6 +546,8 @@ async fn rss_sampler(pid: Option<u32>, stop: Arc<AtomicBool>, cap: Duration) -> 
 
 async fn phase(ctx: &Arc<Ctx>, probe: &Probe, mode: &Mode, path: Path, k: usize, expected: &Arc<String>) -> Res<PhaseResult> {
     let mut r = PhaseResult::new(mode.name, mode.delay_ms, path, k);
+    let rounds = mode.min_streams.div_ceil(k).max(1);
+    r.rounds = rounds as u64;
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
     let mut samples: Vec<String> = Vec::new();
     let mut note = |failures: &mut BTreeMap<String, u64>, code: &str, detail: &str| {
@@ -549,7 +562,7 @@ async fn phase(ctx: &Arc<Ctx>, probe: &Probe, mode: &Mode, path: Path, k: usize,
     if path == Path::Hub {
         let t = Instant::now();
         let mut set = JoinSet::new();
-        for _ in 0..k {
+        for _ in 0..k * rounds {
             let c = ctx.clone();
             set.spawn(async move { create_session(&c).await });
         }
@@ -574,51 +587,57 @@ async fn phase(ctx: &Arc<Ctx>, probe: &Probe, mode: &Mode, path: Path, k: usize,
     let before = probe.before();
     let stop_rss = Arc::new(AtomicBool::new(false));
     let rss = tokio::spawn(rss_sampler(probe.hub_pid, stop_rss.clone(), ctx.phase_timeout + Duration::from_secs(10)));
-    let mut set = JoinSet::new();
-    let n = if path == Path::Hub { sessions.len() } else { k };
-    for i in 0..n {
-        let (c, content, exp) = (ctx.clone(), mode.content.clone(), expected.clone());
-        let session = sessions.get(i).cloned().unwrap_or_default();
-        set.spawn(async move {
-            let req = match path {
-                Path::Direct => direct_request(&c, &content),
-                Path::Hub => hub_request(&c, &session, &content),
-            };
-            one_stream(&c, path, req, Some(exp.as_str())).await
-        });
-    }
-    r.started = n as u64;
     let (mut ttfb, mut gap, mut headers, mut tail) = (new_hist()?, new_hist()?, new_hist()?, new_hist()?);
     let mut content_events = 0u64;
     let deadline = tokio::time::Instant::now() + ctx.phase_timeout;
-    while let Ok(Some(res)) = tokio::time::timeout_at(deadline, set.join_next()).await {
-        let out = match res {
-            Ok(o) => o,
-            Err(e) => StreamOut::failed("task", e.to_string()),
-        };
-        if let Some(v) = out.headers_us {
-            headers.saturating_record(v.max(1));
+    let mut sessions = sessions.into_iter();
+    'rounds: for _ in 0..rounds {
+        let mut set = JoinSet::new();
+        for _ in 0..k {
+            let (c, content, exp) = (ctx.clone(), mode.content.clone(), expected.clone());
+            let req = match path {
+                Path::Direct => direct_request(&c, &content),
+                Path::Hub => match sessions.next() {
+                    Some(session) => hub_request(&c, &session, &content),
+                    // Not created: already counted as lost.
+                    None => continue,
+                },
+            };
+            r.started += 1;
+            set.spawn(async move { one_stream(&c, path, req, Some(exp.as_str())).await });
         }
-        // Timing of every stream that produced content, lost or not: a lost stream's count is reported anyway.
-        if let Some(v) = out.ttfb_us {
-            ttfb.saturating_record(v.max(1));
+        while let Ok(Some(res)) = tokio::time::timeout_at(deadline, set.join_next()).await {
+            let out = match res {
+                Ok(o) => o,
+                Err(e) => StreamOut::failed("task", e.to_string()),
+            };
+            if let Some(v) = out.headers_us {
+                headers.saturating_record(v.max(1));
+            }
+            // Timing of every stream that produced content, lost or not (lost ones are counted anyway).
+            if let Some(v) = out.ttfb_us {
+                ttfb.saturating_record(v.max(1));
+            }
+            for g in &out.gaps_us {
+                gap.saturating_record(*g);
+            }
+            if let Some(v) = out.tail_us {
+                tail.saturating_record(v.max(1));
+            }
+            content_events += out.content_events;
+            match &out.failure {
+                None => r.ok += 1,
+                Some(code) => note(&mut failures, code, out.detail.as_deref().unwrap_or("")),
+            }
         }
-        for g in &out.gaps_us {
-            gap.saturating_record(*g);
+        let unfinished = set.len();
+        set.abort_all();
+        for _ in 0..unfinished {
+            note(&mut failures, "phase_timeout", "stream still open at the phase timeout");
         }
-        if let Some(v) = out.tail_us {
-            tail.saturating_record(v.max(1));
+        if unfinished > 0 {
+            break 'rounds;
         }
-        content_events += out.content_events;
-        match &out.failure {
-            None => r.ok += 1,
-            Some(code) => note(&mut failures, code, out.detail.as_deref().unwrap_or("")),
-        }
-    }
-    let unfinished = set.len();
-    set.abort_all();
-    for _ in 0..unfinished {
-        note(&mut failures, "phase_timeout", "stream still open at the phase timeout");
     }
     stop_rss.store(true, Ordering::Relaxed);
     r.hub_rss_max_mib = rss.await.ok().flatten();
@@ -633,6 +652,7 @@ async fn phase(ctx: &Arc<Ctx>, probe: &Probe, mode: &Mode, path: Path, k: usize,
     r.headers = lat(&headers);
     r.tail = lat(&tail);
     r.content_events_per_stream = (r.started > 0).then(|| content_events as f64 / r.started as f64);
+    r.streams = (k * rounds) as u64;
     Ok(r)
 }
 
@@ -692,15 +712,21 @@ pub async fn run(args: ChatArgs) -> Res<()> {
     });
     let probe = Probe { hub_pid: stack.hub_pid(), mock_pid: stack.mock_pid(), ticks, nproc: machine.nproc };
     let content = |d: u64| format!("loadtest chat stream [mock:chunks={}] [mock:delay_ms={d}]", args.chunks);
-    let modes: Vec<Mode> = [("zero-delay", 0, &args.zero_k), ("paced", args.delay_ms, &args.paced_k)]
+    let modes: Vec<Mode> = [("zero-delay", 0, &args.zero_k, args.min_streams_zero), ("paced", args.delay_ms, &args.paced_k, args.min_streams_paced)]
         .into_iter()
-        .map(|(name, delay_ms, ks)| Mode { name, delay_ms, ks: ks.iter().copied().filter(|k| *k > 0).collect(), content: content(delay_ms) })
+        .map(|(name, delay_ms, ks, min_streams)| Mode {
+            name,
+            delay_ms,
+            ks: ks.iter().copied().filter(|k| *k > 0).collect(),
+            min_streams,
+            content: content(delay_ms),
+        })
         .filter(|m| !m.ks.is_empty())
         .collect();
     let run_started = Instant::now();
     let result = drive(&ctx, &probe, &modes, &args).await;
-    let hub_log_warnings: Vec<String> = stack.hub.as_ref().map(|h| h.log_tail(10)).unwrap_or_default().lines().map(str::to_string).collect();
-    let mock_log_warnings: Vec<String> = stack.mock.as_ref().map(|m| m.log_tail(10)).unwrap_or_default().lines().map(str::to_string).collect();
+    let hub_log_warnings = log_lines(stack.hub.as_ref().map(|h| h.log_tail(400)));
+    let mock_log_warnings = log_lines(stack.mock.as_ref().map(|m| m.log_tail(400)));
     let (hub_exit, mock_exit) = stack.stop().await;
     let (phases, expected, warmup) = result?;
     let end_noise = crate::noise().await.ok();
@@ -712,7 +738,7 @@ pub async fn run(args: ChatArgs) -> Res<()> {
         .collect();
     let max_paced_k_no_loss = phases
         .iter()
-        .filter(|p| p.mode == "paced" && p.path == Path::Hub && p.lost == 0 && p.ok as usize == p.k)
+        .filter(|p| p.mode == "paced" && p.path == Path::Hub && p.lost == 0 && p.ok == p.streams)
         .map(|p| p.k)
         .max();
     let mut notes = vec![
@@ -759,6 +785,31 @@ pub async fn run(args: ChatArgs) -> Res<()> {
     Ok(())
 }
 
+/// The last 10 lines of a log, without colour codes and without the two warnings every
+/// loadtest hub prints at start-up (no VAPI secret, no widgets).
+fn log_lines(tail: Option<String>) -> Vec<String> {
+    let strip = |l: &str| {
+        let mut out = String::with_capacity(l.len());
+        let mut esc = false;
+        for ch in l.chars() {
+            match (esc, ch) {
+                (false, '\u{1b}') => esc = true,
+                (true, c) if c.is_ascii_alphabetic() => esc = false,
+                (true, _) => {}
+                (false, c) => out.push(c),
+            }
+        }
+        out
+    };
+    let lines: Vec<String> = tail
+        .unwrap_or_default()
+        .lines()
+        .map(strip)
+        .filter(|l| !l.contains("NO VAPI SECRET") && !l.contains("no [[widgets]] are configured"))
+        .collect();
+    lines[lines.len().saturating_sub(10)..].to_vec()
+}
+
 type Driven = (Vec<PhaseResult>, BTreeMap<String, String>, Vec<PhaseResult>);
 
 async fn drive(ctx: &Arc<Ctx>, probe: &Probe, modes: &[Mode], args: &ChatArgs) -> Res<Driven> {
@@ -771,7 +822,8 @@ async fn drive(ctx: &Arc<Ctx>, probe: &Probe, modes: &[Mode], args: &ChatArgs) -
         expected.insert(mode.name.to_string(), text.as_str().to_string());
         if warmup.is_empty() && args.warmup_streams > 0 {
             // Connections, the hub's upstream pool, SQLite pages: not part of any reported phase.
-            let zero = Mode { content: format!("loadtest warm-up [mock:chunks={}] [mock:delay_ms=0]", args.chunks), ..mode.clone() };
+            let zero =
+                Mode { content: format!("loadtest warm-up [mock:chunks={}] [mock:delay_ms=0]", args.chunks), min_streams: 1, ..mode.clone() };
             let wtext = Arc::new(expected_text(ctx, &zero.content).await?);
             for path in [Path::Direct, Path::Hub] {
                 let w = phase(ctx, probe, &zero, path, args.warmup_streams, &wtext).await?;
