@@ -481,6 +481,7 @@ struct Probe {
 struct ProbeBefore {
     at: Instant,
     hub: Option<hub::ProcSample>,
+    hub_threads: BTreeMap<u64, hub::ThreadSample>,
     mock: Option<hub::ProcSample>,
     me: Option<hub::ProcSample>,
     sys: Option<hub::SysCpu>,
@@ -495,6 +496,7 @@ impl Probe {
         ProbeBefore {
             at: Instant::now(),
             hub: pid_sample(self.hub_pid),
+            hub_threads: self.hub_pid.map(|p| hub::threads(&p.to_string())).unwrap_or_default(),
             mock: pid_sample(self.mock_pid),
             me: hub::sample("self"),
             sys: hub::system_cpu(),
@@ -509,6 +511,12 @@ impl Probe {
             _ => None,
         };
         let hub_now = pid_sample(self.hub_pid);
+        // Hub CPU by thread name (tokio-rt-worker: requests and runs; sqlx-sqlite-wor…: the store).
+        for (tid, t) in self.hub_pid.map(|p| hub::threads(&p.to_string())).unwrap_or_default() {
+            let was = b.hub_threads.get(&tid).map(|w| w.ticks).unwrap_or(0);
+            *r.hub_cpu_by_thread.entry(t.name).or_insert(0.0) += t.ticks.saturating_sub(was) as f64 / self.ticks;
+        }
+        r.hub_cpu_by_thread.retain(|_, v| *v > 0.0);
         r.wall_s = wall;
         r.hub_cpu_s = cpu(b.hub, hub_now);
         r.mock_cpu_s = cpu(b.mock, pid_sample(self.mock_pid));

@@ -45,6 +45,8 @@ pub struct PhaseResult {
     pub sessions_s: Option<f64>,
     pub wall_s: f64,
     pub hub_cpu_s: Option<f64>,
+    /// Hub CPU seconds by thread name.
+    pub hub_cpu_by_thread: BTreeMap<String, f64>,
     pub mock_cpu_s: Option<f64>,
     pub loadgen_cpu_s: Option<f64>,
     pub hub_rss_end_mib: Option<f64>,
@@ -82,6 +84,7 @@ impl PhaseResult {
             sessions_s: None,
             wall_s: 0.0,
             hub_cpu_s: None,
+            hub_cpu_by_thread: BTreeMap::new(),
             mock_cpu_s: None,
             loadgen_cpu_s: None,
             hub_rss_end_mib: None,
@@ -383,6 +386,10 @@ pub fn render(r: &Report) -> String {
             p.sessions_s.map(|x| format!("  sessions {x:.2} s")).unwrap_or_default(),
             p.hub_rss_hwm_mib.map(|x| format!("  hub VmHWM {x:.0} MiB, {} threads", p.hub_threads.unwrap_or(0))).unwrap_or_default()
         );
+        if p.path == Path::Hub && !p.hub_cpu_by_thread.is_empty() {
+            let parts: Vec<String> = p.hub_cpu_by_thread.iter().map(|(k, v)| format!("{k} {v:.2}s")).collect();
+            let _ = writeln!(s, "      hub CPU by thread: {}", parts.join(", "));
+        }
     }
     let lossy: Vec<&PhaseResult> = r.phases.iter().chain(&r.warmup).filter(|p| p.lost > 0).collect();
     if !lossy.is_empty() {
