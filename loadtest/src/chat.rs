@@ -43,7 +43,7 @@ pub struct ChatArgs {
     #[arg(long, default_value = "loadtest/results")]
     pub out: PathBuf,
     /// Requests being set up at once (from send to response headers); the rest wait their turn
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 64)]
     pub connect_concurrency: usize,
     /// One stream's limit from send to its end, seconds; past it the stream counts as lost
     #[arg(long, default_value_t = 60.0)]
@@ -222,6 +222,8 @@ struct StreamOut {
     tail_us: Option<u64>,
     content_events: u64,
     text: String,
+    sent_at: Option<Instant>,
+    headers_at: Option<Instant>,
 }
 
 impl StreamOut {
@@ -381,6 +383,8 @@ async fn one_stream(ctx: &Ctx, path: Path, req: reqwest::RequestBuilder, expecte
             }
         }
         let mut out = StreamOut {
+            sent_at: Some(t0),
+            headers_at: Some(headers_at),
             headers_us: Some(us(headers_at)),
             ttfb_us: acc.first.map(us),
             gaps_us: std::mem::take(&mut acc.gaps),
@@ -597,6 +601,8 @@ async fn phase(ctx: &Arc<Ctx>, probe: &Probe, mode: &Mode, path: Path, k: usize,
     let rss = tokio::spawn(rss_sampler(probe.hub_pid, stop_rss.clone(), ctx.phase_timeout + Duration::from_secs(10)));
     let (mut ttfb, mut gap, mut headers, mut tail) = (new_hist()?, new_hist()?, new_hist()?, new_hist()?);
     let mut content_events = 0u64;
+    let (mut first_sent, mut last_headers): (Option<Instant>, Option<Instant>) = (None, None);
+    let overflows_before = listen_overflows();
     let deadline = tokio::time::Instant::now() + ctx.phase_timeout;
     let mut sessions = sessions.into_iter();
     'rounds: for _ in 0..rounds {
@@ -633,6 +639,12 @@ async fn phase(ctx: &Arc<Ctx>, probe: &Probe, mode: &Mode, path: Path, k: usize,
                 tail.saturating_record(v.max(1));
             }
             content_events += out.content_events;
+            if let Some(t) = out.sent_at {
+                first_sent = Some(first_sent.map_or(t, |f| f.min(t)));
+            }
+            if let Some(t) = out.headers_at {
+                last_headers = Some(last_headers.map_or(t, |l| l.max(t)));
+            }
             match &out.failure {
                 None => r.ok += 1,
                 Some(code) => note(&mut failures, code, out.detail.as_deref().unwrap_or("")),
@@ -661,7 +673,28 @@ async fn phase(ctx: &Arc<Ctx>, probe: &Probe, mode: &Mode, path: Path, k: usize,
     r.tail = lat(&tail);
     r.content_events_per_stream = (r.started > 0).then(|| content_events as f64 / r.started as f64);
     r.streams = (k * rounds) as u64;
+    r.listen_overflows = match (overflows_before, listen_overflows()) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    if rounds == 1
+        && let (Some(f), Some(l)) = (first_sent, last_headers)
+    {
+        let span = l.saturating_duration_since(f).as_secs_f64();
+        r.setup_span_s = Some(span);
+        r.setup_per_s = (span > 0.0).then(|| r.started as f64 / span);
+    }
     Ok(r)
+}
+
+/// Machine-wide TcpExt ListenOverflows (accept queues that were full: the SYN is dropped and
+/// retried a second later), from /proc/net/netstat.
+fn listen_overflows() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut tcp_ext = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (tcp_ext.next()?, tcp_ext.next()?);
+    let i = names.split_whitespace().position(|n| n == "ListenOverflows")?;
+    values.split_whitespace().nth(i)?.parse().ok()
 }
 
 /// One direct request: the mock's answer for `content`, which every stream must then carry.

@@ -41,6 +41,11 @@ pub struct PhaseResult {
     pub content_events_per_stream: Option<f64>,
     /// Most streams open at once (headers received, not yet ended).
     pub peak_open: u64,
+    /// One-round phases: from the first send to the last response headers, and streams set up per second in it.
+    pub setup_span_s: Option<f64>,
+    pub setup_per_s: Option<f64>,
+    /// Machine-wide listen-queue overflows during the phase (a dropped SYN costs its connection ~1 s).
+    pub listen_overflows: Option<u64>,
     /// Hub only: creating the K sessions, before the clock starts.
     pub sessions_s: Option<f64>,
     pub wall_s: f64,
@@ -81,6 +86,9 @@ impl PhaseResult {
             tail: None,
             content_events_per_stream: None,
             peak_open: 0,
+            setup_span_s: None,
+            setup_per_s: None,
+            listen_overflows: None,
             sessions_s: None,
             wall_s: 0.0,
             hub_cpu_s: None,
@@ -374,7 +382,7 @@ pub fn render(r: &Report) -> String {
         let t = p.tail.as_ref();
         let _ = writeln!(
             s,
-            "  {:<11}{:>6} {:<7} headers {}/{}  tail {}/{}  wall {:.2} s{}{}",
+            "  {:<11}{:>6} {:<7} headers {}/{}  tail {}/{}  wall {:.2} s{}{}{}",
             p.mode,
             p.k,
             p.path.name(),
@@ -383,9 +391,16 @@ pub fn render(r: &Report) -> String {
             ms(t.map(|l| l.p50_ms)),
             ms(t.map(|l| l.p99_ms)),
             p.wall_s,
+            match (p.setup_span_s, p.setup_per_s) {
+                (Some(span), Some(rate)) => format!("  setup {span:.2} s ({rate:.0}/s)"),
+                _ => String::new(),
+            },
             p.sessions_s.map(|x| format!("  sessions {x:.2} s")).unwrap_or_default(),
             p.hub_rss_hwm_mib.map(|x| format!("  hub VmHWM {x:.0} MiB, {} threads", p.hub_threads.unwrap_or(0))).unwrap_or_default()
         );
+        if p.listen_overflows.is_some_and(|n| n > 0) {
+            let _ = writeln!(s, "      listen overflows (machine-wide): {}", p.listen_overflows.unwrap_or(0));
+        }
         if p.path == Path::Hub && !p.hub_cpu_by_thread.is_empty() {
             let parts: Vec<String> = p.hub_cpu_by_thread.iter().map(|(k, v)| format!("{k} {v:.2}s")).collect();
             let _ = writeln!(s, "      hub CPU by thread: {}", parts.join(", "));
