@@ -782,6 +782,11 @@ pub async fn run(args: ChatArgs) -> Res<()> {
         .filter(|p| p.mode == "paced" && p.path == Path::Hub && p.lost == 0 && p.ok == p.streams)
         .map(|p| p.k)
         .max();
+    let max_paced_concurrent_no_loss = phases
+        .iter()
+        .filter(|p| p.mode == "paced" && p.path == Path::Hub && p.lost == 0 && p.ok == p.streams)
+        .map(|p| p.peak_open)
+        .max();
     let mut notes = vec![
         format!(
             "mock, hub and this load generator share this {}-core machine; other% is whole-machine busy minus their CPU",
@@ -812,6 +817,7 @@ pub async fn run(args: ChatArgs) -> Res<()> {
         phases,
         compare,
         max_paced_k_no_loss,
+        max_paced_concurrent_no_loss,
         targets: Vec::new(),
         hub_exit,
         mock_exit,

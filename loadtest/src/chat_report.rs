@@ -192,6 +192,8 @@ pub struct Report {
     pub compare: Vec<Compare>,
     /// The largest paced K whose hub phase had every stream complete and exact.
     pub max_paced_k_no_loss: Option<usize>,
+    /// The most paced streams open at once in a hub phase without any loss.
+    pub max_paced_concurrent_no_loss: Option<u64>,
     pub targets: Vec<Target>,
     pub hub_exit: Option<String>,
     pub mock_exit: Option<String>,
@@ -228,10 +230,17 @@ pub fn with_targets(mut r: Report) -> Report {
         });
     }
     match r.phases.iter().find(|p| p.mode == "paced" && p.path == Path::Hub && p.k == 2000) {
+        // Met only if all 2000 were open at the same time: 2000 streams one after another prove less.
         Some(p) => t.push(Target {
             target: "2000 concurrent paced streams, no lost frame".into(),
-            measured: format!("{} ok, {} lost, peak {} open at once", p.ok, p.lost, p.peak_open),
-            met: Some(p.lost == 0 && p.ok == p.streams),
+            measured: format!(
+                "{} ok, {} lost, at most {} open at once{}",
+                p.ok,
+                p.lost,
+                p.peak_open,
+                if p.peak_open < p.k as u64 { " (not all concurrent: the hub set them up more slowly than they ended)" } else { "" }
+            ),
+            met: Some(p.lost == 0 && p.ok == p.streams && p.peak_open >= p.k as u64),
         }),
         None => t.push(Target { target: "2000 concurrent paced streams, no lost frame".into(), measured: "not run".into(), met: None }),
     }
@@ -420,8 +429,9 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "largest paced K with no lost stream: {}",
-        r.max_paced_k_no_loss.map(|k| k.to_string()).unwrap_or_else(|| "none".into())
+        "largest paced K with no lost stream: {}; most paced streams open at once in a phase with no loss: {}",
+        r.max_paced_k_no_loss.map(|k| k.to_string()).unwrap_or_else(|| "none".into()),
+        r.max_paced_concurrent_no_loss.map(|k| k.to_string()).unwrap_or_else(|| "none".into())
     );
     let _ = writeln!(s, "targets (issue 4, item 9):");
     for t in &r.targets {
