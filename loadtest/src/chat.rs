@@ -753,17 +753,18 @@ pub async fn run(args: ChatArgs) -> Res<()> {
     });
     let probe = Probe { hub_pid: stack.hub_pid(), mock_pid: stack.mock_pid(), ticks, nproc: machine.nproc };
     let content = |d: u64| format!("loadtest chat stream [mock:chunks={}] [mock:delay_ms={d}]", args.chunks);
-    let modes: Vec<Mode> = [("zero-delay", 0, &args.zero_k, args.min_streams_zero), ("paced", args.delay_ms, &args.paced_k, args.min_streams_paced)]
-        .into_iter()
-        .map(|(name, delay_ms, ks, min_streams)| Mode {
-            name,
-            delay_ms,
-            ks: ks.iter().copied().filter(|k| *k > 0).collect(),
-            min_streams,
-            content: content(delay_ms),
-        })
-        .filter(|m| !m.ks.is_empty())
-        .collect();
+    let modes: Vec<Mode> =
+        [("zero-delay", 0, &args.zero_k, args.min_streams_zero), ("paced", args.delay_ms, &args.paced_k, args.min_streams_paced)]
+            .into_iter()
+            .map(|(name, delay_ms, ks, min_streams)| Mode {
+                name,
+                delay_ms,
+                ks: ks.iter().copied().filter(|k| *k > 0).collect(),
+                min_streams,
+                content: content(delay_ms),
+            })
+            .filter(|m| !m.ks.is_empty())
+            .collect();
     let run_started = Instant::now();
     let result = drive(&ctx, &probe, &modes, &args).await;
     let hub_log_warnings = log_lines(stack.hub.as_ref().map(|h| h.log_tail(400)));
@@ -777,16 +778,10 @@ pub async fn run(args: ChatArgs) -> Res<()> {
         .filter(|p| p.path == Path::Hub)
         .map(|h| chat_report::compare(phases.iter().find(|d| d.path == Path::Direct && d.mode == h.mode && d.k == h.k), h))
         .collect();
-    let max_paced_k_no_loss = phases
-        .iter()
-        .filter(|p| p.mode == "paced" && p.path == Path::Hub && p.lost == 0 && p.ok == p.streams)
-        .map(|p| p.k)
-        .max();
-    let max_paced_concurrent_no_loss = phases
-        .iter()
-        .filter(|p| p.mode == "paced" && p.path == Path::Hub && p.lost == 0 && p.ok == p.streams)
-        .map(|p| p.peak_open)
-        .max();
+    let max_paced_k_no_loss =
+        phases.iter().filter(|p| p.mode == "paced" && p.path == Path::Hub && p.lost == 0 && p.ok == p.streams).map(|p| p.k).max();
+    let max_paced_concurrent_no_loss =
+        phases.iter().filter(|p| p.mode == "paced" && p.path == Path::Hub && p.lost == 0 && p.ok == p.streams).map(|p| p.peak_open).max();
     let mut notes = vec![
         format!(
             "mock, hub and this load generator share this {}-core machine; other% is whole-machine busy minus their CPU",
@@ -869,8 +864,11 @@ async fn drive(ctx: &Arc<Ctx>, probe: &Probe, modes: &[Mode], args: &ChatArgs) -
         expected.insert(mode.name.to_string(), text.as_str().to_string());
         if warmup.is_empty() && args.warmup_streams > 0 {
             // Connections, the hub's upstream pool, SQLite pages: not part of any reported phase.
-            let zero =
-                Mode { content: format!("loadtest warm-up [mock:chunks={}] [mock:delay_ms=0]", args.chunks), min_streams: 1, ..mode.clone() };
+            let zero = Mode {
+                content: format!("loadtest warm-up [mock:chunks={}] [mock:delay_ms=0]", args.chunks),
+                min_streams: 1,
+                ..mode.clone()
+            };
             let wtext = Arc::new(expected_text(ctx, &zero.content).await?);
             for path in [Path::Direct, Path::Hub] {
                 let w = phase(ctx, probe, &zero, path, args.warmup_streams, &wtext).await?;
@@ -917,8 +915,11 @@ mod tests {
 
     #[test]
     fn events_split_anywhere_are_put_back_together() {
-        let (evs, comments) =
-            parse(&["id: r:2\nevent: del", "ta\ndata: {\"content\":\"Hel\"}\n", "\n: keep-alive\n\nid: r:3\r\nevent: done\r\ndata: {}\r\n\r\n"]);
+        let (evs, comments) = parse(&[
+            "id: r:2\nevent: del",
+            "ta\ndata: {\"content\":\"Hel\"}\n",
+            "\n: keep-alive\n\nid: r:3\r\nevent: done\r\ndata: {}\r\n\r\n",
+        ]);
         assert_eq!(comments, 1);
         assert_eq!(evs.len(), 2);
         assert_eq!(evs[0], SseEvent { event: Some("delta".into()), id: Some("r:2".into()), data: "{\"content\":\"Hel\"}".into() });

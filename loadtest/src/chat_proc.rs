@@ -107,7 +107,8 @@ pub struct Stack {
 }
 
 /// Rate limits far above anything a run sends, so they never bite (bursts only exist in the file).
-const CHAT_TOML: &str = "[chat]\nrate_ip_per_minute = 1000000\nrate_ip_burst = 100000\nrate_session_per_minute = 1000000\nrate_session_burst = 100000\n";
+const CHAT_TOML: &str =
+    "[chat]\nrate_ip_per_minute = 1000000\nrate_ip_burst = 100000\nrate_session_per_minute = 1000000\nrate_session_burst = 100000\n";
 
 impl Stack {
     /// Starts the mock (`--chunks`, `--chunk-delay-ms 0`: every request names its own pacing),

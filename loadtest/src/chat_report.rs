@@ -209,12 +209,7 @@ pub fn with_targets(mut r: Report) -> Report {
         for c in r.compare.iter().filter(|c| c.k == k) {
             t.push(Target {
                 target: format!("added TTFB p99 <= {limit} ms at K={k} ({})", c.mode),
-                measured: format!(
-                    "{} ms (hub {} - direct {})",
-                    ms(c.added_ttfb_p99_ms),
-                    ms(c.hub_ttfb_p99_ms),
-                    ms(c.direct_ttfb_p99_ms)
-                ),
+                measured: format!("{} ms (hub {} - direct {})", ms(c.added_ttfb_p99_ms), ms(c.hub_ttfb_p99_ms), ms(c.direct_ttfb_p99_ms)),
                 met: c.added_ttfb_p99_ms.map(|a| a <= limit),
             });
         }
@@ -356,7 +351,19 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(s);
     let _ = writeln!(s, "hub against direct, same pacing and K, same run (added = hub - direct):");
     let head = [
-        "pacing", "K", "ttfb p50 d", "hub", "added", "ttfb p99 d", "hub", "added", "gap p99 d", "hub", "added", "lost d/h", "peak",
+        "pacing",
+        "K",
+        "ttfb p50 d",
+        "hub",
+        "added",
+        "ttfb p99 d",
+        "hub",
+        "added",
+        "gap p99 d",
+        "hub",
+        "added",
+        "lost d/h",
+        "peak",
         "hubCPU ms/str",
     ];
     let widths = [11, 6, 11, 8, 8, 11, 8, 8, 10, 8, 8, 10, 6, 14];
@@ -385,7 +392,10 @@ pub fn render(r: &Report) -> String {
     table(&mut s, &head, &widths, &rows);
 
     let _ = writeln!(s);
-    let _ = writeln!(s, "headers (send to response headers) and tail (last content to done/[DONE]), p50/p99 ms; sessions = creating K sessions:");
+    let _ = writeln!(
+        s,
+        "headers (send to response headers) and tail (last content to done/[DONE]), p50/p99 ms; sessions = creating K sessions:"
+    );
     for p in &r.phases {
         let h = p.headers.as_ref();
         let t = p.tail.as_ref();
