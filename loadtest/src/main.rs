@@ -2,8 +2,12 @@
 //! a hub this tool starts (or one on loopback), with a `GET /healthz` baseline at the same
 //! rate and a tool-call phase that measures the hub's overhead over the function's own time.
 //! `fanout`: supervisor sockets (idle, and receiving live events while webhooks come in).
+//! `chat`: concurrent chat streams through the hub, side by side with streams straight to the mock.
 //! See loadtest/README.md.
 
+mod chat;
+mod chat_proc;
+mod chat_report;
 mod fanout;
 mod fanout_report;
 mod hub;
@@ -40,6 +44,8 @@ enum Command {
     Ingest(IngestArgs),
     /// Supervisor WebSocket fan-out: idle-socket memory, then delivery latency and consistency under webhook load
     Fanout(fanout::FanoutArgs),
+    /// K concurrent chat streams through the hub against the mock model, set against direct-to-mock streams
+    Chat(chat::ChatArgs),
 }
 
 #[derive(Debug, Clone, clap::Args, Serialize)]
@@ -112,6 +118,7 @@ fn main() -> ExitCode {
     let threads = match &cli.command {
         Command::Ingest(a) => a.client_threads,
         Command::Fanout(a) => a.client_threads,
+        Command::Chat(a) => a.client_threads,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().build() {
         Ok(rt) => rt,
@@ -124,6 +131,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Ingest(args) => ingest(args).await,
             Command::Fanout(args) => fanout::run(args).await,
+            Command::Chat(args) => chat::run(args).await,
         }
     };
     match rt.block_on(run) {
