@@ -33,7 +33,7 @@ use crate::config::{ChatSettings, FunctionSpec};
 use crate::functions::Registry;
 use crate::hub::{DynBroker, topics};
 use crate::metrics::Metrics;
-use crate::store::{ChatMessageRow, ChatSessionRow, DynStore, NewChatMessage, NewChatSession, RunStart, StartRun, StoreError};
+use crate::store::{ChatSessionRow, DynStore, NewChatMessage, NewChatSession, RunStart, StartRun, StoreError};
 
 /// How long a stop request waits to see the run end before answering `202`.
 const STOP_WAIT: Duration = Duration::from_secs(5);
@@ -215,20 +215,7 @@ impl ChatService {
             }
         };
         self.metrics.chat_active_runs.inc();
-        history.push(ChatMessageRow {
-            id: message.id.clone(),
-            session_id: session.id.clone(),
-            seq: user_seq,
-            role: message.role.clone(),
-            content: message.content.clone(),
-            status: message.status.clone(),
-            run_id: message.run_id.clone(),
-            finish_reason: None,
-            tool_calls: None,
-            tool_call_id: None,
-            name: None,
-            created_at: now,
-        });
+        history.push(message.clone().into_row(&session.id, user_seq));
         let run = run::Run::new(self.clone(), session.org_id.clone(), session.id.clone(), run_id);
         let launch = run::Launch { history, cancel, stops, session: session.clone(), user_message: message, user_seq };
         self.tasks.spawn(run.execute(launch));

@@ -15,6 +15,9 @@ pub struct Directives {
     pub drop_after: Option<usize>,
     pub stall_after: Option<usize>,
     pub fail_first: Option<FailFirst>,
+    /// `[mock:drop_first=N label]`: like `fail_first`, but the first N streams are cut before
+    /// their first content chunk (after `200`), which a client's HTTP retry cannot see.
+    pub drop_first: Option<FailFirst>,
     pub tools: Vec<ToolDirective>,
 }
 
@@ -78,6 +81,10 @@ pub fn parse(text: &str) -> Result<Directives, String> {
             "fail_first" => {
                 let n = number(key, value.split_whitespace().next().unwrap_or(""))?;
                 d.fail_first = Some(FailFirst { n, key: value.to_string() });
+            }
+            "drop_first" => {
+                let n = number(key, value.split_whitespace().next().unwrap_or(""))?;
+                d.drop_first = Some(FailFirst { n, key: format!("drop {value}") });
             }
             other => return Err(format!("unknown mock directive `{other}`")),
         }
@@ -147,6 +154,13 @@ mod tests {
         let d = parse(r#"book it [mock:tool=book {"slots": [1, 2], "note":"a ] b"}] and [mock:tool=ping]"#).unwrap();
         assert_eq!(d.tools[0], ToolDirective { name: "book".into(), arguments: r#"{"slots": [1, 2], "note":"a ] b"}"#.into() });
         assert_eq!(d.tools[1], ToolDirective { name: "ping".into(), arguments: "{}".into() });
+    }
+
+    #[test]
+    fn drop_first_keeps_a_counter_apart_from_fail_first() {
+        let d = parse("[mock:drop_first=1 a] [mock:fail_first=1 a]").unwrap();
+        assert_eq!(d.drop_first, Some(FailFirst { n: 1, key: "drop 1 a".into() }));
+        assert_eq!(d.fail_first, Some(FailFirst { n: 1, key: "1 a".into() }));
     }
 
     #[test]

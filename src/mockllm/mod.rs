@@ -17,6 +17,7 @@
 //! | `[mock:drop_after=N]` | after N content chunks the connection is cut: no finish chunk, no `[DONE]` |
 //! | `[mock:stall_after=N]` | after N content chunks nothing more is sent until the client goes away |
 //! | `[mock:fail_first=N]`, `[mock:fail_first=N label]` | the first N requests with this same value get 500, later ones succeed (one counter per distinct value) |
+//! | `[mock:drop_first=N]`, `[mock:drop_first=N label]` | the first N streams with this same value are cut before their first content chunk (after `200`: an HTTP-level retry cannot see it), later ones succeed |
 //! | `[mock:tool=NAME {json}]` | when the request offers `tools`: a call to NAME with exactly that JSON as arguments (`{}` when omitted), streamed in pieces; several directives make several calls, indexed in order |
 //!
 //! A failure after more chunks than the answer has happens after the last one (before the

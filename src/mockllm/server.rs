@@ -180,7 +180,7 @@ async fn complete(State(mock): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         Ok(r) => r,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, Some(&format!("Invalid request body: {e}."))),
     };
-    let d = match directives::parse(&req.last_user_text()) {
+    let mut d = match directives::parse(&req.last_user_text()) {
         Ok(d) => d,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, Some(&message)),
     };
@@ -189,6 +189,9 @@ async fn complete(State(mock): State<Arc<Shared>>, headers: HeaderMap, body: Byt
     }
     if let Some(status) = d.status {
         return error_response(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), None);
+    }
+    if d.drop_first.as_ref().is_some_and(|df| mock.should_fail(df)) {
+        d.drop_after = Some(0);
     }
 
     let cfg = &mock.cfg;

@@ -349,6 +349,26 @@ pub struct NewChatMessage {
     pub created_at: i64,
 }
 
+impl NewChatMessage {
+    /// The row this message becomes at position `seq` of its session.
+    pub fn into_row(self, session_id: &str, seq: i64) -> ChatMessageRow {
+        ChatMessageRow {
+            id: self.id,
+            session_id: session_id.to_string(),
+            seq,
+            role: self.role,
+            content: self.content,
+            status: self.status,
+            run_id: self.run_id,
+            finish_reason: self.finish_reason,
+            tool_calls: self.tool_calls,
+            tool_call_id: self.tool_call_id,
+            name: self.name,
+            created_at: self.created_at,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ChatMessageRow {
     pub id: String,

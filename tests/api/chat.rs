@@ -314,9 +314,29 @@ async fn a_model_that_fails_before_its_first_token_is_retried_without_the_browse
     let m = mock().await;
     let app = chat_app(&m).await;
     let s = new_session(&app).await;
+    // 500s: the client's own HTTP retries absorb them.
     let events = read_events(send(&app, &s, "[mock:fail_first=2] hi").await, 1000).await;
     assert_eq!(events.last().unwrap().event, "done", "{events:?}");
     assert!(m.request_count() >= 3);
+    settled(&app, &s).await;
+    // A stream cut after its 200 but before any text: only the hub's own retry can save it.
+    let events = read_events(send(&app, &s, "[mock:drop_first=1 hub] hi").await, 1000).await;
+    assert_eq!(events.last().unwrap().event, "done", "{events:?}");
+    assert!(events.iter().all(|e| e.event != "error"));
+}
+
+#[tokio::test]
+async fn without_hub_retries_a_stream_cut_before_its_first_token_is_an_error() {
+    let m = mock().await;
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.retries = 0;
+    })
+    .await;
+    let s = new_session(&app).await;
+    let events = read_events(send(&app, &s, "[mock:drop_first=1 none] hi").await, 1000).await;
+    assert_eq!(events.last().unwrap().event, "error", "{events:?}");
+    assert_eq!(data(events.last().unwrap())["error"]["code"], "upstream_interrupted");
 }
 
 #[tokio::test]
