@@ -95,6 +95,15 @@ impl Application {
                 history_limit: live.history_size,
             },
         ));
+        let jobs = Arc::new(Jobs::new(settings.jobs.clone(), store.clone()));
+        crate::recordings::register(
+            &jobs,
+            crate::recordings::RecordingDeps {
+                settings: Arc::new(settings.recordings.clone()),
+                store: store.clone(),
+                broker: broker.clone(),
+            },
+        );
         let vapi = Arc::new(VapiService {
             cfg: Arc::new(settings.vapi.clone()),
             public_url: settings.public_url.clone(),
@@ -104,8 +113,8 @@ impl Application {
             executor,
             metrics: metrics.clone(),
             tasks: tasks.clone(),
+            jobs: jobs.clone(),
         });
-        let jobs = Arc::new(Jobs::new(settings.jobs.clone(), store.clone()));
         let listener = TcpListener::bind(settings.listen).await.map_err(StartError::Bind)?;
         let addr = listener.local_addr().map_err(StartError::Bind)?;
         let state = Arc::new(AppState {

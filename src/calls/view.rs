@@ -56,7 +56,16 @@ pub fn invocation(i: &InvocationRow) -> Value {
 }
 
 pub fn recording(r: &RecordingRow) -> Value {
-    json!({ "kind": r.kind, "source_url": r.source_url, "state": r.state, "created_at": iso(r.created_at) })
+    json!({
+        "kind": r.kind,
+        "source_url": r.source_url,
+        "state": r.state,
+        "created_at": iso(r.created_at),
+        "size_bytes": r.size_bytes,
+        "sha256": r.sha256,
+        "content_type": r.content_type,
+        "reason": r.reason,
+    })
 }
 
 /// One call with everything known about it.

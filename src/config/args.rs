@@ -224,4 +224,19 @@ pub struct ConfigArgs {
     /// Register the demo job kinds noop and sleep [default: false]
     #[arg(long, env = "SWITCHBOARD_JOBS_DEMO_KINDS")]
     pub jobs_demo_kinds: Option<String>,
+    /// Folder recordings are downloaded into [default: recordings]
+    #[arg(long, env = "SWITCHBOARD_RECORDINGS")]
+    pub recordings: Option<String>,
+    /// Comma-separated hosts a recording URL may name (subdomains included) [default: storage.vapi.ai,auth.vapi.ai]
+    #[arg(long, env = "SWITCHBOARD_RECORDINGS_ALLOWED_HOSTS")]
+    pub recordings_allowed_hosts: Option<String>,
+    /// Allow http:// recording URLs (testing against a local server only) [default: false]
+    #[arg(long, env = "SWITCHBOARD_RECORDINGS_ALLOW_HTTP")]
+    pub recordings_allow_http: Option<String>,
+    /// Largest recording downloaded, in bytes [default: 536870912]
+    #[arg(long, env = "SWITCHBOARD_RECORDINGS_MAX_BYTES")]
+    pub recordings_max_bytes: Option<String>,
+    /// Time one recording download may take in total [default: 300000]
+    #[arg(long, env = "SWITCHBOARD_RECORDINGS_TIMEOUT_MS")]
+    pub recordings_timeout_ms: Option<String>,
 }

@@ -30,7 +30,12 @@ impl ControlSettings {
             None => file.allowed_hosts.clone(),
         };
         if let Some(hosts) = hosts {
-            s.allowed_hosts = hosts.iter().map(|h| h.trim()).filter(|h| !h.is_empty()).map(allowed_host).collect::<Result<_, _>>()?;
+            s.allowed_hosts = hosts
+                .iter()
+                .map(|h| h.trim())
+                .filter(|h| !h.is_empty())
+                .map(|h| allowed_host(h, HOSTS_SETTING))
+                .collect::<Result<_, _>>()?;
         }
         if let Some(b) = parse_bool(&args.control_allow_http, file.allow_http, "control.allow_http (SWITCHBOARD_CONTROL_ALLOW_HTTP)")? {
             s.allow_http = b;
@@ -48,7 +53,7 @@ impl ControlSettings {
 
 /// A host name like `vapi.ai` or an IP address; wildcards, ports, schemes and paths are refused
 /// so an entry can only ever mean what it says.
-fn allowed_host(entry: &str) -> Result<String, ConfigError> {
+pub(super) fn allowed_host(entry: &str, setting: &str) -> Result<String, ConfigError> {
     let e = entry.to_ascii_lowercase();
     let bare = e.strip_prefix('[').and_then(|v| v.strip_suffix(']')).unwrap_or(&e);
     if let Ok(ip) = bare.parse::<IpAddr>() {
@@ -63,7 +68,7 @@ fn allowed_host(entry: &str) -> Result<String, ConfigError> {
     };
     if e.len() > 253 || !e.split('.').all(label_ok) {
         return Err(ConfigError::new(
-            HOSTS_SETTING,
+            setting,
             format!("{entry:?} is not a host name like vapi.ai (its subdomains are allowed too) or an IP address"),
         ));
     }

@@ -37,6 +37,8 @@ pub struct FileConfig {
     pub functions: Vec<FunctionFile>,
     #[serde(default)]
     pub jobs: super::jobs::JobsFile,
+    #[serde(default)]
+    pub recordings: super::recordings::RecordingsFile,
 }
 
 #[derive(Debug, Default, Deserialize)]

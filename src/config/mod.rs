@@ -7,6 +7,7 @@ mod control;
 mod file;
 mod jobs;
 mod live;
+mod recordings;
 mod secret;
 mod vapi;
 
@@ -20,6 +21,7 @@ pub use control::ControlSettings;
 pub use file::FileConfig;
 pub use jobs::{JobsSettings, KindSettings, valid_kind as valid_job_kind};
 pub use live::{LiveSettings, WsSettings};
+pub use recordings::RecordingsSettings;
 pub use secret::Secret;
 pub use vapi::{
     AssistantRoute, DestinationReply, Encoding, FunctionHandler, FunctionSpec, HmacAlgorithm, HmacSettings, KnowledgeDoc, VapiSettings,
@@ -75,6 +77,7 @@ pub struct Settings {
     pub functions: Vec<FunctionSpec>,
     pub chat: ChatSettings,
     pub jobs: JobsSettings,
+    pub recordings: RecordingsSettings,
 }
 
 impl Settings {
@@ -97,6 +100,7 @@ impl Settings {
             functions: vapi::default_functions(Duration::from_secs(10)),
             chat: ChatSettings::defaults(),
             jobs: JobsSettings::defaults(),
+            recordings: RecordingsSettings::defaults(),
         }
     }
 
@@ -196,6 +200,7 @@ impl Settings {
             return Err(ConfigError::new("chat.tools (SWITCHBOARD_CHAT_TOOLS)", format!("{t:?} is not a declared function")));
         }
         s.jobs = JobsSettings::from_sources(&file.jobs, args)?;
+        s.recordings = RecordingsSettings::from_sources(&file.recordings, args)?;
         Ok(s)
     }
 }

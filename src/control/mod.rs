@@ -8,7 +8,7 @@
 mod action;
 mod forward;
 mod service;
-mod target;
+pub(crate) mod target;
 
 use std::sync::Arc;
 

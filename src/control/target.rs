@@ -34,7 +34,7 @@ pub fn check(raw: &str, cfg: &ControlSettings) -> Result<Url, String> {
     Ok(url)
 }
 
-fn name_allowed(name: &str, allowed: &[String]) -> bool {
+pub(crate) fn name_allowed(name: &str, allowed: &[String]) -> bool {
     let name = name.to_ascii_lowercase();
     allowed
         .iter()
@@ -42,7 +42,7 @@ fn name_allowed(name: &str, allowed: &[String]) -> bool {
         .any(|e| name == *e || name.strip_suffix(e.as_str()).is_some_and(|head| head.len() > 1 && head.ends_with('.')))
 }
 
-fn ip_allowed(ip: IpAddr, allowed: &[String]) -> bool {
+pub(crate) fn ip_allowed(ip: IpAddr, allowed: &[String]) -> bool {
     allowed.iter().filter_map(|e| e.parse::<IpAddr>().ok()).any(|e| e == ip)
 }
 

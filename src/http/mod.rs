@@ -30,6 +30,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::control::router())
         .merge(crate::live::router())
         .merge(crate::jobs::router())
+        .merge(crate::recordings::router())
         .with_state(state.clone())
         .merge(crate::vapi::router(state.vapi.clone()))
         .fallback(|| async { ApiError::NotFound })

@@ -58,6 +58,14 @@ macro_rules! impl_store {
                 Ok(q::recordings(&mut *self.conn().await?, call_id).await?)
             }
 
+            async fn recording(&self, id: i64) -> crate::store::Result<Option<RecordingRow>> {
+                Ok(q::recording(&mut *self.conn().await?, id).await?)
+            }
+
+            async fn finish_recording(&self, d: RecordingDone) -> crate::store::Result<()> {
+                self.write(move |c| Box::pin(async move { q::finish_recording(c, &d).await })).await
+            }
+
             async fn count_raw_events(&self, call_id: Option<&str>) -> crate::store::Result<i64> {
                 Ok(q::count_raw_events(&mut *self.conn().await?, call_id).await?)
             }

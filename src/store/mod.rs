@@ -47,6 +47,9 @@ pub trait Store: Send + Sync + 'static {
     async fn last_segments(&self, call_ids: &[String]) -> Result<Vec<SegmentRow>>;
     async fn invocations(&self, call_id: &str) -> Result<Vec<InvocationRow>>;
     async fn recordings(&self, call_id: &str) -> Result<Vec<RecordingRow>>;
+    async fn recording(&self, id: i64) -> Result<Option<RecordingRow>>;
+    /// Records a download's outcome (`ready`, `failed` or `refused`).
+    async fn finish_recording(&self, done: RecordingDone) -> Result<()>;
     async fn count_raw_events(&self, call_id: Option<&str>) -> Result<i64>;
 
     async fn insert_token(&self, id: &str, hash: &str, role: &str, orgs: &str, label: Option<&str>, now: i64) -> Result<()>;

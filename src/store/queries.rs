@@ -357,11 +357,40 @@ macro_rules! shared_queries {
 
         pub async fn recordings(c: &mut $conn, call_id: &str) -> sqlx::Result<Vec<RecordingRow>> {
             sqlx::query_as::<_, RecordingRow>(
-                "SELECT id, call_id, kind, source_url, state, created_at FROM recordings WHERE call_id = $1 ORDER BY kind",
+                "SELECT id, call_id, kind, source_url, state, created_at, size_bytes, sha256, content_type, path, reason \
+                 FROM recordings WHERE call_id = $1 ORDER BY kind",
             )
             .bind(call_id)
             .fetch_all(&mut *c)
             .await
+        }
+
+        pub async fn recording(c: &mut $conn, id: i64) -> sqlx::Result<Option<RecordingRow>> {
+            sqlx::query_as::<_, RecordingRow>(
+                "SELECT id, call_id, kind, source_url, state, created_at, size_bytes, sha256, content_type, path, reason \
+                 FROM recordings WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await
+        }
+
+        pub async fn finish_recording(c: &mut $conn, d: &RecordingDone) -> sqlx::Result<()> {
+            sqlx::query(
+                "UPDATE recordings SET state = $2, size_bytes = $3, sha256 = $4, content_type = $5, path = $6, reason = $7, \
+                 updated_at = $8 WHERE id = $1",
+            )
+            .bind(d.id)
+            .bind(&d.state)
+            .bind(d.size_bytes)
+            .bind(&d.sha256)
+            .bind(clean(&d.content_type))
+            .bind(&d.path)
+            .bind(clean(&d.reason))
+            .bind(d.now)
+            .execute(&mut *c)
+            .await?;
+            Ok(())
         }
 
         pub async fn count_raw_events(c: &mut $conn, call_id: Option<&str>) -> sqlx::Result<i64> {

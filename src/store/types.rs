@@ -160,8 +160,29 @@ pub struct RecordingRow {
     pub call_id: String,
     pub kind: String,
     pub source_url: String,
+    /// `pending`, `ready`, `failed` or `refused`.
     pub state: String,
     pub created_at: i64,
+    pub size_bytes: Option<i64>,
+    pub sha256: Option<String>,
+    pub content_type: Option<String>,
+    /// Relative to the recordings folder; set once `ready`.
+    pub path: Option<String>,
+    /// Why a download was refused or failed.
+    pub reason: Option<String>,
+}
+
+/// A download's outcome: `ready` with what was stored, or `failed`/`refused` with the reason.
+#[derive(Debug, Clone)]
+pub struct RecordingDone {
+    pub id: i64,
+    pub state: String,
+    pub size_bytes: Option<i64>,
+    pub sha256: Option<String>,
+    pub content_type: Option<String>,
+    pub path: Option<String>,
+    pub reason: Option<String>,
+    pub now: i64,
 }
 
 #[derive(Debug, Clone)]

@@ -29,6 +29,8 @@ pub struct VapiService {
     pub metrics: Arc<Metrics>,
     /// Background work (async tools) that shutdown waits for.
     pub tasks: TaskTracker,
+    /// Recording downloads are enqueued here when a report ends a call.
+    pub jobs: Arc<crate::jobs::Jobs>,
 }
 
 /// The reply body VAPI gets.
@@ -101,7 +103,13 @@ impl VapiService {
         }
         let ingest = record::ingest(m, org, raw, now);
         let ended = matches!(ingest.change, CallChange::Ended(_));
-        match self.metrics.time_store("ingest", self.store.ingest(ingest)).await? {
+        let outcome = self.metrics.time_store("ingest", self.store.ingest(ingest)).await?;
+        if ended && let Some(call_id) = m.call_id() {
+            // Also on a duplicate report: if the first one was stored but the instance died
+            // before enqueueing, VAPI's retry enqueues now (the dedup key stops a second job).
+            crate::recordings::enqueue_pending(&self.jobs, &self.store, call_id).await;
+        }
+        match outcome {
             IngestOutcome::Duplicate => Ok("duplicate"),
             IngestOutcome::Applied(applied) => {
                 self.publish_applied(m, org, at, &applied, ended).await;

@@ -50,6 +50,10 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     s.database_url = database_url(&dir).await;
     s.database_max_connections = 4;
     s.shutdown_timeout = Duration::from_secs(5);
+    // Recordings land in the test's own folder, and the fixtures' storage.vapi.ai URLs are
+    // refused by an empty allowlist: the suite never reaches the internet.
+    s.recordings.dir = dir.path().join("recordings");
+    s.recordings.allowed_hosts = Vec::new();
     if let Some(redis) = test_redis_url() {
         // The Redis variant: every app gets its own key and channel prefix.
         s.broker_url = redis;

@@ -20,6 +20,7 @@ mod lifecycle;
 mod live;
 mod mock_llm;
 mod operations;
+mod recordings;
 mod scale_out;
 mod store;
 mod variants;
