@@ -115,6 +115,7 @@ impl Application {
             tasks: tasks.clone(),
             jobs: jobs.clone(),
         });
+        let control_http = crate::http::public_only_client(settings.live.control.allow_loopback);
         let listener = TcpListener::bind(settings.listen).await.map_err(StartError::Bind)?;
         let addr = listener.local_addr().map_err(StartError::Bind)?;
         let state = Arc::new(AppState {
@@ -126,7 +127,7 @@ impl Application {
             shutdown,
             tasks,
             sockets: Arc::default(),
-            control_http: crate::http::direct_client(),
+            control_http,
             chat,
             jobs,
         });

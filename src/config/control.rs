@@ -16,11 +16,14 @@ pub struct ControlSettings {
     pub allow_http: bool,
     /// Sent as `Authorization: Bearer` when the assistant's `monitorPlan.controlAuthenticationEnabled` is on.
     pub api_key: Option<Secret>,
+    /// Let control URLs reach loopback addresses (a local fake in tests); every other internal
+    /// range stays refused. File only.
+    pub allow_loopback: bool,
 }
 
 impl ControlSettings {
     pub fn defaults() -> Self {
-        Self { allowed_hosts: vec!["vapi.ai".into()], allow_http: false, api_key: None }
+        Self { allowed_hosts: vec!["vapi.ai".into()], allow_http: false, api_key: None, allow_loopback: false }
     }
 
     pub fn from_sources(file: &ControlFile, args: &ConfigArgs) -> Result<Self, ConfigError> {
@@ -40,6 +43,7 @@ impl ControlSettings {
         if let Some(b) = parse_bool(&args.control_allow_http, file.allow_http, "control.allow_http (SWITCHBOARD_CONTROL_ALLOW_HTTP)")? {
             s.allow_http = b;
         }
+        s.allow_loopback = file.allow_loopback.unwrap_or(false);
         let file_key = file.api_key.as_ref().map(|k| k.expose().to_string());
         if let Some(k) = pick(&args.control_api_key, &file_key) {
             if k.trim().is_empty() || k.chars().any(|c| c.is_control() || c == ' ') {
@@ -82,6 +86,7 @@ pub struct ControlFile {
     pub allowed_hosts: Option<Vec<String>>,
     pub allow_http: Option<bool>,
     pub api_key: Option<Secret>,
+    pub allow_loopback: Option<bool>,
 }
 
 #[cfg(test)]
@@ -96,7 +101,7 @@ mod tests {
     #[test]
     fn the_default_allows_vapi_ai_over_https_only() {
         let s = ControlSettings::from_sources(&ControlFile::default(), &ConfigArgs::default()).unwrap();
-        assert_eq!((s.allowed_hosts, s.allow_http, s.api_key), (vec!["vapi.ai".to_string()], false, None));
+        assert_eq!((s.allowed_hosts, s.allow_http, s.api_key, s.allow_loopback), (vec!["vapi.ai".to_string()], false, None, false));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Which control URLs may be called. The URL comes from webhook payloads, so whoever can get a
 //! webhook accepted chooses it: only `https` (or `http` when allowed for tests), no credentials,
 //! and a typed host on the allowlist — a name matched exactly or as a dot-suffix (never a
-//! string prefix), an IP address only when it is itself listed.
+//! string prefix), an IP address only when it is itself listed and public.
 
 use std::net::IpAddr;
 
@@ -31,6 +31,12 @@ pub fn check(raw: &str, cfg: &ControlSettings) -> Result<Url, String> {
     if !allowed {
         return Err(format!("the control URL's host {host:?} is not in control.allowed_hosts"));
     }
+    // Even a listed address must be public; a name's addresses are checked when the client
+    // connects (`crate::http::public_only_client`).
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        crate::recordings::guard::address_allowed(ip, cfg.allow_loopback)
+            .map_err(|why| format!("the control URL's address is refused: {why}"))?;
+    }
     Ok(url)
 }
 
@@ -51,7 +57,7 @@ mod tests {
     use super::*;
 
     fn cfg(hosts: &[&str], allow_http: bool) -> ControlSettings {
-        ControlSettings { allowed_hosts: hosts.iter().map(|h| h.to_string()).collect(), allow_http, api_key: None }
+        ControlSettings { allowed_hosts: hosts.iter().map(|h| h.to_string()).collect(), allow_http, api_key: None, allow_loopback: true }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use axum::response::Response;
 
 pub use body::read_json;
 pub use error::ApiError;
-pub use outbound::direct_client;
+pub use outbound::{direct_client, public_only_client};
 pub use serve::{ServeOptions, serve};
 
 use crate::app::AppState;

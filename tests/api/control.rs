@@ -79,6 +79,7 @@ async fn spawn_control_app(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_with(|s| {
         s.live.control.allowed_hosts = vec!["127.0.0.1".into()];
         s.live.control.allow_http = true;
+        s.live.control.allow_loopback = true;
         adjust(s);
     })
     .await
@@ -421,4 +422,27 @@ async fn a_control_message_on_the_socket_acts_like_the_route_and_answers_on_the_
     assert_eq!((refused["ok"].clone(), refused["status"].clone(), refused["id"].clone()), (json!(false), json!(422), json!("x")));
     assert!(refused["error"]["code"].is_string());
     assert_eq!(fake.seen().len(), 1, "nothing more was sent");
+}
+
+#[tokio::test]
+async fn a_control_url_that_points_inward_is_never_called() {
+    let fake = FakeControl::start(200, Duration::ZERO).await;
+    // The fake is on the allowlist, by address and by a name that resolves to it, but loopback
+    // is not allowed: neither form may reach it.
+    let app = spawn_control_app(|s| {
+        s.live.control.allowed_hosts = vec!["127.0.0.1".into(), "localhost".into()];
+        s.live.control.allow_loopback = false;
+    })
+    .await;
+    let token = app.token("supervisor", &[ORG]).await;
+    live_call(&app, "ctl-in-1", &fake.url("ctl-in-1")).await;
+    let (status, body) = act(&app, &token, "ctl-in-1", json!({ "type": "end-call" })).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("control_url_refused")), "{body}");
+    let by_name = fake.url("ctl-in-2").replace("127.0.0.1", "localhost");
+    live_call(&app, "ctl-in-2", &by_name).await;
+    let (status, body) = act(&app, &token, "ctl-in-2", json!({ "type": "end-call" })).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (502, Some("upstream_failed")), "{body}");
+    let rows = audit(&app, &token, "ctl-in-2").await;
+    assert!(rows[0]["error"].as_str().unwrap().contains("loopback"), "{}", rows[0]);
+    assert!(fake.seen().is_empty(), "the fake was never called");
 }
