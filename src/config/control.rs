@@ -28,17 +28,8 @@ impl ControlSettings {
 
     pub fn from_sources(file: &ControlFile, args: &ConfigArgs) -> Result<Self, ConfigError> {
         let mut s = Self::defaults();
-        let hosts: Option<Vec<String>> = match args.control_allowed_hosts.as_deref().filter(|v| !v.is_empty()) {
-            Some(v) => Some(v.split(',').map(str::to_string).collect()),
-            None => file.allowed_hosts.clone(),
-        };
-        if let Some(hosts) = hosts {
-            s.allowed_hosts = hosts
-                .iter()
-                .map(|h| h.trim())
-                .filter(|h| !h.is_empty())
-                .map(|h| allowed_host(h, HOSTS_SETTING))
-                .collect::<Result<_, _>>()?;
+        if let Some(hosts) = allowed_hosts(&args.control_allowed_hosts, &file.allowed_hosts, HOSTS_SETTING)? {
+            s.allowed_hosts = hosts;
         }
         if let Some(b) = parse_bool(&args.control_allow_http, file.allow_http, "control.allow_http (SWITCHBOARD_CONTROL_ALLOW_HTTP)")? {
             s.allow_http = b;
@@ -53,6 +44,16 @@ impl ControlSettings {
         }
         Ok(s)
     }
+}
+
+/// A host allowlist from a comma-separated variable or flag (which wins) or the file, each
+/// entry validated; `None` when neither sets it.
+pub(super) fn allowed_hosts(arg: &Option<String>, file: &Option<Vec<String>>, setting: &str) -> Result<Option<Vec<String>>, ConfigError> {
+    let hosts: Option<Vec<String>> = match arg.as_deref().filter(|v| !v.is_empty()) {
+        Some(v) => Some(v.split(',').map(str::to_string).collect()),
+        None => file.clone(),
+    };
+    hosts.map(|h| h.iter().map(|e| e.trim()).filter(|e| !e.is_empty()).map(|e| allowed_host(e, setting)).collect()).transpose()
 }
 
 /// A host name like `vapi.ai` or an IP address; wildcards, ports, schemes and paths are refused

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::control::allowed_host;
+use super::control::allowed_hosts;
 use super::{ConfigArgs, ConfigError, parse_bool, parse_num, pick, positive_ms};
 
 const HOSTS_SETTING: &str = "recordings.allowed_hosts (SWITCHBOARD_RECORDINGS_ALLOWED_HOSTS)";
@@ -52,17 +52,8 @@ impl RecordingsSettings {
             }
             s.dir = PathBuf::from(d);
         }
-        let hosts: Option<Vec<String>> = match args.recordings_allowed_hosts.as_deref().filter(|v| !v.is_empty()) {
-            Some(v) => Some(v.split(',').map(str::to_string).collect()),
-            None => file.allowed_hosts.clone(),
-        };
-        if let Some(hosts) = hosts {
-            s.allowed_hosts = hosts
-                .iter()
-                .map(|h| h.trim())
-                .filter(|h| !h.is_empty())
-                .map(|h| allowed_host(h, HOSTS_SETTING))
-                .collect::<Result<_, _>>()?;
+        if let Some(hosts) = allowed_hosts(&args.recordings_allowed_hosts, &file.allowed_hosts, HOSTS_SETTING)? {
+            s.allowed_hosts = hosts;
         }
         if let Some(b) =
             parse_bool(&args.recordings_allow_http, file.allow_http, "recordings.allow_http (SWITCHBOARD_RECORDINGS_ALLOW_HTTP)")?

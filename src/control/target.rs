@@ -34,8 +34,7 @@ pub fn check(raw: &str, cfg: &ControlSettings) -> Result<Url, String> {
     // Even a listed address must be public; a name's addresses are checked when the client
     // connects (`crate::http::public_only_client`).
     if let Ok(ip) = bare.parse::<IpAddr>() {
-        crate::recordings::guard::address_allowed(ip, cfg.allow_loopback)
-            .map_err(|why| format!("the control URL's address is refused: {why}"))?;
+        crate::http::address_allowed(ip, cfg.allow_loopback).map_err(|why| format!("the control URL's address is refused: {why}"))?;
     }
     Ok(url)
 }

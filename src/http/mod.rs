@@ -1,6 +1,7 @@
 //! The HTTP boundary: each domain's router merged once, JSON fallbacks, request logging, and
 //! the serve loop. Domain modules never see hyper.
 
+mod address;
 mod body;
 mod error;
 mod health;
@@ -15,6 +16,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 
+pub use address::address_allowed;
 pub use body::read_json;
 pub use error::ApiError;
 pub use outbound::{direct_client, public_only_client};

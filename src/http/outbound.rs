@@ -41,7 +41,7 @@ impl Resolve for PublicOnly {
         Box::pin(async move {
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             for a in &addrs {
-                crate::recordings::guard::address_allowed(a.ip(), allow_loopback).map_err(|why| format!("{host}: {why}"))?;
+                crate::http::address_allowed(a.ip(), allow_loopback).map_err(|why| format!("{host}: {why}"))?;
             }
             let it: Addrs = Box::new(addrs.into_iter());
             Ok(it)
