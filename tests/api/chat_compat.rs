@@ -149,3 +149,29 @@ async fn a_pass_through_upstream_error_is_openai_shaped_and_generic() {
     assert!(body["error"]["message"].is_string() && body["error"]["type"].is_string());
     assert!(!body.to_string().contains(KEY));
 }
+
+#[tokio::test]
+async fn bad_bodies_on_the_compatibility_routes_are_4xx_and_reach_no_model() {
+    let m = mock().await;
+    let app = chat_app(&m).await;
+    let token = app.token("supervisor", &["*"]).await;
+    let post = |path: &'static str, ct: &'static str, body: String| {
+        app.http.post(app.url(path)).bearer_auth(&token).header("content-type", ct).body(body).send()
+    };
+    let cases: Vec<(&str, &str, String, u16)> = vec![
+        ("/api/ai/chat", "application/json", "{\"messages\":".into(), 400),
+        ("/api/ai/chat", "text/plain", "hi".into(), 415),
+        ("/api/ai/chat", "application/json", json!({"messages": [{"role": "user", "content": "x".repeat(40_000)}]}).to_string(), 413),
+        ("/v1/chat/completions", "application/json", "{\"model\":".into(), 400),
+        ("/v1/chat/completions", "text/plain", "hi".into(), 415),
+        ("/v1/chat/completions", "application/json", json!({"model": "m"}).to_string(), 400),
+        ("/v1/chat/completions", "application/json", json!([1, 2]).to_string(), 400),
+    ];
+    for (path, ct, body, status) in cases {
+        let r = post(path, ct, body.clone()).await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path} {}", &body[..body.len().min(60)]);
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"]["message"].is_string(), "{path}: {v}");
+    }
+    assert_eq!(m.request_count(), 0, "nothing reached the model");
+}
