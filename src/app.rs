@@ -38,6 +38,8 @@ pub struct AppState {
     pub chat: Arc<ChatService>,
     /// Durable jobs: the registry of kinds and this instance's worker.
     pub jobs: Arc<Jobs>,
+    /// The widget, dashboard and demo files.
+    pub assets: crate::web::Assets,
 }
 
 #[derive(Debug)]
@@ -118,6 +120,7 @@ impl Application {
         let control_http = crate::http::public_only_client(settings.live.control.allow_loopback);
         let listener = TcpListener::bind(settings.listen).await.map_err(StartError::Bind)?;
         let addr = listener.local_addr().map_err(StartError::Bind)?;
+        let assets = crate::web::Assets::new(settings.web_dir.clone());
         let state = Arc::new(AppState {
             settings: Arc::new(settings),
             store,
@@ -130,6 +133,7 @@ impl Application {
             control_http,
             chat,
             jobs,
+            assets,
         });
         Ok(Self { listener, addr, state })
     }

@@ -1,4 +1,4 @@
-//! Command-line entry points: serve (default), migrate, token create, simulate, mock-llm.
+//! Command-line entry points: serve (default), migrate, token create, simulate, mock-llm, demo.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -38,6 +38,8 @@ pub enum Command {
     },
     /// Drive a hub with realistic VAPI call traffic
     Simulate(crate::simulate::SimulateArgs),
+    /// The whole hub alive with no keys: hub, mock model, simulated calls, a demo site
+    Demo(crate::demo::DemoArgs),
     /// Serve an OpenAI-compatible mock model (for tests, the demo and benchmarks)
     MockLlm(MockLlmArgs),
 }
@@ -79,6 +81,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Some(Command::Simulate(args)) => crate::simulate::run(args).await,
         Some(Command::MockLlm(args)) => mock_llm(args).await,
+        Some(Command::Demo(args)) => crate::demo::run(args).await,
     }
 }
 
@@ -156,7 +159,9 @@ async fn token_create(args: &ConfigArgs, role: &str, orgs: &[String], label: Opt
 }
 
 async fn mock_llm(args: MockLlmArgs) -> ExitCode {
-    crate::telemetry::init("info", LogFormat::Text);
+    // The mock takes no config file, but logs like the hub so tools reading its JSON lines work.
+    let format = if std::env::var("SWITCHBOARD_LOG_FORMAT").is_ok_and(|f| f == "json") { LogFormat::Json } else { LogFormat::Text };
+    crate::telemetry::init("info", format);
     let cfg = MockConfig::from(args);
     let listen = cfg.listen;
     let mock = match MockLlm::start(cfg).await {

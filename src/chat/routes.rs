@@ -34,6 +34,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 pub fn router(app: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
+        .route("/api/chat/widgets/{site_key}", get(widget_config).options(preflight))
         .route("/api/chat/sessions", post(create_session).options(preflight))
         .route("/api/chat/sessions/{id}", get(get_session).options(preflight))
         .route("/api/chat/sessions/{id}/messages", post(send_message).options(preflight))
@@ -67,6 +68,18 @@ impl From<ChatError> for ApiError {
             ChatError::Store(e) => e.into(),
         }
     }
+}
+
+/// `GET /api/chat/widgets/{site_key}`: what the widget script asks before it shows itself, so
+/// it appears only on pages its site key allows (`403 origin_not_allowed` elsewhere). Public:
+/// a site key is not a secret.
+async fn widget_config(State(app): State<Arc<AppState>>, visitor: Visitor, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
+    let settings = &app.chat.settings;
+    let w = super::guard::widget(settings, &key).ok_or(ApiError::UnknownSiteKey)?;
+    if !visitor.page.may_use(settings, Some(&w.site_key)) {
+        return Err(ApiError::OriginNotAllowed);
+    }
+    Ok(Json(json!({"site_key": w.site_key, "name": w.name, "max_message_chars": settings.max_message_chars})))
 }
 
 /// `POST /api/chat/sessions` with no body, `{}` or `{"site_key": "…"}` (or the key in

@@ -11,6 +11,10 @@ pub struct ConfigArgs {
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "SWITCHBOARD_LISTEN")]
     pub listen: Option<String>,
+    /// Serve the web assets (widget, dashboard, demo) from this folder instead of the copies
+    /// built into the binary — for working on the web without rebuilding
+    #[arg(long, env = "SWITCHBOARD_WEB_DIR")]
+    pub web_dir: Option<String>,
     /// sqlite://PATH or postgres://… [default: sqlite://switchboard.db]
     #[arg(long, env = "SWITCHBOARD_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,

@@ -15,6 +15,7 @@ pub struct FileConfig {
     pub broker_url: Option<String>,
     pub broker_prefix: Option<String>,
     pub public_url: Option<String>,
+    pub web_dir: Option<String>,
     pub log: Option<String>,
     pub log_format: Option<String>,
     pub shutdown_timeout_ms: Option<u64>,

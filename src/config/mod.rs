@@ -12,7 +12,7 @@ mod secret;
 mod vapi;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use args::ConfigArgs;
@@ -62,6 +62,8 @@ pub struct Settings {
     pub broker_url: String,
     /// The hub's URL as callers see it (used for HMAC `{url}` payloads behind a proxy).
     pub public_url: Option<String>,
+    /// Web assets from this folder instead of the embedded copies.
+    pub web_dir: Option<PathBuf>,
     pub log: String,
     pub log_format: LogFormat,
     /// How long shutdown waits for in-flight requests before closing them.
@@ -89,6 +91,7 @@ impl Settings {
             database_max_connections: 8,
             broker_url: "memory".into(),
             public_url: None,
+            web_dir: None,
             log: "info".into(),
             log_format: LogFormat::Text,
             shutdown_timeout: Duration::from_secs(25),
@@ -155,6 +158,13 @@ impl Settings {
                 return Err(ConfigError::new("public_url (SWITCHBOARD_PUBLIC_URL)", format!("{v:?} must start with http:// or https://")));
             }
             s.public_url = Some(v.trim_end_matches('/').to_string());
+        }
+        if let Some(v) = pick(&args.web_dir, &file.web_dir) {
+            let dir = PathBuf::from(&v);
+            if !dir.join("widget").is_dir() {
+                return Err(ConfigError::new("web_dir (SWITCHBOARD_WEB_DIR)", format!("{v:?} is not a web folder (no widget/ inside)")));
+            }
+            s.web_dir = Some(dir);
         }
         if let Some(v) = pick(&args.log, &file.log) {
             s.log = v;

@@ -31,8 +31,9 @@ pub struct ToolCall {
 
 impl Reply {
     /// Builds the answer to `req`. `tools` are the request's tool directives; they only apply
-    /// when the request offers tools and no tool result has been fed back yet.
-    pub fn for_request(req: &ChatRequest, tools: &[ToolDirective], chunks: usize) -> Reply {
+    /// when the request offers tools and no tool result has been fed back yet. `written` replaces
+    /// the steady sentence (echo, or the demo's answers).
+    pub fn for_request(req: &ChatRequest, tools: &[ToolDirective], chunks: usize, written: Option<String>) -> Reply {
         let results = req.tool_results();
         if results.is_empty() && req.offers_tools() && !tools.is_empty() {
             return Reply::ToolCalls(
@@ -43,8 +44,10 @@ impl Reply {
             );
         }
         let mut text: String = results.iter().map(|r| format!("Tool result: {r}. ")).collect();
-        let words = chunks.max(MIN_WORDS);
-        text.push_str(&SENTENCE.split(' ').cycle().take(words).collect::<Vec<_>>().join(" "));
+        match written {
+            Some(w) => text.push_str(&w),
+            None => text.push_str(&SENTENCE.split(' ').cycle().take(chunks.max(MIN_WORDS)).collect::<Vec<_>>().join(" ")),
+        }
         match req.token_limit() {
             Some(limit) if (text.split_whitespace().count() as u64) > limit => {
                 let kept: usize = words_of(&text).into_iter().take(limit as usize).map(str::len).sum();
@@ -157,15 +160,15 @@ mod tests {
     #[test]
     fn the_answer_is_deterministic_and_at_least_as_long_as_the_chunk_count() {
         let r = req(json!({"messages": [{"role": "user", "content": "hi"}]}));
-        assert_eq!(Reply::for_request(&r, &[], 12), Reply::for_request(&r, &[], 12));
-        assert_eq!(Reply::for_request(&r, &[], 12).tokens(), 20);
-        assert_eq!(Reply::for_request(&r, &[], 50).tokens(), 50);
+        assert_eq!(Reply::for_request(&r, &[], 12, None), Reply::for_request(&r, &[], 12, None));
+        assert_eq!(Reply::for_request(&r, &[], 12, None).tokens(), 20);
+        assert_eq!(Reply::for_request(&r, &[], 50, None).tokens(), 50);
     }
 
     #[test]
     fn a_token_limit_cuts_the_text_and_finishes_with_length() {
         let r = req(json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}));
-        let reply = Reply::for_request(&r, &[], 12);
+        let reply = Reply::for_request(&r, &[], 12, None);
         assert_eq!(reply, Reply::Text { text: "This is the mock model".into(), finish: "length" });
         assert_eq!(reply.tokens(), 5);
     }
@@ -174,13 +177,13 @@ mod tests {
     fn tool_directives_need_offered_tools_and_no_result_fed_back() {
         let tools = [ToolDirective { name: "f".into(), arguments: "{}".into() }];
         let plain = req(json!({"messages": [{"role": "user", "content": "x"}]}));
-        assert!(matches!(Reply::for_request(&plain, &tools, 3), Reply::Text { .. }));
+        assert!(matches!(Reply::for_request(&plain, &tools, 3, None), Reply::Text { .. }));
         let offered = req(json!({"tools": [{"type": "function"}], "messages": [{"role": "user", "content": "x"}]}));
-        assert!(matches!(Reply::for_request(&offered, &tools, 3), Reply::ToolCalls(ref c) if c[0].id.starts_with("call_")));
+        assert!(matches!(Reply::for_request(&offered, &tools, 3, None), Reply::ToolCalls(ref c) if c[0].id.starts_with("call_")));
         let answered = req(json!({"tools": [{"type": "function"}], "messages": [
             {"role": "user", "content": "x"}, {"role": "tool", "content": "sunny"}
         ]}));
-        let Reply::Text { text, finish } = Reply::for_request(&answered, &tools, 3) else { panic!("a text answer") };
+        let Reply::Text { text, finish } = Reply::for_request(&answered, &tools, 3, None) else { panic!("a text answer") };
         assert!(text.starts_with("Tool result: sunny. This is"), "{text}");
         assert_eq!(finish, "stop");
     }

@@ -19,6 +19,9 @@ pub struct Directives {
     /// their first content chunk (after `200`), which a client's HTTP retry cannot see.
     pub drop_first: Option<FailFirst>,
     pub tools: Vec<ToolDirective>,
+    /// `[mock:echo=1]`: the answer is the user's message itself, directives removed — so a
+    /// test decides the exact text (Markdown, hostile HTML, multi-byte characters).
+    pub echo: bool,
 }
 
 /// `[mock:fail_first=N label]`: the first `n` requests with this same `key` (the whole value,
@@ -86,10 +89,23 @@ pub fn parse(text: &str) -> Result<Directives, String> {
                 let n = number(key, value.split_whitespace().next().unwrap_or(""))?;
                 d.drop_first = Some(FailFirst { n, key: format!("drop {value}") });
             }
+            "echo" => d.echo = matches!(value, "1" | "true"),
             other => return Err(format!("unknown mock directive `{other}`")),
         }
     }
     Ok(d)
+}
+
+/// `text` with every directive taken out (from `[mock:` to the next `]`) and trimmed.
+pub fn without(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(OPEN) {
+        out.push_str(&rest[..at]);
+        rest = rest[at..].find(']').map_or("", |end| &rest[at + end + 1..]);
+    }
+    out.push_str(rest);
+    out.trim().to_string()
 }
 
 /// Parses `NAME {json}]` (the JSON is optional: `{}`), returning what follows the `]`.
@@ -133,6 +149,14 @@ fn excerpt(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn echo_answers_with_the_message_without_its_directives() {
+        let text = "**Hi** <b>there</b> ✨ [mock:echo=1] [mock:delay_ms=5]";
+        assert!(super::parse(text).is_ok_and(|d| d.echo));
+        assert_eq!(super::without(text), "**Hi** <b>there</b> ✨");
+        assert_eq!(super::without("plain"), "plain");
+    }
+
     use super::*;
 
     #[test]

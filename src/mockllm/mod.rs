@@ -53,6 +53,9 @@ pub struct MockConfig {
     pub api_key: Option<String>,
     /// Echoed when the request names no model.
     pub model: String,
+    /// Writes the text answer from the last user message instead of the steady sentence
+    /// (`switchboard demo` gives its clinic's answers this way); streamed one word per chunk.
+    pub answers: Option<fn(&str) -> String>,
 }
 
 impl Default for MockConfig {
@@ -64,6 +67,7 @@ impl Default for MockConfig {
             ttft: Duration::ZERO,
             api_key: None,
             model: "mock-model".into(),
+            answers: None,
         }
     }
 }
@@ -99,6 +103,7 @@ impl From<MockLlmArgs> for MockConfig {
             ttft: Duration::from_millis(a.ttft_ms),
             api_key: a.api_key,
             model: a.model,
+            answers: None,
         }
     }
 }

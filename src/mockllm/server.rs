@@ -195,12 +195,16 @@ async fn complete(State(mock): State<Arc<Shared>>, headers: HeaderMap, body: Byt
     }
 
     let cfg = &mock.cfg;
+    // An echoed or written answer streams word by word, like a real model's tokens.
+    let user = req.last_user_text();
+    let text = if d.echo { Some(directives::without(&user)) } else { cfg.answers.map(|f| f(&directives::without(&user))) };
+    let words = text.as_deref().map(|t| t.split_whitespace().count().max(1));
     let pacing = Pacing {
         ttft: d.ttft.unwrap_or(cfg.ttft),
         delay: d.delay.unwrap_or(cfg.chunk_delay),
-        chunks: d.chunks.unwrap_or(cfg.chunks).clamp(1, directives::MAX_CHUNKS as usize),
+        chunks: d.chunks.or(words).unwrap_or(cfg.chunks).clamp(1, directives::MAX_CHUNKS as usize),
     };
-    let reply = Reply::for_request(&req, &d.tools, pacing.chunks);
+    let reply = Reply::for_request(&req, &d.tools, pacing.chunks, text);
     let usage = Usage { prompt: req.prompt_tokens(), completion: reply.tokens() };
     let env = Envelope {
         id: format!("chatcmpl-{}", short_id()),

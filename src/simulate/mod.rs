@@ -74,29 +74,59 @@ impl Poster {
 
 pub async fn run(args: SimulateArgs) -> ExitCode {
     let poster = Arc::new(Poster::new(&args.url, args.secret.clone(), args.hmac_secret.clone()));
-    let sent = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(Tally::default());
     let mut lines = Vec::new();
     for line in 0..args.calls {
-        let (poster, sent, failed, a) = (poster.clone(), sent.clone(), failed.clone(), args.clone());
-        lines.push(tokio::spawn(async move {
-            let mut rng = script::Rng::new(a.seed.wrapping_add(line * 7919));
-            for round in 0..a.rounds {
-                let s = script::call(line * 1000 + round, &a.org, crate::clock::now_ms(), &a.recording_base, &mut rng);
-                for (gap, msg) in s.messages {
-                    tokio::time::sleep(Duration::from_secs_f64(gap as f64 / 1000.0 / a.speed.max(0.01))).await;
-                    match poster.post(msg.to_string()).await {
-                        Ok(r) if r.status().is_success() => sent.fetch_add(1, Ordering::Relaxed),
-                        _ => failed.fetch_add(1, Ordering::Relaxed),
-                    };
-                }
-            }
-        }));
+        let line_args = Line {
+            line,
+            rounds: Some(args.rounds),
+            speed: args.speed,
+            org: args.org.clone(),
+            recording_base: args.recording_base.clone(),
+            seed: args.seed,
+        };
+        lines.push(tokio::spawn(drive(poster.clone(), tally.clone(), line_args)));
     }
     for l in lines {
         let _ = l.await;
     }
-    let (ok, bad) = (sent.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (ok, bad) = (tally.sent.load(Ordering::Relaxed), tally.failed.load(Ordering::Relaxed));
     let _ = writeln!(std::io::stdout(), "simulated {} calls: {ok} webhooks accepted, {bad} failed", args.calls * args.rounds);
     if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Webhooks accepted and failed, across lines.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub sent: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// One simulated phone line: calls one after another.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub line: u64,
+    /// Calls to make; `None` goes on until the task is dropped (the demo).
+    pub rounds: Option<u64>,
+    pub speed: f64,
+    pub org: String,
+    pub recording_base: String,
+    pub seed: u64,
+}
+
+/// Plays one line's calls at the pace of real conversations.
+pub async fn drive(poster: Arc<Poster>, tally: Arc<Tally>, a: Line) {
+    let mut rng = script::Rng::new(a.seed.wrapping_add(a.line * 7919));
+    let mut round = 0;
+    while a.rounds.is_none_or(|n| round < n) {
+        let s = script::call(a.line * 1000 + round, &a.org, crate::clock::now_ms(), &a.recording_base, &mut rng);
+        for (gap, msg) in s.messages {
+            tokio::time::sleep(Duration::from_secs_f64(gap as f64 / 1000.0 / a.speed.max(0.01))).await;
+            match poster.post(msg.to_string()).await {
+                Ok(r) if r.status().is_success() => tally.sent.fetch_add(1, Ordering::Relaxed),
+                _ => tally.failed.fetch_add(1, Ordering::Relaxed),
+            };
+        }
+        round += 1;
+    }
 }

@@ -24,5 +24,6 @@ mod recordings;
 mod scale_out;
 mod store;
 mod variants;
+mod web;
 mod webhook_auth;
 mod ws;

@@ -415,3 +415,23 @@ async fn the_mock_llm_command_logs_its_url_and_answers_there() {
     assert_eq!(v["model"], "cli-model");
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn echo_streams_the_users_own_text_word_by_word_so_tests_choose_the_answer() {
+    let mock = start(|_| {}).await;
+    let said = "**Bold** <img src=x onerror=alert(1)> café ✨ 日本語";
+    let (frames, clean) = read_frames(post(&mock, ask(&format!("{said} [mock:echo=1]"), true)).await).await;
+    assert!(clean);
+    let chunks: Vec<Value> = frames.iter().filter(|f| *f != "[DONE]").map(|f| json_of(f)).collect();
+    assert_eq!(content_of(&chunks), said);
+    let pieces = chunks.iter().filter(|c| c["choices"][0]["delta"]["content"].as_str().is_some_and(|t| !t.is_empty())).count();
+    assert_eq!(pieces, said.split_whitespace().count(), "one word per chunk");
+}
+
+#[tokio::test]
+async fn a_configured_answer_writer_replaces_the_steady_sentence() {
+    let mock = start(|c| c.answers = Some(|q: &str| format!("You asked: {q}"))).await;
+    let (frames, _) = read_frames(post(&mock, ask("opening hours", true)).await).await;
+    let chunks: Vec<Value> = frames.iter().filter(|f| *f != "[DONE]").map(|f| json_of(f)).collect();
+    assert_eq!(content_of(&chunks), "You asked: opening hours");
+}
