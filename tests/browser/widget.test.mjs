@@ -381,15 +381,20 @@ test('going offline shows a banner and disables sending until the connection is 
   await context.close();
 });
 
-test('a message over the hub\'s limit stays in the input with a clear notice', async () => {
+test('a message over the hub\'s limit is capped by the input and refused by the hub with a clear notice', async () => {
   const { context, page } = await customerPage();
   await openWidget(page);
+  const input = page.locator('switchboard-widget textarea');
+  assert.equal(await input.getAttribute('maxlength'), '4000', 'the hub\'s limit, learned from the widget configuration');
+  // Typing stops at the limit; a value set by script (or a hub with a lower limit than the
+  // page knew) still reaches the hub, whose 422 must leave the text in place to shorten.
   const long = 'Please read this. '.repeat(240); // 4,320 characters; the hub takes 4,000
-  await sendMessage(page, long);
+  await input.evaluate((el, v) => { el.value = v; el.dispatchEvent(new Event('input', { bubbles: true })); }, long);
+  await input.press('Enter');
   const notice = page.locator('switchboard-widget .notice');
   await notice.waitFor();
   assert.match(await notice.textContent(), /too long/);
-  assert.equal(await page.locator('switchboard-widget textarea').inputValue(), long.trim(), 'the text is kept to shorten');
+  assert.equal(await input.inputValue(), long.trim(), 'the text is kept to shorten');
   assert.equal(await page.locator('switchboard-widget .msg.user').count(), 0, 'nothing shows as sent');
   await context.close();
 });
