@@ -106,6 +106,14 @@ impl Application {
                 broker: broker.clone(),
             },
         );
+        crate::retention::register(
+            &jobs,
+            crate::retention::RetentionDeps {
+                settings: settings.retention.clone(),
+                store: store.clone(),
+                recordings_dir: settings.recordings.dir.clone(),
+            },
+        );
         let vapi = Arc::new(VapiService {
             cfg: Arc::new(settings.vapi.clone()),
             public_url: settings.public_url.clone(),

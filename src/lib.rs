@@ -31,6 +31,7 @@ pub mod live;
 pub mod metrics;
 pub mod mockllm;
 pub mod recordings;
+pub mod retention;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;

@@ -15,6 +15,18 @@ pub struct ConfigArgs {
     /// built into the binary — for working on the web without rebuilding
     #[arg(long, env = "SWITCHBOARD_WEB_DIR")]
     pub web_dir: Option<String>,
+    /// Days raw webhook payloads are kept; 0 keeps them [default: 30]
+    #[arg(long, env = "SWITCHBOARD_RETENTION_RAW_EVENTS_DAYS")]
+    pub retention_raw_events_days: Option<String>,
+    /// Days transcripts of ended calls are kept; 0 keeps them [default: 0]
+    #[arg(long, env = "SWITCHBOARD_RETENTION_TRANSCRIPTS_DAYS")]
+    pub retention_transcripts_days: Option<String>,
+    /// Days idle chat sessions are kept; 0 keeps them [default: 0]
+    #[arg(long, env = "SWITCHBOARD_RETENTION_CHATS_DAYS")]
+    pub retention_chats_days: Option<String>,
+    /// Days recording files of ended calls are kept; 0 keeps them [default: 0]
+    #[arg(long, env = "SWITCHBOARD_RETENTION_RECORDINGS_DAYS")]
+    pub retention_recordings_days: Option<String>,
     /// sqlite://PATH or postgres://… [default: sqlite://switchboard.db]
     #[arg(long, env = "SWITCHBOARD_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,

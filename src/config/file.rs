@@ -40,6 +40,8 @@ pub struct FileConfig {
     pub jobs: super::jobs::JobsFile,
     #[serde(default)]
     pub recordings: super::recordings::RecordingsFile,
+    #[serde(default)]
+    pub retention: super::retention::RetentionFile,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,6 +8,7 @@ mod file;
 mod jobs;
 mod live;
 mod recordings;
+mod retention;
 mod secret;
 mod vapi;
 
@@ -22,6 +23,7 @@ pub use file::FileConfig;
 pub use jobs::{JobsSettings, KindSettings, valid_kind as valid_job_kind};
 pub use live::{LiveSettings, WsSettings};
 pub use recordings::RecordingsSettings;
+pub use retention::RetentionSettings;
 pub use secret::Secret;
 pub use vapi::{
     AssistantRoute, DestinationReply, Encoding, FunctionHandler, FunctionSpec, HmacAlgorithm, HmacSettings, KnowledgeDoc, VapiSettings,
@@ -80,6 +82,7 @@ pub struct Settings {
     pub chat: ChatSettings,
     pub jobs: JobsSettings,
     pub recordings: RecordingsSettings,
+    pub retention: RetentionSettings,
 }
 
 impl Settings {
@@ -104,6 +107,7 @@ impl Settings {
             chat: ChatSettings::defaults(),
             jobs: JobsSettings::defaults(),
             recordings: RecordingsSettings::defaults(),
+            retention: RetentionSettings::defaults(),
         }
     }
 
@@ -211,6 +215,7 @@ impl Settings {
         }
         s.jobs = JobsSettings::from_sources(&file.jobs, args)?;
         s.recordings = RecordingsSettings::from_sources(&file.recordings, args)?;
+        s.retention = RetentionSettings::from_sources(&file.retention, args)?;
         Ok(s)
     }
 }

@@ -166,6 +166,30 @@ macro_rules! impl_store {
                 Ok(q::get_job(&mut *self.conn().await?, id).await?)
             }
 
+            async fn prune_raw_events(&self, cutoff: i64, batch: i64) -> crate::store::Result<u64> {
+                self.write(move |c| Box::pin(async move { q::prune_raw_events(c, cutoff, batch).await })).await
+            }
+
+            async fn prune_transcripts(&self, cutoff: i64, batch: i64) -> crate::store::Result<u64> {
+                self.write(move |c| Box::pin(async move { q::prune_transcripts(c, cutoff, batch).await })).await
+            }
+
+            async fn prune_chats(&self, cutoff: i64, batch: i64) -> crate::store::Result<(u64, u64)> {
+                self.write(move |c| Box::pin(async move { q::prune_chats(c, cutoff, batch).await })).await
+            }
+
+            async fn expired_recordings(&self, cutoff: i64, batch: i64) -> crate::store::Result<Vec<RecordingRow>> {
+                Ok(q::expired_recordings(&mut *self.conn().await?, cutoff, batch).await?)
+            }
+
+            async fn mark_recording_deleted(&self, id: i64) -> crate::store::Result<()> {
+                self.write(move |c| Box::pin(async move { q::mark_recording_deleted(c, id, crate::clock::now_ms()).await })).await
+            }
+
+            async fn prune_jobs(&self, cutoff: i64, batch: i64) -> crate::store::Result<u64> {
+                self.write(move |c| Box::pin(async move { q::prune_jobs(c, cutoff, batch).await })).await
+            }
+
             async fn list_jobs(&self, f: &JobFilter) -> crate::store::Result<Vec<JobRow>> {
                 Ok(q::list_jobs(&mut *self.conn().await?, f).await?)
             }

@@ -8,6 +8,7 @@ mod job_queries;
 mod job_types;
 mod postgres;
 mod queries;
+mod retention_queries;
 mod sanitize;
 mod sqlite;
 pub mod types;
@@ -98,6 +99,15 @@ pub trait Store: Send + Sync + 'static {
     async fn retry_job(&self, id: &str, now: i64) -> Result<JobRetry>;
 
     /// Demo tables behind the built-in functions.
+    // Retention: each call deletes one batch of at most `batch` rows in its own transaction.
+    async fn prune_raw_events(&self, cutoff: i64, batch: i64) -> Result<u64>;
+    async fn prune_transcripts(&self, cutoff: i64, batch: i64) -> Result<u64>;
+    /// Returns (sessions, messages) removed.
+    async fn prune_chats(&self, cutoff: i64, batch: i64) -> Result<(u64, u64)>;
+    async fn expired_recordings(&self, cutoff: i64, batch: i64) -> Result<Vec<RecordingRow>>;
+    async fn mark_recording_deleted(&self, id: i64) -> Result<()>;
+    async fn prune_jobs(&self, cutoff: i64, batch: i64) -> Result<u64>;
+
     async fn find_customer(&self, phone: Option<&str>, name: Option<&str>) -> Result<Option<CustomerRow>>;
     async fn booked_slots(&self, date: &str) -> Result<Vec<String>>;
     async fn book_appointment(&self, phone: &str, starts_at: &str, service: &str, now: i64) -> Result<Booking>;

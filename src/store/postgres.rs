@@ -20,6 +20,7 @@ mod q {
         " FOR UPDATE SKIP LOCKED",
         Some("SELECT pg_advisory_xact_lock(hashtext('switchboard.jobs:' || $1::text))")
     );
+    crate::store::retention_queries::retention_queries!(sqlx::Postgres, sqlx::PgConnection);
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

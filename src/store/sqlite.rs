@@ -17,6 +17,7 @@ mod q {
     crate::store::queries::shared_queries!(sqlx::Sqlite, sqlx::SqliteConnection);
     crate::store::chat_queries::chat_queries!(sqlx::Sqlite, sqlx::SqliteConnection);
     crate::store::job_queries::job_queries!(sqlx::Sqlite, sqlx::SqliteConnection, "", None);
+    crate::store::retention_queries::retention_queries!(sqlx::Sqlite, sqlx::SqliteConnection);
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

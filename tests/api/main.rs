@@ -21,6 +21,7 @@ mod live;
 mod mock_llm;
 mod operations;
 mod recordings;
+mod retention;
 mod scale_out;
 mod store;
 mod variants;
