@@ -2,9 +2,8 @@
 // that embeds the widget from the hub, under a strict CSP), the hub configured with that site's
 // key, the mock model, and small helpers that read the widget's Shadow DOM.
 
-import { spawn } from 'node:child_process';
 
-import { binary, startHub, startSite } from './harness.mjs';
+import { startHub, startMockLlm, startSite } from './harness.mjs';
 
 export const SITE_KEY = 'riverside';
 
@@ -40,7 +39,7 @@ export async function startWorld() {
   const started = [];
   const world = { hubUrl: null };
   try {
-    const mock = await startMock(['--chunks', '24', '--chunk-delay-ms', '30']);
+    const mock = await startMockLlm(['--chunks', '24', '--chunk-delay-ms', '30']);
     started.push(mock);
     const site = await startSite(sitePages(world));
     started.push(site);
@@ -87,38 +86,6 @@ site_key = "demo"
 name = "Riverside Dental"
 allowed_origins = ["${site.origin}"]
 `;
-}
-
-/**
- * The harness's `startMockLlm` when the binary logs JSON; this binary's `mock-llm` logs text
- * whatever SWITCHBOARD_LOG_FORMAT says, so its start-up line is read in either form here.
- */
-async function startMock(args) {
-  const child = spawn(binary(), ['mock-llm', '--listen', '127.0.0.1:0', ...args], {
-    env: { ...process.env, SWITCHBOARD_LOG_FORMAT: 'json', NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  process.once('exit', () => child.kill('SIGKILL'));
-  const stop = async () => {
-    if (child.exitCode !== null) return;
-    const gone = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await gone;
-  };
-  const baseUrl = await new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`mock-llm did not start:\n${out}`)), 15000);
-    const onData = (d) => {
-      out += d.toString('utf8');
-      // eslint-disable-next-line no-control-regex
-      const plain = out.replace(/\x1b\[[0-9;]*m/g, '');
-      const m = /the mock model is serving.*?url"?[=:]\s*"?(http[^\s"]+)/.exec(plain);
-      if (m) { clearTimeout(timer); resolve(m[1].replace(/\/$/, '')); }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`mock-llm exited with ${code}:\n${out}`)); });
-  }).catch(async (e) => { await stop(); throw e; });
-  return { baseUrl, stop };
 }
 
 function sitePages(world) {
