@@ -125,6 +125,15 @@ impl Application {
             tasks: tasks.clone(),
             jobs: jobs.clone(),
         });
+        crate::reconcile::register(
+            &jobs,
+            crate::reconcile::ReconcileDeps {
+                settings: settings.reconcile.clone(),
+                store: store.clone(),
+                vapi: vapi.clone(),
+                http: crate::http::direct_client(),
+            },
+        );
         let control_http = crate::http::public_only_client(settings.live.control.allow_loopback);
         let listener = TcpListener::bind(settings.listen).await.map_err(StartError::Bind)?;
         let addr = listener.local_addr().map_err(StartError::Bind)?;

@@ -30,6 +30,7 @@ pub mod jobs;
 pub mod live;
 pub mod metrics;
 pub mod mockllm;
+pub mod reconcile;
 pub mod recordings;
 pub mod retention;
 pub mod simulate;

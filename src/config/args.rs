@@ -15,6 +15,12 @@ pub struct ConfigArgs {
     /// built into the binary — for working on the web without rebuilding
     #[arg(long, env = "SWITCHBOARD_WEB_DIR")]
     pub web_dir: Option<String>,
+    /// VAPI API key: enables reconciliation of calls whose end-of-call report never arrived
+    #[arg(long, env = "VAPI_API_KEY", hide_env_values = true)]
+    pub vapi_api_key: Option<String>,
+    /// VAPI's REST API [default: https://api.vapi.ai]
+    #[arg(long, env = "SWITCHBOARD_VAPI_API_URL")]
+    pub vapi_api_url: Option<String>,
     /// Days raw webhook payloads are kept; 0 keeps them [default: 30]
     #[arg(long, env = "SWITCHBOARD_RETENTION_RAW_EVENTS_DAYS")]
     pub retention_raw_events_days: Option<String>,

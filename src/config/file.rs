@@ -42,6 +42,8 @@ pub struct FileConfig {
     pub recordings: super::recordings::RecordingsFile,
     #[serde(default)]
     pub retention: super::retention::RetentionFile,
+    #[serde(default)]
+    pub reconcile: super::reconcile::ReconcileFile,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,6 +7,7 @@ mod control;
 mod file;
 mod jobs;
 mod live;
+mod reconcile;
 mod recordings;
 mod retention;
 mod secret;
@@ -22,6 +23,7 @@ pub use control::ControlSettings;
 pub use file::FileConfig;
 pub use jobs::{JobsSettings, KindSettings, valid_kind as valid_job_kind};
 pub use live::{LiveSettings, WsSettings};
+pub use reconcile::ReconcileSettings;
 pub use recordings::RecordingsSettings;
 pub use retention::RetentionSettings;
 pub use secret::Secret;
@@ -83,6 +85,7 @@ pub struct Settings {
     pub jobs: JobsSettings,
     pub recordings: RecordingsSettings,
     pub retention: RetentionSettings,
+    pub reconcile: ReconcileSettings,
 }
 
 impl Settings {
@@ -108,6 +111,7 @@ impl Settings {
             jobs: JobsSettings::defaults(),
             recordings: RecordingsSettings::defaults(),
             retention: RetentionSettings::defaults(),
+            reconcile: ReconcileSettings::defaults(),
         }
     }
 
@@ -216,6 +220,7 @@ impl Settings {
         s.jobs = JobsSettings::from_sources(&file.jobs, args)?;
         s.recordings = RecordingsSettings::from_sources(&file.recordings, args)?;
         s.retention = RetentionSettings::from_sources(&file.retention, args)?;
+        s.reconcile = ReconcileSettings::from_sources(&file.reconcile, args)?;
         Ok(s)
     }
 }

@@ -190,6 +190,10 @@ macro_rules! impl_store {
                 self.write(move |c| Box::pin(async move { q::prune_jobs(c, cutoff, batch).await })).await
             }
 
+            async fn stale_calls(&self, since: i64, before: i64, limit: i64) -> crate::store::Result<Vec<CallRow>> {
+                Ok(q::stale_calls(&mut *self.conn().await?, since, before, limit).await?)
+            }
+
             async fn list_jobs(&self, f: &JobFilter) -> crate::store::Result<Vec<JobRow>> {
                 Ok(q::list_jobs(&mut *self.conn().await?, f).await?)
             }

@@ -20,6 +20,7 @@ mod lifecycle;
 mod live;
 mod mock_llm;
 mod operations;
+mod reconcile;
 mod recordings;
 mod retention;
 mod scale_out;
