@@ -60,12 +60,17 @@ async fn chat(socket: &Socket, id: &str, name: &str) -> Result<Value, String> {
     let partial = match &session.active_run_id {
         Some(run) => {
             let recent = app.broker.recent(name, app.settings.live.history_size).await.map_err(|e| e.to_string())?;
-            let text: String = recent
+            let deltas: Vec<&Value> = recent
                 .iter()
                 .filter(|p| p.event.kind == crate::chat::events::DELTA && p.event.data.get("run_id").and_then(Value::as_str) == Some(run))
-                .filter_map(|p| p.event.data.get("content").and_then(Value::as_str))
+                .map(|p| &p.event.data)
                 .collect();
-            json!({"run_id": run, "content": text})
+            let text: String = deltas.iter().filter_map(|d| d.get("content").and_then(Value::as_str)).collect();
+            // The history read can run ahead of the subscription's position, so the deltas
+            // right after the snapshot may already be in `content`: `n` (the run's numbering)
+            // lets a client skip those instead of showing them twice.
+            let n = deltas.iter().filter_map(|d| d.get("n").and_then(Value::as_u64)).max().unwrap_or(0);
+            json!({"run_id": run, "content": text, "n": n})
         }
         None => Value::Null,
     };

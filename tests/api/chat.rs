@@ -464,6 +464,45 @@ async fn a_supervisor_sees_the_chat_live_and_can_stop_it() {
 }
 
 #[tokio::test]
+async fn a_supervisor_joining_mid_answer_gets_the_text_so_far_and_its_position_so_nothing_repeats() {
+    let m = mock().await;
+    let app = chat_app(&m).await;
+    let token = app.token("supervisor", &["default"]).await;
+    let s = new_session(&app).await;
+    let r = send(&app, &s, "[mock:chunks=40] [mock:delay_ms=15] hello").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut sup = crate::ws::Supervisor::connect(&app, &token).await;
+    let snap = sup.subscribe(&format!("chat:{s}")).await;
+    let partial = &snap["snapshot"]["partial"];
+    let mut text = partial["content"].as_str().unwrap().to_string();
+    let mut n = partial["n"].as_u64().unwrap();
+    assert!(n > 0 && !text.is_empty(), "joined mid-answer: {partial}");
+    loop {
+        let v = sup.expect("event").await;
+        let (kind, data) = (v["event"]["kind"].as_str().unwrap().to_string(), &v["event"]["data"]);
+        if kind == "chat.delta" {
+            let dn = data["n"].as_u64().unwrap();
+            if dn <= n {
+                continue; // already in the snapshot's text
+            }
+            assert_eq!(dn, n + 1, "no delta missing after the snapshot");
+            n = dn;
+            text.push_str(data["content"].as_str().unwrap());
+        }
+        if kind == "chat.done" {
+            break;
+        }
+    }
+    let answer: String = read_events(r, 1000)
+        .await
+        .iter()
+        .filter(|e| e.event == "delta")
+        .map(|e| data(e)["content"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(text, answer, "snapshot text + later deltas = the answer, once");
+}
+
+#[tokio::test]
 async fn no_function_is_offered_to_chat_unless_configured() {
     let m = mock().await;
     let app = chat_app(&m).await;
