@@ -39,6 +39,8 @@ pub struct FileConfig {
     pub jobs: super::jobs::JobsFile,
     #[serde(default)]
     pub recordings: super::recordings::RecordingsFile,
+    #[serde(default)]
+    pub webhooks: super::webhooks::WebhooksFile,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -10,6 +10,7 @@ mod live;
 mod recordings;
 mod secret;
 mod vapi;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -26,6 +27,7 @@ pub use secret::Secret;
 pub use vapi::{
     AssistantRoute, DestinationReply, Encoding, FunctionHandler, FunctionSpec, HmacAlgorithm, HmacSettings, KnowledgeDoc, VapiSettings,
 };
+pub use webhooks::WebhooksSettings;
 
 /// A setting that could not be used, with where it can be set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +80,7 @@ pub struct Settings {
     pub chat: ChatSettings,
     pub jobs: JobsSettings,
     pub recordings: RecordingsSettings,
+    pub webhooks: WebhooksSettings,
 }
 
 impl Settings {
@@ -101,6 +104,7 @@ impl Settings {
             chat: ChatSettings::defaults(),
             jobs: JobsSettings::defaults(),
             recordings: RecordingsSettings::defaults(),
+            webhooks: WebhooksSettings::defaults(),
         }
     }
 
@@ -201,6 +205,7 @@ impl Settings {
         }
         s.jobs = JobsSettings::from_sources(&file.jobs, args)?;
         s.recordings = RecordingsSettings::from_sources(&file.recordings, args)?;
+        s.webhooks = WebhooksSettings::from_sources(&file.webhooks, args)?;
         Ok(s)
     }
 }
