@@ -33,6 +33,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::live::router())
         .merge(crate::jobs::router())
         .merge(crate::recordings::router())
+        .merge(crate::webhooks::router())
         .with_state(state.clone())
         .merge(crate::vapi::router(state.vapi.clone()))
         .fallback(|| async { ApiError::NotFound })
