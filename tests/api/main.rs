@@ -25,4 +25,5 @@ mod scale_out;
 mod store;
 mod variants;
 mod webhook_auth;
+mod webhooks;
 mod ws;
