@@ -19,6 +19,7 @@ use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::store::{DynStore, StoreError};
 use crate::vapi::VapiService;
+use crate::webhooks::Webhooks;
 
 /// Cheap handles shared by every handler.
 pub struct AppState {
@@ -40,6 +41,8 @@ pub struct AppState {
     pub jobs: Arc<Jobs>,
     /// The widget, dashboard and demo files.
     pub assets: crate::web::Assets,
+    /// Outgoing webhooks: the enabled endpoints (cached) and their deliveries.
+    pub webhooks: Arc<Webhooks>,
 }
 
 #[derive(Debug)]
@@ -84,6 +87,9 @@ impl Application {
         let registry = Arc::new(Registry::new(&settings.functions, store.clone()));
         let executor = Executor::new(registry.clone(), store.clone(), metrics.clone(), settings.vapi.tool_timeout);
         let shutdown = CancellationToken::new();
+        let jobs = Arc::new(Jobs::new(settings.jobs.clone(), store.clone()));
+        let webhooks = Arc::new(Webhooks::new(settings.webhooks.clone(), store.clone(), jobs.clone()));
+        webhooks.load().await.map_err(StartError::Store)?;
         let chat = Arc::new(ChatService::new(
             settings.chat.clone(),
             ChatDeps {
@@ -95,15 +101,16 @@ impl Application {
                 tasks: tasks.clone(),
                 shutdown: shutdown.clone(),
                 history_limit: live.history_size,
+                webhooks: webhooks.clone(),
             },
         ));
-        let jobs = Arc::new(Jobs::new(settings.jobs.clone(), store.clone()));
         crate::recordings::register(
             &jobs,
             crate::recordings::RecordingDeps {
                 settings: Arc::new(settings.recordings.clone()),
                 store: store.clone(),
                 broker: broker.clone(),
+                webhooks: webhooks.clone(),
             },
         );
         crate::retention::register(
@@ -124,6 +131,7 @@ impl Application {
             metrics: metrics.clone(),
             tasks: tasks.clone(),
             jobs: jobs.clone(),
+            webhooks: webhooks.clone(),
         });
         crate::reconcile::register(
             &jobs,
@@ -151,6 +159,7 @@ impl Application {
             chat,
             jobs,
             assets,
+            webhooks,
         });
         Ok(Self { listener, addr, state })
     }
@@ -176,6 +185,7 @@ impl Application {
         let sweeper = spawn_sweeper(state.broker.clone(), state.shutdown.clone());
         // Stops claiming when shutdown starts; jobs already running share the deadline below.
         state.jobs.start(state.shutdown.clone(), state.tasks.clone());
+        state.webhooks.start(state.shutdown.clone(), &state.tasks);
         let server = tokio::spawn(serve(self.listener, crate::http::router(state.clone()), state.shutdown.clone(), opts));
         signal.await;
         tracing::info!("shutting down: draining in-flight requests");

@@ -11,6 +11,7 @@
 //! supervisors ── POST /api/calls/{id}/control ──► control (validate, allowlist, audit) ──► VAPI controlUrl
 //! end-of-call report ──► jobs: recording.download (SSRF guard) ──► recordings folder ◄── GET /api/calls/{id}/recording
 //! admins ── /api/admin/jobs… ──► jobs (registry of kinds, leased claims, retries) ◄── store ──► workers on every instance
+//! call/chat/recording events ──► webhooks (cached endpoints) ──► jobs: webhook.deliver (signed, SSRF-safe) ──► admins' endpoints
 //! ```
 //! `config` loads settings, `app` wires everything, `http` owns the listener and errors.
 
@@ -38,3 +39,4 @@ pub mod store;
 pub mod telemetry;
 pub mod vapi;
 pub mod web;
+pub mod webhooks;

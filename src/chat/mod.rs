@@ -56,6 +56,8 @@ pub struct ChatService {
     ip_limits: limits::Limiter,
     session_limits: limits::Limiter,
     token_limits: limits::Limiter,
+    /// Stored messages (the visitor's and the answers) go to webhook endpoints as `chat.message`.
+    webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 /// Why a chat request was refused, mapped to HTTP by `routes`.
@@ -102,6 +104,7 @@ pub struct ChatDeps {
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
     pub history_limit: usize,
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl ChatService {
@@ -130,6 +133,7 @@ impl ChatService {
             tasks: d.tasks,
             shutdown: d.shutdown,
             history_limit: d.history_limit,
+            webhooks: d.webhooks,
             ip_limits,
             session_limits,
             token_limits,
@@ -291,18 +295,22 @@ impl ChatService {
         self.token_limits.check(token_id).map_err(ChatError::RateLimited)
     }
 
+    /// `chat.message` for webhook endpoints; `message` is the message's JSON form.
+    pub(super) async fn emit_message(&self, org: &str, session_id: &str, m: &NewChatMessage, message: Value) {
+        self.webhooks.emit(crate::webhooks::events::chat_message(org, session_id, &m.id, m.created_at, message)).await;
+    }
+
     fn forget_run(&self, run_id: &str) {
         if self.runs.remove(run_id).is_some() {
             self.metrics.chat_active_runs.dec();
         }
     }
 
-    /// A stored user message, for supervisors (`chat:<id>` and `chats`).
+    /// A stored user message, for supervisors (`chat:<id>` and `chats`) and webhook endpoints.
     pub(super) async fn announce_message(&self, session: &ChatSessionRow, m: &NewChatMessage, seq: i64) {
-        let data = json!({
-            "session_id": session.id,
-            "message": {"id": m.id, "seq": seq, "role": m.role, "content": m.content, "run_id": m.run_id, "created_at": crate::clock::iso(m.created_at)},
-        });
+        let message = json!({"id": m.id, "seq": seq, "role": m.role, "content": m.content, "run_id": m.run_id, "created_at": crate::clock::iso(m.created_at)});
+        let data = json!({ "session_id": session.id, "message": message });
+        self.emit_message(&session.org_id, &session.id, m, message).await;
         for topic in [topics::chat(&session.id), topics::CHATS.to_string()] {
             let ev = crate::hub::Event {
                 kind: events::MESSAGE.into(),

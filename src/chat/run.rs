@@ -373,6 +373,7 @@ impl Run {
         let content = std::mem::take(&mut self.text);
         let mut final_msg = self.message("assistant", content.clone(), msg_status, finish_reason.clone(), None, None, None);
         final_msg.id = message_id.clone();
+        let hook_msg = final_msg.clone();
         let mut messages = std::mem::take(&mut self.produced);
         messages.push(final_msg);
         let record = FinishRun {
@@ -405,6 +406,12 @@ impl Run {
                 (kind, json!({"message_id": message_id, "finish_reason": finish_reason, "usage": self.usage}))
             }
         };
+        if matches!(stored, Ok(true)) {
+            let m = &hook_msg;
+            let message = json!({"id": m.id, "role": m.role, "content": m.content, "status": m.status, "run_id": m.run_id,
+                "finish_reason": m.finish_reason, "created_at": crate::clock::iso(m.created_at)});
+            self.svc.emit_message(&self.org_id, &self.session_id, m, message).await;
+        }
         self.svc.metrics.chat_run(status);
         let mut summary = data.clone();
         summary["status"] = Value::from(status);

@@ -261,4 +261,16 @@ pub struct ConfigArgs {
     /// Time one recording download may take in total [default: 300000]
     #[arg(long, env = "SWITCHBOARD_RECORDINGS_TIMEOUT_MS")]
     pub recordings_timeout_ms: Option<String>,
+    /// Allow http:// webhook endpoint URLs (a local receiver for testing only) [default: false]
+    #[arg(long, env = "SWITCHBOARD_WEBHOOKS_ALLOW_HTTP")]
+    pub webhooks_allow_http: Option<String>,
+    /// Time one webhook delivery attempt may take [default: 10000]
+    #[arg(long, env = "SWITCHBOARD_WEBHOOKS_TIMEOUT_MS")]
+    pub webhooks_timeout_ms: Option<String>,
+    /// Consecutive failed delivery attempts that disable a webhook endpoint [default: 10]
+    #[arg(long, env = "SWITCHBOARD_WEBHOOKS_DISABLE_AFTER")]
+    pub webhooks_disable_after: Option<String>,
+    /// How often each instance reloads the enabled webhook endpoints [default: 5000]
+    #[arg(long, env = "SWITCHBOARD_WEBHOOKS_REFRESH_MS")]
+    pub webhooks_refresh_ms: Option<String>,
 }

@@ -44,6 +44,8 @@ pub struct FileConfig {
     pub retention: super::retention::RetentionFile,
     #[serde(default)]
     pub reconcile: super::reconcile::ReconcileFile,
+    #[serde(default)]
+    pub webhooks: super::webhooks::WebhooksFile,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,6 +12,7 @@ mod recordings;
 mod retention;
 mod secret;
 mod vapi;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ pub use secret::Secret;
 pub use vapi::{
     AssistantRoute, DestinationReply, Encoding, FunctionHandler, FunctionSpec, HmacAlgorithm, HmacSettings, KnowledgeDoc, VapiSettings,
 };
+pub use webhooks::WebhooksSettings;
 
 /// A setting that could not be used, with where it can be set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +88,7 @@ pub struct Settings {
     pub recordings: RecordingsSettings,
     pub retention: RetentionSettings,
     pub reconcile: ReconcileSettings,
+    pub webhooks: WebhooksSettings,
 }
 
 impl Settings {
@@ -112,6 +115,7 @@ impl Settings {
             recordings: RecordingsSettings::defaults(),
             retention: RetentionSettings::defaults(),
             reconcile: ReconcileSettings::defaults(),
+            webhooks: WebhooksSettings::defaults(),
         }
     }
 
@@ -221,6 +225,7 @@ impl Settings {
         s.recordings = RecordingsSettings::from_sources(&file.recordings, args)?;
         s.retention = RetentionSettings::from_sources(&file.retention, args)?;
         s.reconcile = ReconcileSettings::from_sources(&file.reconcile, args)?;
+        s.webhooks = WebhooksSettings::from_sources(&file.webhooks, args)?;
         Ok(s)
     }
 }

@@ -35,6 +35,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::recordings::router())
         .merge(crate::retention::router())
         .merge(crate::web::router())
+        .merge(crate::webhooks::router())
         .with_state(state.clone())
         .merge(crate::vapi::router(state.vapi.clone()))
         .fallback(|| async { ApiError::NotFound })

@@ -19,6 +19,8 @@ pub struct RecordingDeps {
     pub settings: Arc<RecordingsSettings>,
     pub store: DynStore,
     pub broker: DynBroker,
+    /// `recording.ready` goes to webhook endpoints too.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 pub fn register(jobs: &Jobs, deps: RecordingDeps) {
@@ -113,6 +115,7 @@ async fn publish_ready(deps: &RecordingDeps, org: &str, rec: &RecordingRow, done
             tracing::warn!(error = %e, topic, "could not publish recording.ready");
         }
     }
+    deps.webhooks.emit(crate::webhooks::events::recording_ready(org, rec.id, done.now, event.data)).await;
 }
 
 /// Org and call ids come from webhook payloads: used as folder names only when they are

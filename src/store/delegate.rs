@@ -203,6 +203,41 @@ macro_rules! impl_store {
                 self.write(move |c| Box::pin(async move { q::retry_job(c, &id, now).await })).await
             }
 
+            async fn create_webhook(&self, w: NewWebhook) -> crate::store::Result<WebhookRow> {
+                self.write(move |c| Box::pin(async move { q::create_webhook(c, &w).await })).await
+            }
+
+            async fn list_webhooks(&self, enabled_only: bool) -> crate::store::Result<Vec<WebhookRow>> {
+                Ok(q::list_webhooks(&mut *self.conn().await?, enabled_only).await?)
+            }
+
+            async fn get_webhook(&self, id: &str) -> crate::store::Result<Option<WebhookRow>> {
+                Ok(q::get_webhook(&mut *self.conn().await?, id).await?)
+            }
+
+            async fn delete_webhook(&self, id: &str) -> crate::store::Result<bool> {
+                let id = id.to_owned();
+                self.write(move |c| Box::pin(async move { q::delete_webhook(c, &id).await })).await
+            }
+
+            async fn enable_webhook(&self, id: &str, now: i64) -> crate::store::Result<Option<WebhookRow>> {
+                let id = id.to_owned();
+                self.write(move |c| Box::pin(async move { q::enable_webhook(c, &id, now).await })).await
+            }
+
+            async fn record_webhook_attempt(&self, a: WebhookAttempt) -> crate::store::Result<Option<EndpointAfter>> {
+                self.write(move |c| Box::pin(async move { q::record_webhook_attempt(c, &a).await })).await
+            }
+
+            async fn webhook_deliveries(
+                &self,
+                endpoint_id: &str,
+                before: Option<i64>,
+                limit: i64,
+            ) -> crate::store::Result<Vec<DeliveryRow>> {
+                Ok(q::webhook_deliveries(&mut *self.conn().await?, endpoint_id, before, limit).await?)
+            }
+
             async fn find_customer(&self, phone: Option<&str>, name: Option<&str>) -> crate::store::Result<Option<CustomerRow>> {
                 Ok(q::find_customer(&mut *self.conn().await?, phone, name).await?)
             }

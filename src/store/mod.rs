@@ -12,6 +12,8 @@ mod retention_queries;
 mod sanitize;
 mod sqlite;
 pub mod types;
+mod webhook_queries;
+mod webhook_types;
 
 use std::sync::Arc;
 
@@ -97,6 +99,21 @@ pub trait Store: Send + Sync + 'static {
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRow>>;
     /// A dead job, or one waiting to retry after a failure, queued to run now.
     async fn retry_job(&self, id: &str, now: i64) -> Result<JobRetry>;
+
+    /// Outgoing webhook endpoints (see `webhook_queries`).
+    async fn create_webhook(&self, w: NewWebhook) -> Result<WebhookRow>;
+    /// Oldest first; `enabled_only` leaves disabled endpoints out.
+    async fn list_webhooks(&self, enabled_only: bool) -> Result<Vec<WebhookRow>>;
+    async fn get_webhook(&self, id: &str) -> Result<Option<WebhookRow>>;
+    /// `false` when there was none; its delivery log goes with it.
+    async fn delete_webhook(&self, id: &str) -> Result<bool>;
+    /// Clears a disable and the failure count; `None` when there is no such endpoint.
+    async fn enable_webhook(&self, id: &str, now: i64) -> Result<Option<WebhookRow>>;
+    /// Logs an attempt and counts it against its endpoint (disabling it when that is due), in
+    /// one transaction; `None` (nothing logged) when the endpoint no longer exists.
+    async fn record_webhook_attempt(&self, a: WebhookAttempt) -> Result<Option<EndpointAfter>>;
+    /// An endpoint's attempts, newest first, ids below `before`.
+    async fn webhook_deliveries(&self, endpoint_id: &str, before: Option<i64>, limit: i64) -> Result<Vec<DeliveryRow>>;
 
     /// Demo tables behind the built-in functions.
     // Retention: each call deletes one batch of at most `batch` rows in its own transaction.

@@ -14,6 +14,7 @@ use super::{Result, StoreError};
 mod q {
     crate::store::queries::shared_queries!(sqlx::Postgres, sqlx::PgConnection);
     crate::store::chat_queries::chat_queries!(sqlx::Postgres, sqlx::PgConnection);
+    crate::store::webhook_queries::webhook_queries!(sqlx::Postgres, sqlx::PgConnection);
     crate::store::job_queries::job_queries!(
         sqlx::Postgres,
         sqlx::PgConnection,

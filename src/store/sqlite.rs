@@ -16,6 +16,7 @@ use super::{Result, StoreError};
 mod q {
     crate::store::queries::shared_queries!(sqlx::Sqlite, sqlx::SqliteConnection);
     crate::store::chat_queries::chat_queries!(sqlx::Sqlite, sqlx::SqliteConnection);
+    crate::store::webhook_queries::webhook_queries!(sqlx::Sqlite, sqlx::SqliteConnection);
     crate::store::job_queries::job_queries!(sqlx::Sqlite, sqlx::SqliteConnection, "", None);
     crate::store::retention_queries::retention_queries!(sqlx::Sqlite, sqlx::SqliteConnection);
 }

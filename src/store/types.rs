@@ -5,6 +5,7 @@ use serde::Serialize;
 
 // Durable jobs' records live apart, by domain; the queries and callers see them here too.
 pub use super::job_types::*;
+pub use super::webhook_types::*;
 
 /// Which organisations a caller may see.
 #[derive(Debug, Clone, PartialEq, Eq)]

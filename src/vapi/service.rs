@@ -15,6 +15,7 @@ use crate::http::ApiError;
 use crate::hub::DynBroker;
 use crate::metrics::Metrics;
 use crate::store::{Applied, CallChange, DynStore, IngestOutcome};
+use crate::webhooks::{Webhooks, events as hooks};
 
 /// How long a reply VAPI waits for (assistant-request: 7.5 s in all) may wait on its log write.
 const LOG_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
@@ -31,6 +32,8 @@ pub struct VapiService {
     pub tasks: TaskTracker,
     /// Recording downloads are enqueued here when a report ends a call.
     pub jobs: Arc<crate::jobs::Jobs>,
+    /// Outgoing webhooks for what the live events announce (call, transcript, function).
+    pub webhooks: Arc<Webhooks>,
 }
 
 /// The reply body VAPI gets.
@@ -123,12 +126,20 @@ impl VapiService {
             if a.call_created || (a.status_changed && !ended) {
                 self.publish(events::status(call, at)).await;
             }
+            // `call.started`: this message made the record say in progress (or the first message
+            // about a call already said so). A step back from forwarding repeats it; the
+            // event's id (the call) lets only the first through.
+            if (a.call_created || a.status_changed) && matches!(call.status.as_str(), "in-progress" | "forwarding") {
+                self.webhooks.emit(hooks::call_started(call, at)).await;
+            }
             if ended {
                 self.publish(events::ended(call, at)).await;
+                self.webhooks.emit(hooks::call_ended(call, at)).await;
             }
         }
         if let Some(seg) = &a.segment {
             self.publish(events::transcript_final(org, seg)).await;
+            self.webhooks.emit(hooks::transcript_final(org, seg)).await;
         }
         if matches!(m.kind(), Kind::Activity | Kind::SpeechUpdate) || record::is_ephemeral(m) {
             self.publish_live(m, org, at).await;
@@ -163,12 +174,13 @@ impl VapiService {
         let ctx = self.context(m, org);
         let (sync_calls, async_calls): (Vec<_>, Vec<_>) = calls.into_iter().partition(|c| !c.is_async);
         for c in async_calls {
-            let (svc_exec, broker, ctx, call) = (self.executor.clone(), self.broker.clone(), ctx.clone(), c.call);
+            let (svc_exec, broker, webhooks, ctx, call) =
+                (self.executor.clone(), self.broker.clone(), self.webhooks.clone(), ctx.clone(), c.call);
             self.tasks.spawn(async move {
-                let _ = run_tool(&svc_exec, &broker, &call, &ctx).await;
+                let _ = run_tool(&svc_exec, &broker, &webhooks, &call, &ctx).await;
             });
         }
-        let running = join_all(sync_calls.iter().map(|c| run_tool(&self.executor, &self.broker, &c.call, &ctx)));
+        let running = join_all(sync_calls.iter().map(|c| run_tool(&self.executor, &self.broker, &self.webhooks, &c.call, &ctx)));
         let (outcome, outcomes) = tokio::join!(self.record_bounded(m, raw, org, now), running);
         if outcomes.is_empty() {
             return Ok(Handled { answer: Answer::Json(json!({})), outcome });
@@ -183,7 +195,8 @@ impl VapiService {
             return Ok(Handled { answer: Answer::Json(json!({ "result": "No function was named." })), outcome });
         };
         let ctx = self.context(m, org);
-        let (outcome, o) = tokio::join!(self.record_bounded(m, raw, org, now), run_tool(&self.executor, &self.broker, &call, &ctx));
+        let running = run_tool(&self.executor, &self.broker, &self.webhooks, &call, &ctx);
+        let (outcome, o) = tokio::join!(self.record_bounded(m, raw, org, now), running);
         let text = match &o.outcome {
             Outcome::Ok(r) => r.clone(),
             Outcome::Err(e) => format!("Error: {e}"),
@@ -197,7 +210,13 @@ impl VapiService {
     }
 }
 
-async fn run_tool(executor: &Executor, broker: &DynBroker, call: &crate::functions::ToolCall, ctx: &CallContext) -> ToolOutcome {
+async fn run_tool(
+    executor: &Executor,
+    broker: &DynBroker,
+    webhooks: &Webhooks,
+    call: &crate::functions::ToolCall,
+    ctx: &CallContext,
+) -> ToolOutcome {
     let call_id = ctx.call_id.clone().unwrap_or_default();
     let announce = || async {
         if !call_id.is_empty() {
@@ -207,7 +226,10 @@ async fn run_tool(executor: &Executor, broker: &DynBroker, call: &crate::functio
     };
     let outcome = executor.execute(call, ctx, announce).await;
     if !call_id.is_empty() && !outcome.replayed {
-        publish_to(broker, events::function_completed(&call_id, &ctx.org_id, &outcome)).await;
+        let out = events::function_completed(&call_id, &ctx.org_id, &outcome);
+        let hook = hooks::function_completed(&ctx.org_id, &outcome.id, crate::clock::now_ms(), out.event.data.clone());
+        publish_to(broker, out).await;
+        webhooks.emit(hook).await;
     }
     outcome
 }

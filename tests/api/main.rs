@@ -28,4 +28,5 @@ mod store;
 mod variants;
 mod web;
 mod webhook_auth;
+mod webhooks;
 mod ws;

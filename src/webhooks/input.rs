@@ -1,0 +1,106 @@
+//! The admin API's shapes: the create body, parsed whole before anything is stored (every
+//! problem is a 4xx that changes nothing), and the JSON views of endpoints and attempts. A
+//! view never shows the secret; only the create answer does, once.
+
+use reqwest::Url;
+use serde_json::{Map, Value, json};
+
+use super::events::{ALL, Filter};
+use super::{sign, target};
+use crate::clock::iso;
+use crate::config::WebhooksSettings;
+use crate::http::ApiError;
+use crate::store::{DeliveryRow, WebhookRow};
+
+const FIELDS: [&str; 4] = ["url", "events", "secret", "description"];
+const MAX_DESCRIPTION: usize = 500;
+
+/// A valid create request.
+#[derive(Debug)]
+pub struct NewEndpoint {
+    pub url: Url,
+    pub filter: Filter,
+    /// `None`: the hub generates one.
+    pub secret: Option<String>,
+    pub description: Option<String>,
+}
+
+impl NewEndpoint {
+    pub fn parse(v: Value, cfg: &WebhooksSettings) -> Result<NewEndpoint, ApiError> {
+        let Value::Object(obj) = v else {
+            return Err(ApiError::invalid(
+                "invalid_body",
+                "The body must be an object: {\"url\", \"events\", \"secret\"?, \"description\"?}.",
+            ));
+        };
+        if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            let k: String = k.chars().take(40).collect();
+            return Err(ApiError::invalid("unknown_field", format!("{k} is not accepted; send only {}.", FIELDS.join(", "))));
+        }
+        let url = match obj.get("url") {
+            Some(Value::String(u)) => target::check(u.trim(), cfg).map_err(|m| ApiError::invalid("invalid_url", m))?,
+            _ => return Err(ApiError::invalid("invalid_url", "url is required: the https URL deliveries are POSTed to.")),
+        };
+        let filter = events(&obj)?;
+        let secret = match obj.get("secret") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => {
+                sign::decode_secret(s).map_err(|m| ApiError::invalid("invalid_secret", format!("{m}; or leave secret out to get one")))?;
+                Some(s.clone())
+            }
+            Some(_) => return Err(ApiError::invalid("invalid_secret", "secret must be a string (whsec_…).")),
+        };
+        let description = match obj.get("description") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(d)) if d.chars().count() <= MAX_DESCRIPTION => Some(d.clone()),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "invalid_description",
+                    format!("description must be a string of at most {MAX_DESCRIPTION} characters."),
+                ));
+            }
+        };
+        Ok(NewEndpoint { url, filter, secret, description })
+    }
+}
+
+fn events(obj: &Map<String, Value>) -> Result<Filter, ApiError> {
+    let expected = || format!("events must be a list of event names ({}) or [\"*\"].", ALL.join(", "));
+    let Some(Value::Array(items)) = obj.get("events") else { return Err(ApiError::invalid("invalid_events", expected())) };
+    let names: Vec<String> = items
+        .iter()
+        .map(|i| i.as_str().map(str::to_string))
+        .collect::<Option<_>>()
+        .ok_or_else(|| ApiError::invalid("invalid_events", expected()))?;
+    let unknown = names.iter().any(|n| n != "*" && !ALL.contains(&n.as_str()));
+    Filter::parse(&names).map_err(|m| ApiError::invalid(if unknown { "unknown_event" } else { "invalid_events" }, m))
+}
+
+pub fn endpoint_view(w: &WebhookRow) -> Value {
+    let events: Value = serde_json::from_str(&w.events).unwrap_or(Value::Null);
+    json!({
+        "id": w.id,
+        "url": w.url,
+        "events": events,
+        "description": w.description,
+        "enabled": w.enabled(),
+        "disabled_at": w.disabled_at.map(iso),
+        "disabled_reason": w.disabled_reason,
+        "consecutive_failures": w.consecutive_failures,
+        "created_at": iso(w.created_at),
+        "updated_at": iso(w.updated_at),
+    })
+}
+
+pub fn delivery_view(d: &DeliveryRow) -> Value {
+    json!({
+        "id": d.id,
+        "event_type": d.event_type,
+        "webhook_id": d.webhook_id,
+        "attempt": d.attempt,
+        "status_code": d.status_code,
+        "duration_ms": d.duration_ms,
+        "error": d.error,
+        "at": iso(d.at),
+    })
+}

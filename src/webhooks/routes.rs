@@ -1,0 +1,144 @@
+//! The admin webhooks API (admin tokens only): create, list, show and delete endpoints,
+//! re-enable one that was disabled, and page through its delivery attempts.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::input::{NewEndpoint, delivery_view, endpoint_view};
+use super::{sign, target};
+use crate::app::AppState;
+use crate::auth::{Principal, Role};
+use crate::http::{ApiError, read_json};
+use crate::store::NewWebhook;
+
+const BODY_LIMIT: usize = 16 * 1024;
+/// Every event is matched against every endpoint: keep the list short.
+const MAX_ENDPOINTS: usize = 100;
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 200;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/admin/webhooks", get(list).post(create))
+        .route("/api/admin/webhooks/{id}", get(show).delete(remove))
+        .route("/api/admin/webhooks/{id}/enable", post(enable))
+        .route("/api/admin/webhooks/{id}/deliveries", get(deliveries))
+}
+
+fn admin(who: &Principal) -> Result<(), ApiError> {
+    if who.role == Role::Admin { Ok(()) } else { Err(ApiError::Forbidden) }
+}
+
+/// `201` with the endpoint and its secret, the only time the secret is shown.
+async fn create(
+    State(app): State<Arc<AppState>>,
+    who: Principal,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    admin(&who)?;
+    let v = read_json(&headers, body, BODY_LIMIT, app.settings.body_read_timeout).await?;
+    let new = NewEndpoint::parse(v, &app.webhooks.settings)?;
+    target::check_resolved(&new.url, &app.webhooks.settings).await.map_err(|m| ApiError::invalid("invalid_url", m))?;
+    if app.store.list_webhooks(false).await?.len() >= MAX_ENDPOINTS {
+        return Err(ApiError::Conflict {
+            code: "too_many_webhooks",
+            message: format!("At most {MAX_ENDPOINTS} endpoints; delete one first."),
+        });
+    }
+    let secret = match new.secret {
+        Some(s) => s,
+        None => sign::new_secret().map_err(ApiError::Internal)?,
+    };
+    let events = serde_json::to_string(&new.filter.names()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let row = app
+        .store
+        .create_webhook(NewWebhook {
+            id: uuid::Uuid::now_v7().to_string(),
+            url: new.url.to_string(),
+            events,
+            secret: secret.clone(),
+            description: new.description,
+            now: crate::clock::now_ms(),
+        })
+        .await?;
+    app.webhooks.refresh().await;
+    tracing::info!(endpoint = %row.id, by = %who.name, "webhook endpoint created");
+    let mut view = endpoint_view(&row);
+    view["secret"] = Value::from(secret);
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn list(State(app): State<Arc<AppState>>, who: Principal) -> Result<Json<Value>, ApiError> {
+    admin(&who)?;
+    let rows = app.store.list_webhooks(false).await?;
+    Ok(Json(json!({ "webhooks": rows.iter().map(endpoint_view).collect::<Vec<_>>() })))
+}
+
+async fn show(State(app): State<Arc<AppState>>, who: Principal, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    admin(&who)?;
+    let row = app.store.get_webhook(&id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(endpoint_view(&row)))
+}
+
+/// `204`; deliveries still queued for it end without sending.
+async fn remove(State(app): State<Arc<AppState>>, who: Principal, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    admin(&who)?;
+    if !app.store.delete_webhook(&id).await? {
+        return Err(ApiError::NotFound);
+    }
+    app.webhooks.refresh().await;
+    tracing::info!(endpoint = %id, by = %who.name, "webhook endpoint deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Enabled again with its failure count reset (also fine on an enabled endpoint).
+async fn enable(State(app): State<Arc<AppState>>, who: Principal, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    admin(&who)?;
+    let row = app.store.enable_webhook(&id, crate::clock::now_ms()).await?.ok_or(ApiError::NotFound)?;
+    app.webhooks.refresh().await;
+    tracing::info!(endpoint = %id, by = %who.name, "webhook endpoint enabled");
+    Ok(Json(endpoint_view(&row)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// Newest first, `limit` (1–200, default 50) at a time; `next_cursor` continues.
+async fn deliveries(
+    State(app): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+    q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    admin(&who)?;
+    let Query(q) = q.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid("invalid_limit", format!("limit must be between 1 and {MAX_LIMIT}")));
+    }
+    let before = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => Some(c.parse::<i64>().map_err(|_| ApiError::invalid("invalid_cursor", "cursor must be a next_cursor from this list"))?),
+    };
+    app.store.get_webhook(&id).await?.ok_or(ApiError::NotFound)?;
+    let mut rows = app.store.webhook_deliveries(&id, before, limit + 1).await?;
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|d| d.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(json!({ "deliveries": rows.iter().map(delivery_view).collect::<Vec<_>>(), "next_cursor": next })))
+}

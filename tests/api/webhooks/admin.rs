@@ -1,0 +1,144 @@
+//! The admin API: SSRF refusals at create, admin-only access, and the bad-input catalogue.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::receiver::Receiver;
+use super::*;
+use crate::helpers::*;
+
+#[tokio::test]
+async fn private_and_loopback_urls_are_refused_at_create_when_loopback_is_not_allowed() {
+    let app = spawn_with(|s| {
+        local(s);
+        s.webhooks.allow_loopback = false;
+    })
+    .await;
+    let admin = app.token("admin", &["*"]).await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://0177.0.0.1/hook",
+        "http://localhost:9/hook",
+        "http://10.0.0.1/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://100.64.0.1/hook",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+    ] {
+        let (status, v) =
+            send_json(&app, reqwest::Method::POST, "/api/admin/webhooks", Some(&admin), Some(&json!({ "url": url, "events": ["*"] })))
+                .await;
+        assert_eq!((status, v["error"]["code"].as_str()), (422, Some("invalid_url")), "{url}: {v}");
+    }
+    let (_, list) = app.get_json("/api/admin/webhooks", &admin).await;
+    assert_eq!(list["webhooks"], json!([]));
+    app.shutdown().await;
+
+    let https_only = spawn_app().await;
+    let admin = https_only.token("admin", &["*"]).await;
+    let body = json!({ "url": "http://hooks.example.com/in", "events": ["*"] });
+    let (status, v) = send_json(&https_only, reqwest::Method::POST, "/api/admin/webhooks", Some(&admin), Some(&body)).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (422, Some("invalid_url")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("https"));
+    https_only.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_admin_tokens_manage_webhooks() {
+    let (app, admin) = hooks_app().await;
+    let rx = Receiver::start(&[], 200).await;
+    let ep = create(&app, &admin, json!({ "url": rx.url, "events": ["*"] })).await;
+    let id = ep["id"].as_str().unwrap();
+    let supervisor = app.token("supervisor", &["*"]).await;
+    let body = json!({ "url": rx.url, "events": ["*"] });
+    let routes = [
+        (reqwest::Method::POST, "/api/admin/webhooks".to_string(), Some(&body)),
+        (reqwest::Method::GET, "/api/admin/webhooks".to_string(), None),
+        (reqwest::Method::GET, format!("/api/admin/webhooks/{id}"), None),
+        (reqwest::Method::DELETE, format!("/api/admin/webhooks/{id}"), None),
+        (reqwest::Method::POST, format!("/api/admin/webhooks/{id}/enable"), None),
+        (reqwest::Method::GET, format!("/api/admin/webhooks/{id}/deliveries"), None),
+    ];
+    for (method, path, body) in &routes {
+        let (status, v) = send_json(&app, method.clone(), path, None, *body).await;
+        assert_eq!((status, v["error"]["code"].as_str()), (401, Some("unauthenticated")), "{method} {path}");
+        let (status, v) = send_json(&app, method.clone(), path, Some(&supervisor), *body).await;
+        assert_eq!((status, v["error"]["code"].as_str()), (403, Some("forbidden")), "{method} {path}");
+    }
+    let (_, list) = app.get_json("/api/admin/webhooks", &admin).await;
+    assert_eq!(list["webhooks"].as_array().unwrap().len(), 1, "nothing changed");
+
+    let (status, _) = send_json(&app, reqwest::Method::DELETE, &format!("/api/admin/webhooks/{id}"), Some(&admin), None).await;
+    assert_eq!(status, 204);
+    let (_, list) = app.get_json("/api/admin/webhooks", &admin).await;
+    assert_eq!(list["webhooks"], json!([]));
+    app.post_fixture("status-update.in-progress.json").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!((rx.got().len(), delivery_jobs(&app).await), (0, 0), "a deleted endpoint gets nothing");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_a_json_error_and_changes_nothing() {
+    let (app, admin) = hooks_app().await;
+    let url = "http://127.0.0.1:9/hook";
+    let post_raw = |ct: &'static str, body: String| {
+        app.http.post(app.url("/api/admin/webhooks")).bearer_auth(&admin).header("content-type", ct).body(body).send()
+    };
+    for (ct, body, status) in [
+        ("application/json", "{\"url\":".to_string(), 400),
+        ("application/json", "{} {}".to_string(), 400),
+        ("text/plain", json!({ "url": url, "events": ["*"] }).to_string(), 415),
+        ("application/json", format!("{{\"description\":\"{}\"}}", "x".repeat(20_000)), 413),
+    ] {
+        let r = post_raw(ct, body).await.unwrap();
+        assert_eq!(r.status().as_u16(), status);
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"]["code"].is_string() && v["error"]["message"].is_string(), "{v}");
+    }
+    let long = "d".repeat(501);
+    let cases = [
+        (json!([]), "invalid_body"),
+        (json!({ "url": url, "events": ["*"], "enabled": false }), "unknown_field"),
+        (json!({ "events": ["*"] }), "invalid_url"),
+        (json!({ "url": 42, "events": ["*"] }), "invalid_url"),
+        (json!({ "url": "ftp://hooks.example.com/x", "events": ["*"] }), "invalid_url"),
+        (json!({ "url": "https://user:pw@hooks.example.com/x", "events": ["*"] }), "invalid_url"),
+        (json!({ "url": "not a url", "events": ["*"] }), "invalid_url"),
+        (json!({ "url": url }), "invalid_events"),
+        (json!({ "url": url, "events": [] }), "invalid_events"),
+        (json!({ "url": url, "events": "*" }), "invalid_events"),
+        (json!({ "url": url, "events": [1] }), "invalid_events"),
+        (json!({ "url": url, "events": ["*", "call.ended"] }), "invalid_events"),
+        (json!({ "url": url, "events": ["call.exploded"] }), "unknown_event"),
+        (json!({ "url": url, "events": ["call.ended", "Call.Started"] }), "unknown_event"),
+        (json!({ "url": url, "events": ["*"], "secret": "hunter2" }), "invalid_secret"),
+        (json!({ "url": url, "events": ["*"], "secret": "whsec_c2hvcnQ=" }), "invalid_secret"),
+        (json!({ "url": url, "events": ["*"], "secret": 7 }), "invalid_secret"),
+        (json!({ "url": url, "events": ["*"], "description": long }), "invalid_description"),
+    ];
+    for (body, code) in cases {
+        let (status, v) = send_json(&app, reqwest::Method::POST, "/api/admin/webhooks", Some(&admin), Some(&body)).await;
+        assert_eq!((status, v["error"]["code"].as_str()), (422, Some(code)), "{body}: {v}");
+        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let missing = "0190c0de-0000-7000-8000-000000000000";
+    for (method, path, status) in [
+        (reqwest::Method::GET, format!("/api/admin/webhooks/{missing}"), 404),
+        (reqwest::Method::DELETE, format!("/api/admin/webhooks/{missing}"), 404),
+        (reqwest::Method::POST, format!("/api/admin/webhooks/{missing}/enable"), 404),
+        (reqwest::Method::GET, format!("/api/admin/webhooks/{missing}/deliveries"), 404),
+        (reqwest::Method::GET, format!("/api/admin/webhooks/{missing}/deliveries?limit=0"), 422),
+        (reqwest::Method::GET, format!("/api/admin/webhooks/{missing}/deliveries?cursor=abc"), 422),
+        (reqwest::Method::GET, format!("/api/admin/webhooks/{missing}/deliveries?page=2"), 422),
+        (reqwest::Method::PUT, "/api/admin/webhooks".to_string(), 405),
+    ] {
+        let (got, v) = send_json(&app, method.clone(), &path, Some(&admin), None).await;
+        assert_eq!(got, status, "{method} {path}: {v}");
+        assert!(v["error"]["code"].is_string(), "{v}");
+    }
+    let (_, list) = app.get_json("/api/admin/webhooks", &admin).await;
+    assert_eq!(list["webhooks"], json!([]), "nothing was created");
+    app.shutdown().await;
+}
