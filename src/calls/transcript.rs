@@ -93,6 +93,7 @@ mod tests {
             id: "c".into(),
             org_id: "o".into(),
             assistant_id: None,
+            assistant_name: None,
             call_type: None,
             customer_number: None,
             phone_number: None,

@@ -23,6 +23,7 @@ pub fn summary(c: &CallRow) -> Value {
         "id": c.id,
         "org_id": c.org_id,
         "assistant_id": c.assistant_id,
+        "assistant_name": c.assistant_name,
         "type": c.call_type,
         "customer_number": c.customer_number,
         "phone_number": c.phone_number,

@@ -12,7 +12,7 @@ macro_rules! shared_queries {
 
         const CALL_COLUMNS: &str = "id, org_id, assistant_id, call_type, customer_number, phone_number, status, \
             status_rank, status_at, created_at, started_at, ended_at, ended_reason, cost, cost_breakdown, summary, \
-            analysis, metadata, control_url, listen_url, last_event_at, updated_at";
+            analysis, metadata, control_url, listen_url, last_event_at, updated_at, assistant_name";
 
         /// Records the delivery; `false` means the dedup key was seen before.
         pub async fn insert_raw(c: &mut $conn, r: &RawEvent) -> sqlx::Result<bool> {
@@ -39,10 +39,11 @@ macro_rules! shared_queries {
             let rank = status_rank(&status);
             sqlx::query(
                 "INSERT INTO calls (id, org_id, assistant_id, call_type, customer_number, phone_number, status, \
-                 status_rank, created_at, control_url, listen_url, metadata, last_event_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
+                 status_rank, created_at, control_url, listen_url, metadata, last_event_at, updated_at, assistant_name) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14) \
                  ON CONFLICT (id) DO UPDATE SET \
                    assistant_id = COALESCE(calls.assistant_id, excluded.assistant_id), \
+                   assistant_name = COALESCE(excluded.assistant_name, calls.assistant_name), \
                    call_type = COALESCE(calls.call_type, excluded.call_type), \
                    customer_number = COALESCE(calls.customer_number, excluded.customer_number), \
                    phone_number = COALESCE(calls.phone_number, excluded.phone_number), \
@@ -65,6 +66,7 @@ macro_rules! shared_queries {
             .bind(&s.listen_url)
             .bind(clean(&s.metadata))
             .bind(s.seen_at)
+            .bind(&s.assistant_name)
             .execute(&mut *c)
             .await?;
             Ok(())
@@ -178,7 +180,8 @@ macro_rules! shared_queries {
                    OR (customer_number IS NULL AND $4 IS NOT NULL) OR (phone_number IS NULL AND $5 IS NOT NULL) \
                    OR ($6 IS NOT NULL AND (control_url IS NULL OR control_url <> $6)) \
                    OR ($7 IS NOT NULL AND (listen_url IS NULL OR listen_url <> $7)) \
-                   OR ($8 IS NOT NULL AND (metadata IS NULL OR metadata <> $8)) THEN 1 ELSE 0 END AS stale \
+                   OR ($8 IS NOT NULL AND (metadata IS NULL OR metadata <> $8)) \
+                   OR ($9 IS NOT NULL AND (assistant_name IS NULL OR assistant_name <> $9)) THEN 1 ELSE 0 END AS stale \
                  FROM calls WHERE id = $1",
             )
             .bind(&call.id)
@@ -189,6 +192,7 @@ macro_rules! shared_queries {
             .bind(&call.control_url)
             .bind(&call.listen_url)
             .bind(clean(&call.metadata))
+            .bind(&call.assistant_name)
             .fetch_optional(&mut *c)
             .await?;
             let owner: Option<(String, i32)> =

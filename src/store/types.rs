@@ -42,6 +42,8 @@ pub struct CallSeen {
     pub id: String,
     pub org_id: String,
     pub assistant_id: Option<String>,
+    /// The assistant's display name (`assistant.name`).
+    pub assistant_name: Option<String>,
     pub call_type: Option<String>,
     pub customer_number: Option<String>,
     pub phone_number: Option<String>,
@@ -125,6 +127,7 @@ pub struct CallRow {
     pub id: String,
     pub org_id: String,
     pub assistant_id: Option<String>,
+    pub assistant_name: Option<String>,
     pub call_type: Option<String>,
     pub customer_number: Option<String>,
     pub phone_number: Option<String>,

@@ -20,6 +20,11 @@ pub fn call_seen(m: &Message<'_>, org: &str, now: i64) -> Option<CallSeen> {
         id: id.to_string(),
         org_id: org.to_string(),
         assistant_id: m.assistant_id().map(str::to_string),
+        assistant_name: m
+            .str(&["assistant", "name"])
+            .or_else(|| m.str(&["call", "assistant", "name"]))
+            .map(|n| n.trim().chars().take(200).collect::<String>())
+            .filter(|n| !n.is_empty()),
         call_type: m.str(&["call", "type"]).map(str::to_string),
         customer_number: m.customer_number().map(str::to_string),
         phone_number: m.phone_number().map(str::to_string),

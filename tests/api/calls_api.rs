@@ -124,3 +124,21 @@ async fn transcripts_come_as_json_text_and_webvtt() {
     assert!(ct.starts_with("text/vtt"));
     assert!(vtt.starts_with("WEBVTT\n\n1\n00:00:02.565 --> 00:00:08.900\n<v AI>How can I help?\n"), "{vtt}");
 }
+
+#[tokio::test]
+async fn a_call_is_named_by_its_assistants_display_name_once_a_message_carries_it() {
+    let app = spawn_app().await;
+    seed_call(&app, "call-n", ORG, 1_000, "hi").await;
+    let token = app.token("supervisor", &[ORG]).await;
+    let (_, before) = app.get_json("/api/calls/call-n", &token).await;
+    assert_eq!(before["assistant_name"], json!(null));
+    let named = message(
+        "call-n",
+        ORG,
+        json!({ "type": "status-update", "status": "in-progress", "assistant": { "name": "Riverside Receptionist" } }),
+    );
+    assert_eq!(app.post_vapi(&named).await.0, 200);
+    let (_, list) = app.get_json("/api/calls", &token).await;
+    assert_eq!(list["calls"][0]["assistant_name"], "Riverside Receptionist");
+    app.shutdown().await;
+}

@@ -163,7 +163,8 @@ function cardContent(call) {
   return [
     h('div.card-top', statusPill(call.status), durationEl(call)),
     h('div.card-number', maskNumber(call.customer_number)),
-    h('div.card-assistant', { title: call.assistant_id || '' }, call.assistant_id ? `Assistant ${shortId(call.assistant_id)}` : 'No assistant id'),
+    h('div.card-assistant', { title: call.assistant_id || '' },
+      call.assistant_name || (call.assistant_id ? `Assistant ${shortId(call.assistant_id)}` : 'No assistant id')),
     h('p.card-utterance', u ? [h('span.who', `${speaker(u.role)}: `), u.text] : h('span.muted', 'Nothing said yet')),
     h('div.card-foot', watchersEl(call.watchers)),
   ];

@@ -70,7 +70,7 @@ export function mountCall(el, route, { socket }) {
     fill(factsBox, facts([
       ['Customer', call.customer_number || '—'],
       ['Hub number', call.phone_number],
-      ['Assistant', call.assistant_id],
+      ['Assistant', call.assistant_name ? `${call.assistant_name} (${call.assistant_id || 'no id'})` : call.assistant_id],
       ['Type', call.type],
       ['Created', dateTime(call.created_at)],
       ['Started', call.started_at ? dateTime(call.started_at) : null],
