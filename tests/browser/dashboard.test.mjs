@@ -12,6 +12,7 @@ import { FakeCall } from './dashboard-vapi.mjs';
 const WAIT = 15000;
 let hub; let site; let llm; let browser; let supervisor; let admin;
 const controlBodies = [];
+const hookBodies = [];
 
 before(async () => {
   site = await startSite({
@@ -20,6 +21,11 @@ before(async () => {
       let body = '';
       req.on('data', (c) => { body += c; });
       req.on('end', () => { controlBodies.push(JSON.parse(body || 'null')); res.writeHead(200, { 'content-type': 'application/json' }); res.end('{}'); });
+    },
+    '/hook': (req, res) => {
+      let body = '';
+      req.on('data', (c) => { body += c; });
+      req.on('end', () => { hookBodies.push({ headers: req.headers, body: JSON.parse(body || 'null') }); res.writeHead(200); res.end('ok'); });
     },
     '/control-broken': (req, res) => { req.resume(); req.on('end', () => { res.writeHead(500); res.end('no'); }); },
   });
@@ -30,6 +36,7 @@ before(async () => {
       '[recordings]', 'allow_http = true', 'allowed_hosts = ["127.0.0.1"]', 'allow_loopback = true',
       '[control]', 'allow_http = true', 'allowed_hosts = ["127.0.0.1"]', 'allow_loopback = true',
       '[jobs]', 'demo_kinds = true',
+      '[webhooks]', 'allow_http = true', 'allow_loopback = true',
     ].join('\n'),
   });
   [supervisor, admin] = await Promise.all([hub.token('supervisor'), hub.token('admin')]);
@@ -344,5 +351,35 @@ test('a supervisor watches a chat answer stream live and stops it', async () => 
   // piece of the answer was shown twice.
   const stored = await page.textContent('.chat-messages .msg.role-assistant .text');
   assert.ok(stored.startsWith(streamed.trim()), `${JSON.stringify(streamed)} starts ${JSON.stringify(stored)}`);
+  await done(page);
+});
+
+test('an admin adds an outgoing webhook, sees its secret once, and its deliveries', async () => {
+  const page = await signedIn(admin, hub.url, '#/admin/webhooks');
+  await page.waitForSelector('form.create-webhook', { timeout: WAIT });
+  await page.fill('form.create-webhook input[name="url"]', `${site.url}/hook`);
+  await page.fill('form.create-webhook input[name="description"]', 'CRM sync');
+  await page.click('form.create-webhook button[type="submit"]');
+  await page.waitForSelector('.secret-once code.secret', { timeout: WAIT });
+  const secret = await page.textContent('.secret-once code.secret');
+  assert.match(secret, /^whsec_/, 'the generated signing secret is shown once');
+  await page.waitForSelector('li.webhook', { timeout: WAIT });
+  assert.match(await page.textContent('li.webhook'), /CRM sync/);
+
+  // A call starts: the hub delivers call.started to the endpoint, signed.
+  const call = new FakeCall(hub.url);
+  await call.status('in-progress');
+  const deadline = Date.now() + WAIT;
+  while (!hookBodies.some((h) => h.body?.type === 'call.started' && h.body?.data?.call?.id === call.id) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const delivered = hookBodies.find((h) => h.body?.type === 'call.started' && h.body?.data?.call?.id === call.id);
+  assert.ok(delivered, 'call.started was delivered');
+  assert.match(delivered.headers['webhook-signature'], /^v1,/);
+
+  await page.click('li.webhook button:has-text("Deliveries")');
+  await page.waitForSelector('.deliveries-table tbody tr', { timeout: WAIT });
+  assert.match(await page.textContent('.deliveries-table tbody'), /call\.started[\s\S]*200/);
+  await screenshot(page, 'dashboard-webhooks');
   await done(page);
 });
