@@ -5,6 +5,7 @@ mod address;
 mod body;
 mod error;
 mod health;
+pub mod openapi;
 mod outbound;
 mod serve;
 
@@ -35,6 +36,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::recordings::router())
         .merge(crate::retention::router())
         .merge(crate::web::router())
+        .route("/openapi.json", axum::routing::get(openapi::openapi))
         .merge(crate::webhooks::router())
         .with_state(state.clone())
         .merge(crate::vapi::router(state.vapi.clone()))

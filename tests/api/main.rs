@@ -19,6 +19,7 @@ mod jobs_crash;
 mod lifecycle;
 mod live;
 mod mock_llm;
+mod openapi;
 mod operations;
 mod reconcile;
 mod recordings;
