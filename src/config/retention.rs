@@ -17,11 +17,19 @@ pub struct RetentionSettings {
     pub chats: Option<Duration>,
     pub recordings: Option<Duration>,
     pub finished_jobs: Option<Duration>,
+    pub webhook_deliveries: Option<Duration>,
 }
 
 impl RetentionSettings {
     pub fn defaults() -> Self {
-        Self { raw_events: Some(DAY * 30), transcripts: None, chats: None, recordings: None, finished_jobs: Some(DAY * 14) }
+        Self {
+            raw_events: Some(DAY * 30),
+            transcripts: None,
+            chats: None,
+            recordings: None,
+            finished_jobs: Some(DAY * 14),
+            webhook_deliveries: Some(DAY * 30),
+        }
     }
 
     pub fn from_sources(file: &RetentionFile, args: &ConfigArgs) -> Result<Self, ConfigError> {
@@ -55,6 +63,7 @@ impl RetentionSettings {
             &mut s.recordings,
         )?;
         days(&None, file.finished_jobs_days, "retention.finished_jobs_days", &mut s.finished_jobs)?;
+        days(&None, file.webhook_deliveries_days, "retention.webhook_deliveries_days", &mut s.webhook_deliveries)?;
         Ok(s)
     }
 }
@@ -67,6 +76,7 @@ pub struct RetentionFile {
     pub chats_days: Option<u32>,
     pub recordings_days: Option<u32>,
     pub finished_jobs_days: Option<u32>,
+    pub webhook_deliveries_days: Option<u32>,
 }
 
 #[cfg(test)]
@@ -78,6 +88,7 @@ mod tests {
         let s = RetentionSettings::from_sources(&RetentionFile::default(), &ConfigArgs::default()).unwrap();
         assert_eq!(s.raw_events, Some(DAY * 30));
         assert_eq!(s.finished_jobs, Some(DAY * 14));
+        assert_eq!(s.webhook_deliveries, Some(DAY * 30));
         assert_eq!((s.transcripts, s.chats, s.recordings), (None, None, None));
     }
 

@@ -1,6 +1,6 @@
 //! Retention: a scheduled job (`retention`, hourly by default) that removes what is older than
 //! its configured age — raw webhook payloads, transcripts of ended calls, idle chats, recording
-//! files, finished jobs — in small batches, and reports what it removed. Admins can run it at
+//! files, finished jobs, outgoing webhook delivery logs — in small batches, and reports what it removed. Admins can run it at
 //! once with `POST /api/admin/retention/run`, which answers with that summary (the seeds' cron
 //! endpoints do the same).
 
@@ -41,6 +41,7 @@ pub struct Summary {
     pub recordings: u64,
     pub recording_bytes: u64,
     pub finished_jobs: u64,
+    pub webhook_deliveries: u64,
 }
 
 pub fn register(jobs: &Jobs, deps: RetentionDeps) {
@@ -125,6 +126,9 @@ pub async fn run(deps: &RetentionDeps, ctx: Option<&JobContext>) -> Result<Summa
     }
     if let Some(c) = cutoff(s.finished_jobs) {
         sum.finished_jobs = drain(|| store.prune_jobs(c, BATCH), &stopping).await?;
+    }
+    if let Some(c) = cutoff(s.webhook_deliveries) {
+        sum.webhook_deliveries = drain(|| store.prune_webhook_deliveries(c, BATCH), &stopping).await?;
     }
     Ok(sum)
 }

@@ -190,6 +190,10 @@ macro_rules! impl_store {
                 self.write(move |c| Box::pin(async move { q::prune_jobs(c, cutoff, batch).await })).await
             }
 
+            async fn prune_webhook_deliveries(&self, cutoff: i64, batch: i64) -> crate::store::Result<u64> {
+                self.write(move |c| Box::pin(async move { q::prune_webhook_deliveries(c, cutoff, batch).await })).await
+            }
+
             async fn stale_calls(&self, since: i64, before: i64, limit: i64) -> crate::store::Result<Vec<CallRow>> {
                 Ok(q::stale_calls(&mut *self.conn().await?, since, before, limit).await?)
             }

@@ -124,6 +124,7 @@ pub trait Store: Send + Sync + 'static {
     async fn expired_recordings(&self, cutoff: i64, batch: i64) -> Result<Vec<RecordingRow>>;
     async fn mark_recording_deleted(&self, id: i64) -> Result<()>;
     async fn prune_jobs(&self, cutoff: i64, batch: i64) -> Result<u64>;
+    async fn prune_webhook_deliveries(&self, cutoff: i64, batch: i64) -> Result<u64>;
     /// Calls not over, created since `since`, silent since `before` (reconciliation).
     async fn stale_calls(&self, since: i64, before: i64, limit: i64) -> Result<Vec<CallRow>>;
 

@@ -87,6 +87,19 @@ macro_rules! retention_queries {
             .await
         }
 
+        /// Outgoing webhook delivery attempts logged before `cutoff` (oldest ids first: the log
+        /// is append-only, so they are also the oldest attempts).
+        pub async fn prune_webhook_deliveries(c: &mut $conn, cutoff: i64, batch: i64) -> sqlx::Result<u64> {
+            let r = sqlx::query(
+                "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries WHERE at < $1 ORDER BY id LIMIT $2)",
+            )
+            .bind(cutoff)
+            .bind(batch)
+            .execute(&mut *c)
+            .await?;
+            Ok(r.rows_affected())
+        }
+
         /// Jobs finished (`done`, `dead`, `cancelled`) before `cutoff`.
         pub async fn prune_jobs(c: &mut $conn, cutoff: i64, batch: i64) -> sqlx::Result<u64> {
             let r = sqlx::query(

@@ -30,6 +30,12 @@ async fn post(app: &TestApp, call: &str, fields: Value) {
     assert_eq!(status, 200, "{body}");
 }
 
+/// The hourly cleanup's first slot is enqueued at start; holding its kind at a limit of 0 keeps
+/// it from running beside the test's own run, so the counts are the test's.
+fn no_scheduled_cleanup(s: &mut switchboard::config::Settings) {
+    s.jobs.kinds.insert("retention".into(), switchboard::config::KindSettings { limit: Some(0), ..Default::default() });
+}
+
 async fn run_cleanup(app: &TestApp, token: &str) -> Value {
     let r = app.http.post(app.url("/api/admin/retention/run")).bearer_auth(token).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -41,6 +47,7 @@ async fn a_cleanup_removes_only_what_is_older_than_its_age_and_says_what_it_remo
     let files = audio_host().await;
     let age = Some(Duration::from_secs(1));
     let app = spawn_with(|s| {
+        no_scheduled_cleanup(s);
         s.retention.raw_events = age;
         s.retention.transcripts = age;
         s.retention.chats = age;
@@ -128,5 +135,49 @@ async fn only_an_admin_may_run_the_cleanup() {
     assert_eq!(r.status(), 403);
     let r = app.http.post(app.url("/api/admin/retention/run")).send().await.unwrap();
     assert_eq!(r.status(), 401);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn old_outgoing_webhook_delivery_logs_are_removed_and_recent_ones_kept() {
+    use switchboard::store::{AttemptOutcome, NewWebhook, WebhookAttempt};
+    let app = spawn_with(|s| {
+        no_scheduled_cleanup(s);
+        s.retention.webhook_deliveries = Some(Duration::from_secs(3600));
+    })
+    .await;
+    let store = &app.state.store;
+    let now = switchboard::clock::now_ms();
+    store
+        .create_webhook(NewWebhook {
+            id: "wh_1".into(),
+            url: "https://crm.example/hook".into(),
+            events: "[\"*\"]".into(),
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            description: None,
+            now,
+        })
+        .await
+        .unwrap();
+    for (i, at) in [now - 7_200_000, now - 5_000_000, now - 60_000].into_iter().enumerate() {
+        let attempt = WebhookAttempt {
+            endpoint_id: "wh_1".into(),
+            event_type: "call.started".into(),
+            webhook_id: format!("msg_{i}"),
+            attempt: 1,
+            status_code: Some(200),
+            duration_ms: 5,
+            error: None,
+            at,
+            outcome: AttemptOutcome::Delivered,
+        };
+        store.record_webhook_attempt(attempt).await.unwrap();
+    }
+    let admin = app.token("admin", &["*"]).await;
+    let summary = run_cleanup(&app, &admin).await;
+    assert_eq!(summary["webhook_deliveries"], 2, "{summary}");
+    let left = store.webhook_deliveries("wh_1", None, 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].webhook_id, "msg_2");
     app.shutdown().await;
 }
