@@ -2,6 +2,7 @@
 //! the direct streams at the same K, the targets, as text on stdout and as JSON in the
 //! results directory (`chat-<unix>.json`, `chat-latest.json`).
 
+use crate::report::f;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path as FsPath, PathBuf};
@@ -245,13 +246,6 @@ pub fn with_targets(mut r: Report) -> Report {
 
 pub fn ms(v: Option<f64>) -> String {
     f(v, 2)
-}
-
-fn f(v: Option<f64>, prec: usize) -> String {
-    match v {
-        Some(x) if x.is_finite() => format!("{x:.prec$}"),
-        _ => "-".into(),
-    }
 }
 
 fn noise_line(s: &mut String, when: &str, n: &Noise) {

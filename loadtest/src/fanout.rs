@@ -614,15 +614,12 @@ pub async fn run(args: FanoutArgs) -> Res<()> {
         phases.push(p);
     }
 
-    let mut hub_log_warnings = Vec::new();
-    let hub_exit = match spawned {
+    let (hub_exit, hub_log_warnings) = match spawned {
         Some(h) => {
-            let tail = h.log_tail(400);
-            hub_log_warnings = tail.lines().filter(|l| !l.contains("NO VAPI SECRET")).rev().take(10).map(str::to_string).collect();
-            hub_log_warnings.reverse();
-            Some(h.stop().await?)
+            let (exit, warnings) = h.finish().await?;
+            (Some(exit), warnings)
         }
-        None => None,
+        None => (None, Vec::new()),
     };
     let mut notes = vec![
         format!(

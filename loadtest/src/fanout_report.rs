@@ -1,6 +1,7 @@
 //! What a `fanout` run found: the idle-memory phase, one row per delivery phase, the targets
 //! of the issue, as text on stdout and as JSON in the results directory.
 
+use crate::report::f;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -174,13 +175,6 @@ pub struct FanoutReport {
     pub phases: Vec<DeliveryReport>,
     pub targets: Vec<Target>,
     pub notes: Vec<String>,
-}
-
-fn f(v: Option<f64>, prec: usize) -> String {
-    match v {
-        Some(x) if x.is_finite() => format!("{x:.prec$}"),
-        _ => "-".into(),
-    }
 }
 
 pub fn targets(args: &FanoutArgs, idle: Option<&IdleReport>, phases: &[DeliveryReport]) -> Vec<Target> {

@@ -117,6 +117,15 @@ impl Hub {
             .sum()
     }
 
+    /// The hub's last warnings (without the expected no-secret one), then its exit: what every
+    /// report records once a run is over.
+    pub async fn finish(self) -> Res<(String, Vec<String>)> {
+        let tail = self.log_tail(400);
+        let mut warnings: Vec<String> = tail.lines().filter(|l| !l.contains("NO VAPI SECRET")).rev().take(10).map(str::to_string).collect();
+        warnings.reverse();
+        Ok((self.stop().await?, warnings))
+    }
+
     /// SIGTERM, then wait (bounded) for the drain; SIGKILL if it does not exit in time.
     pub async fn stop(mut self) -> Res<String> {
         let _ = Command::new("kill").arg("-TERM").arg(self.pid.to_string()).status();

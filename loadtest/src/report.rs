@@ -227,7 +227,8 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-fn f(v: Option<f64>, prec: usize) -> String {
+/// A number for a table cell, `-` when there is none.
+pub fn f(v: Option<f64>, prec: usize) -> String {
     match v {
         Some(x) if x.is_finite() => format!("{x:.prec$}"),
         _ => "-".into(),
