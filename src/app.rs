@@ -40,6 +40,8 @@ pub struct AppState {
     pub jobs: Arc<Jobs>,
     /// The widget, dashboard and demo files.
     pub assets: crate::web::Assets,
+    /// Recording files: the local folder or the S3-compatible bucket.
+    pub recordings: Arc<crate::recordings::Storage>,
 }
 
 #[derive(Debug)]
@@ -47,6 +49,7 @@ pub enum StartError {
     Store(StoreError),
     Broker(BrokerError),
     Bind(std::io::Error),
+    Recordings(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -55,6 +58,7 @@ impl std::fmt::Display for StartError {
             StartError::Store(e) => write!(f, "cannot open the database: {e}"),
             StartError::Broker(e) => write!(f, "cannot reach the event broker: {e}"),
             StartError::Bind(e) => write!(f, "cannot listen: {e}"),
+            StartError::Recordings(e) => write!(f, "cannot open the recordings storage: {e}"),
         }
     }
 }
@@ -98,21 +102,19 @@ impl Application {
             },
         ));
         let jobs = Arc::new(Jobs::new(settings.jobs.clone(), store.clone()));
+        let recordings = Arc::new(crate::recordings::Storage::open(&settings.recordings).map_err(StartError::Recordings)?);
         crate::recordings::register(
             &jobs,
             crate::recordings::RecordingDeps {
                 settings: Arc::new(settings.recordings.clone()),
+                storage: recordings.clone(),
                 store: store.clone(),
                 broker: broker.clone(),
             },
         );
         crate::retention::register(
             &jobs,
-            crate::retention::RetentionDeps {
-                settings: settings.retention.clone(),
-                store: store.clone(),
-                recordings_dir: settings.recordings.dir.clone(),
-            },
+            crate::retention::RetentionDeps { settings: settings.retention.clone(), store: store.clone(), recordings: recordings.clone() },
         );
         let vapi = Arc::new(VapiService {
             cfg: Arc::new(settings.vapi.clone()),
@@ -151,6 +153,7 @@ impl Application {
             chat,
             jobs,
             assets,
+            recordings,
         });
         Ok(Self { listener, addr, state })
     }
