@@ -22,6 +22,7 @@ mod mock_llm;
 mod operations;
 mod reconcile;
 mod recordings;
+mod recordings_s3;
 mod retention;
 mod scale_out;
 mod store;
