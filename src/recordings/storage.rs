@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
+use object_store::StaticCredentialProvider;
+use object_store::aws::{AmazonS3Builder, AwsCredential};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as Key;
 use object_store::{Attribute, Attributes, GetOptions, ObjectStore, ObjectStoreExt, PutMultipartOptions, WriteMultipart};
@@ -103,10 +104,14 @@ impl Storage {
             b = b.with_endpoint(endpoint).with_virtual_hosted_style_request(false);
         }
         if let (Some(id), Some(secret)) = (&s3.access_key_id, &s3.secret_access_key) {
-            b = b.with_access_key_id(id).with_secret_access_key(secret.expose());
-            if let Some(token) = &s3.session_token {
-                b = b.with_token(token.expose());
-            }
+            // The file's keys replace the environment's whole: an AWS_SESSION_TOKEN left in
+            // the environment is not mixed with them.
+            let credential = AwsCredential {
+                key_id: id.clone(),
+                secret_key: secret.expose().to_string(),
+                token: s3.session_token.as_ref().map(|t| t.expose().to_string()),
+            };
+            b = b.with_credentials(Arc::new(StaticCredentialProvider::new(credential)));
         }
         let store = b.build().map_err(|e| format!("recordings.dir ({}): {e}", s3.location()))?;
         let prefix = Key::parse(&s3.prefix).map_err(|e| format!("recordings.dir ({}): {e}", s3.location()))?;
@@ -280,6 +285,24 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         panic!("left behind: {:?}", std::fs::read_dir(dir.path().join("o/c")).unwrap().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn s3_keys_are_the_relative_path_under_the_prefix() {
+        let s3 = crate::config::S3Settings {
+            bucket: "calls-audio".into(),
+            prefix: "prod/rec".into(),
+            endpoint: Some("http://127.0.0.1:9".into()),
+            region: None,
+            allow_http: true,
+            access_key_id: Some("AKIAEXAMPLE".into()),
+            secret_access_key: Some(crate::config::Secret::new("very-secret")),
+            session_token: None,
+        };
+        let s = Storage::open(&RecordingsSettings { s3: Some(s3), ..RecordingsSettings::defaults() }).unwrap();
+        assert_eq!(s.location(), "s3://calls-audio/prod/rec");
+        assert_eq!(s.key("o/c/mono.wav").unwrap().as_ref(), "prod/rec/o/c/mono.wav");
+        assert!(s.key("../x").is_err());
     }
 
     #[test]
