@@ -44,9 +44,12 @@ async fn recording(
     let storage = &app.recordings;
     // Without a Range header one read answers; with one, the size comes first (a suffix range
     // and 416 depend on it), then the ranged read.
-    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        None => Range::Whole,
-        Some(r) => parse_range(r, storage.size(&rel).await.map_err(not_found)?),
+    let (range, known_size) = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        None => (Range::Whole, 0),
+        Some(r) => {
+            let size = storage.size(&rel).await.map_err(not_found)?;
+            (parse_range(r, size), size)
+        }
     };
     let (status, object, start, len) = match range {
         Range::Whole => {
@@ -55,8 +58,7 @@ async fn recording(
             (StatusCode::OK, o, 0, size)
         }
         Range::Unsatisfiable => {
-            let size = storage.size(&rel).await.map_err(not_found)?;
-            return Ok((StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{size}"))]).into_response());
+            return Ok((StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{known_size}"))]).into_response());
         }
         Range::Bytes(start, end) => {
             let o = storage.read(&rel, Some(start..end + 1)).await.map_err(not_found)?;
