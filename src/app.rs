@@ -43,6 +43,8 @@ pub struct AppState {
     pub assets: crate::web::Assets,
     /// Outgoing webhooks: the enabled endpoints (cached) and their deliveries.
     pub webhooks: Arc<Webhooks>,
+    /// Recording files: the local folder or the S3-compatible bucket.
+    pub recordings: Arc<crate::recordings::Storage>,
 }
 
 #[derive(Debug)]
@@ -50,6 +52,7 @@ pub enum StartError {
     Store(StoreError),
     Broker(BrokerError),
     Bind(std::io::Error),
+    Recordings(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -58,6 +61,7 @@ impl std::fmt::Display for StartError {
             StartError::Store(e) => write!(f, "cannot open the database: {e}"),
             StartError::Broker(e) => write!(f, "cannot reach the event broker: {e}"),
             StartError::Bind(e) => write!(f, "cannot listen: {e}"),
+            StartError::Recordings(e) => write!(f, "cannot open the recordings storage: {e}"),
         }
     }
 }
@@ -104,10 +108,12 @@ impl Application {
                 webhooks: webhooks.clone(),
             },
         ));
+        let recordings = Arc::new(crate::recordings::Storage::open(&settings.recordings).map_err(StartError::Recordings)?);
         crate::recordings::register(
             &jobs,
             crate::recordings::RecordingDeps {
                 settings: Arc::new(settings.recordings.clone()),
+                storage: recordings.clone(),
                 store: store.clone(),
                 broker: broker.clone(),
                 webhooks: webhooks.clone(),
@@ -115,11 +121,7 @@ impl Application {
         );
         crate::retention::register(
             &jobs,
-            crate::retention::RetentionDeps {
-                settings: settings.retention.clone(),
-                store: store.clone(),
-                recordings_dir: settings.recordings.dir.clone(),
-            },
+            crate::retention::RetentionDeps { settings: settings.retention.clone(), store: store.clone(), recordings: recordings.clone() },
         );
         let vapi = Arc::new(VapiService {
             cfg: Arc::new(settings.vapi.clone()),
@@ -160,6 +162,7 @@ impl Application {
             jobs,
             assets,
             webhooks,
+            recordings,
         });
         Ok(Self { listener, addr, state })
     }

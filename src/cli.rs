@@ -107,6 +107,7 @@ async fn serve(args: &ConfigArgs) -> ExitCode {
         listen = %app.local_addr(),
         store = state.store.backend(),
         broker = state.broker.name(),
+        recordings = state.recordings.location(),
         functions = state.settings.functions.len(),
         "switchboard is serving"
     );

@@ -9,7 +9,7 @@
 //! supervisors ── GET /ws ──► live (snapshots, resume, presence) ◄── hub broker (memory | Redis)
 //! browsers ── POST /api/chat/sessions/{id}/messages ──► chat (a run owned by the hub: model stream ──► broker) ──► SSE
 //! supervisors ── POST /api/calls/{id}/control ──► control (validate, allowlist, audit) ──► VAPI controlUrl
-//! end-of-call report ──► jobs: recording.download (SSRF guard) ──► recordings folder ◄── GET /api/calls/{id}/recording
+//! end-of-call report ──► jobs: recording.download (SSRF guard) ──► recordings storage (folder or S3 bucket) ◄── GET /api/calls/{id}/recording
 //! admins ── /api/admin/jobs… ──► jobs (registry of kinds, leased claims, retries) ◄── store ──► workers on every instance
 //! call/chat/recording events ──► webhooks (cached endpoints) ──► jobs: webhook.deliver (signed, SSRF-safe) ──► admins' endpoints
 //! ```

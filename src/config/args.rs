@@ -246,7 +246,7 @@ pub struct ConfigArgs {
     /// Register the demo job kinds noop and sleep [default: false]
     #[arg(long, env = "SWITCHBOARD_JOBS_DEMO_KINDS")]
     pub jobs_demo_kinds: Option<String>,
-    /// Folder recordings are downloaded into [default: recordings]
+    /// Folder recordings are downloaded into, or s3://BUCKET[/PREFIX] [default: recordings]
     #[arg(long, env = "SWITCHBOARD_RECORDINGS")]
     pub recordings: Option<String>,
     /// Comma-separated hosts a recording URL may name (subdomains included) [default: storage.vapi.ai,auth.vapi.ai]
@@ -273,4 +273,13 @@ pub struct ConfigArgs {
     /// How often each instance reloads the enabled webhook endpoints [default: 5000]
     #[arg(long, env = "SWITCHBOARD_WEBHOOKS_REFRESH_MS")]
     pub webhooks_refresh_ms: Option<String>,
+    /// S3-compatible endpoint for an s3:// recordings location (MinIO, R2, a local test server) [default: AWS]
+    #[arg(long, env = "SWITCHBOARD_RECORDINGS_S3_ENDPOINT")]
+    pub recordings_s3_endpoint: Option<String>,
+    /// Region of the recordings bucket [default: AWS_REGION, else us-east-1]
+    #[arg(long, env = "SWITCHBOARD_RECORDINGS_S3_REGION")]
+    pub recordings_s3_region: Option<String>,
+    /// Allow an http:// S3 endpoint (a local test server only) [default: false]
+    #[arg(long, env = "SWITCHBOARD_RECORDINGS_S3_ALLOW_HTTP")]
+    pub recordings_s3_allow_http: Option<String>,
 }

@@ -25,7 +25,7 @@ pub use file::FileConfig;
 pub use jobs::{JobsSettings, KindSettings, valid_kind as valid_job_kind};
 pub use live::{LiveSettings, WsSettings};
 pub use reconcile::ReconcileSettings;
-pub use recordings::RecordingsSettings;
+pub use recordings::{RecordingsSettings, S3Settings};
 pub use retention::RetentionSettings;
 pub use secret::Secret;
 pub use vapi::{

@@ -1,20 +1,21 @@
 //! One download: check the URL, resolve and check the address, connect to that address only
 //! (a client per download with the lookup pinned, no proxy), follow at most three redirects by
-//! hand (each hop checked like the first), and stream the body into a temporary file while
-//! hashing it, refusing past the size cap. The file is renamed into place only when complete,
-//! so a reader never sees half a recording.
+//! hand (each hop checked like the first), and stream the body into the recordings storage
+//! while hashing it, refusing past the size cap. The storage publishes the file only when it is
+//! complete (a staging file renamed into place, or an S3 multipart upload completed), so a
+//! reader never sees half a recording; one refused or broken off on the way is aborted.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::Url;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
 use super::Failure;
 use super::guard;
+use super::storage::{Storage, StorageError};
 use crate::config::RecordingsSettings;
 
 const MAX_REDIRECTS: usize = 3;
@@ -22,22 +23,22 @@ const MAX_REDIRECTS: usize = 3;
 /// What was stored.
 #[derive(Debug, Clone)]
 pub struct Stored {
-    /// Relative to the recordings folder.
+    /// Relative to the storage root (the folder, or the bucket's prefix).
     pub path: String,
     pub size: u64,
     pub sha256: String,
     pub content_type: String,
 }
 
-/// Downloads `raw` into `<dir>/<rel_dir>/<kind>.<ext>` within the total timeout.
-pub async fn fetch(raw: &str, cfg: &RecordingsSettings, rel_dir: &str, kind: &str) -> Result<Stored, Failure> {
-    match tokio::time::timeout(cfg.timeout, fetch_within(raw, cfg, rel_dir, kind)).await {
+/// Downloads `raw` into `<rel_dir>/<kind>.<ext>` of the storage within the total timeout.
+pub async fn fetch(raw: &str, cfg: &RecordingsSettings, storage: &Storage, rel_dir: &str, kind: &str) -> Result<Stored, Failure> {
+    match tokio::time::timeout(cfg.timeout, fetch_within(raw, cfg, storage, rel_dir, kind)).await {
         Ok(r) => r,
         Err(_) => Err(Failure::failed(format!("the download took longer than recordings.timeout_ms ({} ms)", cfg.timeout.as_millis()))),
     }
 }
 
-async fn fetch_within(raw: &str, cfg: &RecordingsSettings, rel_dir: &str, kind: &str) -> Result<Stored, Failure> {
+async fn fetch_within(raw: &str, cfg: &RecordingsSettings, storage: &Storage, rel_dir: &str, kind: &str) -> Result<Stored, Failure> {
     let mut url = guard::check_url(raw, cfg).map_err(Failure::Refused)?;
     let mut hops = 0;
     let resp = loop {
@@ -77,27 +78,32 @@ async fn fetch_within(raw: &str, cfg: &RecordingsSettings, rel_dir: &str, kind: 
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "application/octet-stream".into());
     let name = format!("{kind}.{}", extension(&content_type, &url));
-    let dir = cfg.dir.join(rel_dir);
-    tokio::fs::create_dir_all(&dir).await.map_err(|e| io_failure("create the recordings folder", &e))?;
-    let tmp = TempFile(dir.join(format!(".{kind}.{}.part", uuid::Uuid::new_v4().simple())));
-    let mut file = tokio::fs::File::create(&tmp.0).await.map_err(|e| io_failure("create the file", &e))?;
+    let path = format!("{rel_dir}/{name}");
+    let mut upload = storage.upload(&path, &content_type).await.map_err(|e| storage_failure("start writing the file", &e))?;
     let mut hasher = Sha256::new();
     let mut size: u64 = 0;
     let mut body = resp.bytes_stream();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| Failure::failed(format!("the download broke off ({})", e.without_url())))?;
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                upload.abort().await;
+                return Err(Failure::failed(format!("the download broke off ({})", e.without_url())));
+            }
+        };
         size += chunk.len() as u64;
         if size > cfg.max_bytes {
+            upload.abort().await;
             return Err(too_large(cfg));
         }
         hasher.update(&chunk);
-        file.write_all(&chunk).await.map_err(|e| io_failure("write the file", &e))?;
+        if let Err(e) = upload.write(chunk).await {
+            upload.abort().await;
+            return Err(storage_failure("write the file", &e));
+        }
     }
-    file.sync_all().await.map_err(|e| io_failure("write the file", &e))?;
-    drop(file);
-    tokio::fs::rename(&tmp.0, dir.join(&name)).await.map_err(|e| io_failure("move the file into place", &e))?;
-    tmp.keep();
-    Ok(Stored { path: format!("{rel_dir}/{name}"), size, sha256: hex::encode(hasher.finalize()), content_type })
+    upload.finish().await.map_err(|e| storage_failure("store the file", &e))?;
+    Ok(Stored { path, size, sha256: hex::encode(hasher.finalize()), content_type })
 }
 
 /// A client that can only reach `addr`: the host's lookup is pinned to the checked address, so
@@ -120,7 +126,7 @@ fn too_large(cfg: &RecordingsSettings) -> Failure {
     Failure::Refused(format!("the file is larger than recordings.max_bytes ({} bytes)", cfg.max_bytes))
 }
 
-fn io_failure(what: &str, e: &std::io::Error) -> Failure {
+fn storage_failure(what: &str, e: &StorageError) -> Failure {
     Failure::failed(format!("cannot {what} ({e})"))
 }
 
@@ -141,21 +147,4 @@ fn extension(content_type: &str, url: &Url) -> String {
     }
     let from_url = Path::new(url.path()).extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     from_url.filter(|e| (1..=5).contains(&e.len()) && e.chars().all(|c| c.is_ascii_alphanumeric())).unwrap_or_else(|| "bin".into())
-}
-
-/// Removes an unfinished download, also when the timeout drops the future mid-write.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn keep(mut self) {
-        self.0 = PathBuf::new();
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.0.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
 }

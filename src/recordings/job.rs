@@ -1,11 +1,12 @@
 //! The `recording.download` job kind: payload `{"recording_id": N}`. Safe to run again (at
 //! least once delivery): a recording already `ready` or `refused` is left alone, and a repeated
-//! download replaces the file atomically.
+//! download replaces the file (or object) atomically.
 
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::storage::Storage;
 use super::{Failure, download};
 use crate::clock::{iso, now_ms};
 use crate::config::RecordingsSettings;
@@ -17,6 +18,7 @@ pub const KIND: &str = "recording.download";
 
 pub struct RecordingDeps {
     pub settings: Arc<RecordingsSettings>,
+    pub storage: Arc<Storage>,
     pub store: DynStore,
     pub broker: DynBroker,
     /// `recording.ready` goes to webhook endpoints too.
@@ -61,7 +63,7 @@ async fn run(deps: &RecordingDeps, payload: Value, ctx: JobContext) -> Result<()
         return Ok(());
     };
     let rel_dir = format!("{}/{}", path_part(&call.org_id), path_part(&call.id));
-    let outcome = download::fetch(&rec.source_url, &deps.settings, &rel_dir, &rec.kind).await;
+    let outcome = download::fetch(&rec.source_url, &deps.settings, &deps.storage, &rel_dir, &rec.kind).await;
     let now = now_ms();
     let mut done =
         RecordingDone { id, state: String::new(), size_bytes: None, sha256: None, content_type: None, path: None, reason: None, now };
@@ -118,7 +120,7 @@ async fn publish_ready(deps: &RecordingDeps, org: &str, rec: &RecordingRow, done
     deps.webhooks.emit(crate::webhooks::events::recording_ready(org, rec.id, done.now, event.data)).await;
 }
 
-/// Org and call ids come from webhook payloads: used as folder names only when they are
+/// Org and call ids come from webhook payloads: used as folder (key) parts only when they are
 /// plainly safe, otherwise replaced by their hash (never `..`, a slash or an empty name).
 fn path_part(id: &str) -> String {
     let safe = !id.is_empty()

@@ -1,8 +1,8 @@
 //! `GET /api/calls/{id}/recording?kind=`: a ready recording, org-scoped like the call itself,
-//! with single-range HTTP Range support (players seek with it). Several ranges in one request
-//! are answered with the whole file, which RFC 9110 allows.
+//! with single-range HTTP Range support (players seek with it), streamed from the recordings
+//! storage (a ranged read from the folder or the bucket, never the whole file in memory).
+//! Several ranges in one request are answered with the whole file, which RFC 9110 allows.
 
-use std::io::SeekFrom;
 use std::sync::Arc;
 
 use axum::Router;
@@ -11,15 +11,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use bytes::Bytes;
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use super::storage::StorageError;
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::http::ApiError;
-
-const CHUNK: usize = 64 * 1024;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/api/calls/{id}/recording", get(recording))
@@ -43,19 +40,33 @@ async fn recording(
     let call = crate::calls::visible_call(&app, &who, &id).await?;
     let rec = app.store.recordings(&call.id).await?.into_iter().find(|r| r.kind == kind && r.state == "ready").ok_or(ApiError::NotFound)?;
     let rel = rec.path.ok_or(ApiError::NotFound)?;
-    let mut file = tokio::fs::File::open(app.settings.recordings.dir.join(rel)).await.map_err(|_| ApiError::NotFound)?;
-    let size = file.metadata().await.map_err(|e| ApiError::Internal(e.to_string()))?.len();
     let content_type = rec.content_type.unwrap_or_else(|| "application/octet-stream".into());
-    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(|r| parse_range(r, size)).unwrap_or(Range::Whole);
-    let (status, start, len) = match range {
-        Range::Whole => (StatusCode::OK, 0, size),
-        Range::Unsatisfiable => {
-            return Ok((StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{size}"))]).into_response());
+    let storage = &app.recordings;
+    // Without a Range header one read answers; with one, the size comes first (a suffix range
+    // and 416 depend on it), then the ranged read.
+    let (range, known_size) = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        None => (Range::Whole, 0),
+        Some(r) => {
+            let size = storage.size(&rel).await.map_err(not_found)?;
+            (parse_range(r, size), size)
         }
-        Range::Bytes(start, end) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
     };
-    file.seek(SeekFrom::Start(start)).await.map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut resp = Response::new(Body::from_stream(chunks(file, len)));
+    let (status, object, start, len) = match range {
+        Range::Whole => {
+            let o = storage.read(&rel, None).await.map_err(not_found)?;
+            let size = o.size;
+            (StatusCode::OK, o, 0, size)
+        }
+        Range::Unsatisfiable => {
+            return Ok((StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{known_size}"))]).into_response());
+        }
+        Range::Bytes(start, end) => {
+            let o = storage.read(&rel, Some(start..end + 1)).await.map_err(not_found)?;
+            (StatusCode::PARTIAL_CONTENT, o, start, end - start + 1)
+        }
+    };
+    let size = object.size;
+    let mut resp = Response::new(Body::from_stream(object.body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")));
@@ -70,21 +81,13 @@ async fn recording(
     Ok(resp)
 }
 
-/// `len` bytes from the file's current position, in chunks.
-fn chunks(file: tokio::fs::File, len: u64) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send {
-    futures::stream::try_unfold((file, len), |(mut file, left)| async move {
-        if left == 0 {
-            return Ok(None);
-        }
-        let mut buf = vec![0u8; usize::try_from(left).unwrap_or(CHUNK).min(CHUNK)];
-        let n = file.read(&mut buf).await?;
-        if n == 0 {
-            // The file shrank under us: end the body early rather than loop.
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the recording file is shorter than expected"));
-        }
-        buf.truncate(n);
-        Ok(Some((Bytes::from(buf), (file, left - n as u64))))
-    })
+/// A file gone from storage is a 404 like one never downloaded; anything else is the
+/// storage failing (logged as an internal error).
+fn not_found(e: StorageError) -> ApiError {
+    match e {
+        StorageError::NotFound => ApiError::NotFound,
+        StorageError::Other(e) => ApiError::Internal(format!("cannot read a recording from storage: {e}")),
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -28,7 +28,8 @@ const BATCH: i64 = 500;
 pub struct RetentionDeps {
     pub settings: RetentionSettings,
     pub store: DynStore,
-    pub recordings_dir: std::path::PathBuf,
+    /// Where recording files are removed from (the folder or the bucket).
+    pub recordings: Arc<crate::recordings::Storage>,
 }
 
 /// What one cleanup removed.
@@ -68,11 +69,7 @@ async fn run_now(State(app): State<Arc<AppState>>, who: Principal) -> Result<Jso
     if who.role != Role::Admin {
         return Err(ApiError::Forbidden);
     }
-    let deps = RetentionDeps {
-        settings: app.settings.retention.clone(),
-        store: app.store.clone(),
-        recordings_dir: app.settings.recordings.dir.clone(),
-    };
+    let deps = RetentionDeps { settings: app.settings.retention.clone(), store: app.store.clone(), recordings: app.recordings.clone() };
     Ok(Json(run(&deps, None).await?))
 }
 
@@ -106,9 +103,9 @@ pub async fn run(deps: &RetentionDeps, ctx: Option<&JobContext>) -> Result<Summa
             let rows = store.expired_recordings(c, BATCH).await?;
             for r in &rows {
                 if let Some(rel) = &r.path {
-                    match tokio::fs::remove_file(deps.recordings_dir.join(rel)).await {
+                    // A file already gone counts as removed (object stores do not tell).
+                    match deps.recordings.delete(rel).await {
                         Ok(()) => sum.recording_bytes += r.size_bytes.unwrap_or(0).max(0) as u64,
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         // Left for the next run rather than marked gone while the file stays.
                         Err(e) => {
                             tracing::warn!(error = %e, recording = r.id, "could not remove a recording file");

@@ -23,6 +23,7 @@ mod openapi;
 mod operations;
 mod reconcile;
 mod recordings;
+mod recordings_s3;
 mod retention;
 mod scale_out;
 mod store;
