@@ -13,6 +13,7 @@ mod fanout_report;
 mod hub;
 mod load;
 mod prom;
+mod recording;
 mod report;
 mod supervisors;
 mod traffic;
@@ -46,6 +47,8 @@ enum Command {
     Fanout(fanout::FanoutArgs),
     /// K concurrent chat streams through the hub against the mock model, set against direct-to-mock streams
     Chat(chat::ChatArgs),
+    /// Hub memory while it downloads recordings of growing size (flat means streamed)
+    Recording(recording::RecordingArgs),
 }
 
 #[derive(Debug, Clone, clap::Args, Serialize)]
@@ -119,6 +122,7 @@ fn main() -> ExitCode {
         Command::Ingest(a) => a.client_threads,
         Command::Fanout(a) => a.client_threads,
         Command::Chat(a) => a.client_threads,
+        Command::Recording(a) => a.client_threads,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().build() {
         Ok(rt) => rt,
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
             Command::Ingest(args) => ingest(args).await,
             Command::Fanout(args) => fanout::run(args).await,
             Command::Chat(args) => chat::run(args).await,
+            Command::Recording(args) => recording::run(args).await,
         }
     };
     match rt.block_on(run) {
