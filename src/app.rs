@@ -201,6 +201,7 @@ impl Application {
         if tokio::time::timeout_at(deadline, state.tasks.wait()).await.is_err() {
             tracing::warn!("background tasks did not finish before the deadline");
         }
+        state.jobs.forget_kinds();
     }
 }
 

@@ -151,6 +151,13 @@ impl Jobs {
         self.wake.notify_one();
     }
 
+    /// Drops every kind's handler. Handlers hold the services that enqueue jobs (webhooks, the
+    /// VAPI service), which hold this registry: a reference cycle that would keep a stopped app —
+    /// and its database pool — alive. Shutdown calls this to break it.
+    pub fn forget_kinds(&self) {
+        self.kinds.clear();
+    }
+
     pub fn is_registered(&self, kind: &str) -> bool {
         self.kinds.contains_key(kind)
     }

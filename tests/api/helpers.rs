@@ -38,6 +38,16 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
+/// A test that fails before `shutdown` still frees its app: the job registry's handlers hold
+/// services that hold the registry (a cycle), so it is broken here; the database pool then goes
+/// with the last handle instead of keeping its connections open for the rest of the suite.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.state.jobs.forget_kinds();
+        self.stop.cancel();
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_with(|_| {}).await
 }
@@ -147,9 +157,10 @@ impl TestApp {
         self.state.broker.subscribe(topic)
     }
 
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
+        let server = std::mem::replace(&mut self.server, tokio::spawn(async {}));
+        let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
     }
 }
 

@@ -38,7 +38,7 @@ async fn metrics_count_webhooks_and_time_tool_calls_and_the_store() {
 async fn shutdown_finishes_a_webhook_in_flight() {
     let fake = fake_functions(json!({ "slow": { "result": "finished" } }), Duration::from_millis(600)).await;
     let spec = fake.spec("slow", Duration::from_secs(3));
-    let app = spawn_with(move |s| s.functions = vec![spec]).await;
+    let mut app = spawn_with(move |s| s.functions = vec![spec]).await;
     let body = message(
         "c-sd",
         ORG,
@@ -54,6 +54,6 @@ async fn shutdown_finishes_a_webhook_in_flight() {
     let resp = in_flight.await.unwrap().unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap()["results"][0]["result"], "finished");
-    let _ = tokio::time::timeout(Duration::from_secs(5), app.server).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), &mut app.server).await;
     assert!(http.get(ready_url).send().await.is_err(), "{base} no longer accepts connections");
 }
