@@ -19,9 +19,6 @@ use crate::auth::Principal;
 use crate::http::ApiError;
 use crate::store::{CallFilter, CallRow};
 
-const DEFAULT_LIMIT: i64 = 50;
-const MAX_LIMIT: i64 = 200;
-
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/api/calls", get(list)).route("/api/calls/{id}", get(one)).route("/api/calls/{id}/transcript", get(transcript_of))
 }
@@ -44,10 +41,7 @@ async fn list(
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid("invalid_limit", format!("limit must be between 1 and {MAX_LIMIT}")));
-    }
+    let limit = crate::http::page_limit(q.limit)?;
     let time = |name: &'static str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
         v.as_deref()
             .map(|s| {

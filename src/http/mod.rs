@@ -7,6 +7,7 @@ mod error;
 mod health;
 pub mod openapi;
 mod outbound;
+mod page;
 mod serve;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub use address::address_allowed;
 pub use body::read_json;
 pub use error::ApiError;
 pub use outbound::{direct_client, public_only_client};
+pub use page::page_limit;
 pub use serve::{ServeOptions, serve};
 
 use crate::app::AppState;

@@ -19,8 +19,6 @@ use crate::clock::iso;
 use crate::http::{ApiError, read_json};
 use crate::store::{JobFilter, JobRetry, JobRow};
 
-const DEFAULT_LIMIT: i64 = 50;
-const MAX_LIMIT: i64 = 200;
 const STATUSES: [&str; 5] = ["queued", "running", "done", "dead", "cancelled"];
 /// A payload is a job's instructions, not its data: small.
 const PAYLOAD_LIMIT: usize = 64 * 1024;
@@ -52,10 +50,7 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     admin(&who)?;
     let Query(q) = q.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid("invalid_limit", format!("limit must be between 1 and {MAX_LIMIT}")));
-    }
+    let limit = crate::http::page_limit(q.limit)?;
     if let Some(s) = q.status.as_deref().filter(|s| !STATUSES.contains(s)) {
         return Err(ApiError::invalid("invalid_status", format!("status {s:?} is not one of {}", STATUSES.join(", "))));
     }

@@ -21,8 +21,6 @@ use crate::store::NewWebhook;
 const BODY_LIMIT: usize = 16 * 1024;
 /// Every event is matched against every endpoint: keep the list short.
 const MAX_ENDPOINTS: usize = 100;
-const DEFAULT_LIMIT: i64 = 50;
-const MAX_LIMIT: i64 = 200;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -124,10 +122,7 @@ async fn deliveries(
 ) -> Result<Json<Value>, ApiError> {
     admin(&who)?;
     let Query(q) = q.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid("invalid_limit", format!("limit must be between 1 and {MAX_LIMIT}")));
-    }
+    let limit = crate::http::page_limit(q.limit)?;
     let before = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => None,
         Some(c) => Some(c.parse::<i64>().map_err(|_| ApiError::invalid("invalid_cursor", "cursor must be a next_cursor from this list"))?),
