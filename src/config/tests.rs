@@ -137,3 +137,28 @@ fn the_broker_prefix_comes_from_the_file_or_the_environment_and_is_validated() {
     let e = Settings::from_sources(file("broker_prefix = \"\"\n"), &ConfigArgs::default()).unwrap_err();
     assert!(e.to_string().contains("SWITCHBOARD_BROKER_PREFIX"), "an empty prefix in the file is refused: {e}");
 }
+
+#[test]
+fn the_web_folder_and_the_vapi_api_url_are_checked_naming_the_setting() {
+    let args = ConfigArgs { web_dir: Some("/no/such/folder".into()), ..ConfigArgs::default() };
+    let e = Settings::from_sources(FileConfig::default(), &args).unwrap_err();
+    assert!(e.to_string().contains("SWITCHBOARD_WEB_DIR"), "{e}");
+    let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
+    let args = ConfigArgs { web_dir: Some(web.into()), ..ConfigArgs::default() };
+    assert!(Settings::from_sources(FileConfig::default(), &args).unwrap().web_dir.is_some());
+
+    let args = ConfigArgs { vapi_api_url: Some("ftp://api.vapi.ai".into()), ..ConfigArgs::default() };
+    let e = Settings::from_sources(FileConfig::default(), &args).unwrap_err();
+    assert!(e.to_string().contains("SWITCHBOARD_VAPI_API_URL"), "{e}");
+    let e = Settings::from_sources(file("[reconcile]\nafter_ms = 0\n"), &ConfigArgs::default()).unwrap_err();
+    assert!(e.to_string().contains("reconcile.after_ms"), "{e}");
+    let args = ConfigArgs { vapi_api_key: Some("k".into()), vapi_api_url: Some("http://127.0.0.1:9/".into()), ..ConfigArgs::default() };
+    let s = Settings::from_sources(FileConfig::default(), &args).unwrap();
+    assert_eq!((s.reconcile.api_key.map(|k| k.expose().to_string()), s.reconcile.api_url), (Some("k".into()), "http://127.0.0.1:9".into()));
+}
+
+#[test]
+fn retention_ages_beyond_a_century_are_refused_naming_the_setting() {
+    let e = Settings::from_sources(file("[retention]\nchats_days = 40000\n"), &ConfigArgs::default()).unwrap_err();
+    assert!(e.to_string().contains("retention.chats_days"), "{e}");
+}

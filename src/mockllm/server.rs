@@ -180,7 +180,8 @@ async fn complete(State(mock): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         Ok(r) => r,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, Some(&format!("Invalid request body: {e}."))),
     };
-    let mut d = match directives::parse(&req.last_user_text()) {
+    let user = req.last_user_text();
+    let mut d = match directives::parse(&user) {
         Ok(d) => d,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, Some(&message)),
     };
@@ -196,7 +197,6 @@ async fn complete(State(mock): State<Arc<Shared>>, headers: HeaderMap, body: Byt
 
     let cfg = &mock.cfg;
     // An echoed or written answer streams word by word, like a real model's tokens.
-    let user = req.last_user_text();
     let text = if d.echo { Some(directives::without(&user)) } else { cfg.answers.map(|f| f(&directives::without(&user))) };
     let words = text.as_deref().map(|t| t.split_whitespace().count().max(1));
     let pacing = Pacing {

@@ -45,6 +45,8 @@ pub trait Store: Send + Sync + 'static {
 
     async fn list_calls(&self, scope: &OrgScope, filter: &CallFilter) -> Result<Vec<CallRow>>;
     async fn get_call(&self, id: &str) -> Result<Option<CallRow>>;
+    /// Calls not over, created since `since`, silent since `before` (reconciliation).
+    async fn stale_calls(&self, since: i64, before: i64, limit: i64) -> Result<Vec<CallRow>>;
     async fn transcript(&self, call_id: &str) -> Result<Vec<SegmentRow>>;
     /// The newest final segment of each of these calls (calls without one are left out).
     async fn last_segments(&self, call_ids: &[String]) -> Result<Vec<SegmentRow>>;
@@ -125,8 +127,6 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_recording_deleted(&self, id: i64) -> Result<()>;
     async fn prune_jobs(&self, cutoff: i64, batch: i64) -> Result<u64>;
     async fn prune_webhook_deliveries(&self, cutoff: i64, batch: i64) -> Result<u64>;
-    /// Calls not over, created since `since`, silent since `before` (reconciliation).
-    async fn stale_calls(&self, since: i64, before: i64, limit: i64) -> Result<Vec<CallRow>>;
 
     async fn find_customer(&self, phone: Option<&str>, name: Option<&str>) -> Result<Option<CustomerRow>>;
     async fn booked_slots(&self, date: &str) -> Result<Vec<String>>;

@@ -72,34 +72,6 @@ macro_rules! retention_queries {
             Ok(())
         }
 
-        /// Calls not over, created since `since` and not heard from since `before`: the ones
-        /// whose end-of-call report may never have arrived (reconciliation).
-        pub async fn stale_calls(c: &mut $conn, since: i64, before: i64, limit: i64) -> sqlx::Result<Vec<CallRow>> {
-            sqlx::query_as::<_, CallRow>(&format!(
-                "SELECT {} FROM calls WHERE status_rank < $1 AND created_at >= $2 AND last_event_at < $3 ORDER BY created_at LIMIT $4",
-                CALL_COLUMNS
-            ))
-            .bind(crate::store::TERMINAL_RANK)
-            .bind(since)
-            .bind(before)
-            .bind(limit)
-            .fetch_all(&mut *c)
-            .await
-        }
-
-        /// Outgoing webhook delivery attempts logged before `cutoff` (oldest ids first: the log
-        /// is append-only, so they are also the oldest attempts).
-        pub async fn prune_webhook_deliveries(c: &mut $conn, cutoff: i64, batch: i64) -> sqlx::Result<u64> {
-            let r = sqlx::query(
-                "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries WHERE at < $1 ORDER BY id LIMIT $2)",
-            )
-            .bind(cutoff)
-            .bind(batch)
-            .execute(&mut *c)
-            .await?;
-            Ok(r.rows_affected())
-        }
-
         /// Jobs finished (`done`, `dead`, `cancelled`) before `cutoff`.
         pub async fn prune_jobs(c: &mut $conn, cutoff: i64, batch: i64) -> sqlx::Result<u64> {
             let r = sqlx::query(

@@ -34,3 +34,10 @@ fn an_unknown_role_is_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--role"));
 }
+
+#[test]
+fn demo_refuses_more_simulated_calls_than_it_allows_naming_the_flag() {
+    let out = Command::new(BIN).args(["demo", "--calls", "500", "--listen", "127.0.0.1:0"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--calls"), "{}", String::from_utf8_lossy(&out.stderr));
+}

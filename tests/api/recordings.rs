@@ -55,7 +55,8 @@ impl FileServer {
     }
 }
 
-fn report(call: &str, recording: Value) -> Value {
+/// An end-of-call report carrying `recording` (the `artifact.recording` object).
+pub(crate) fn report(call: &str, recording: Value) -> Value {
     message(
         call,
         ORG,
@@ -63,9 +64,10 @@ fn report(call: &str, recording: Value) -> Value {
     )
 }
 
-/// The call's recordings once none is `pending` any more.
-async fn settled(app: &TestApp, call: &str) -> Vec<RecordingRow> {
-    for _ in 0..200 {
+/// The call's recordings once none is `pending` any more (at most 30 s: a multipart upload to
+/// the S3 test server takes a while).
+pub(crate) async fn settled(app: &TestApp, call: &str) -> Vec<RecordingRow> {
+    for _ in 0..600 {
         let rows = app.state.store.recordings(call).await.unwrap();
         if !rows.is_empty() && rows.iter().all(|r| r.state != "pending") {
             return rows;

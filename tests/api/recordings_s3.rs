@@ -16,9 +16,9 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use sha2::Digest;
 use switchboard::config::{S3Settings, Secret, Settings};
-use switchboard::store::RecordingRow;
 
 use crate::helpers::*;
+use crate::recordings::{report, settled};
 
 const BUCKET: &str = "switchboard-recordings";
 const PREFIX: &str = "calls/audio";
@@ -132,25 +132,6 @@ fn in_bucket(s: &mut Settings, moto: &Moto) {
     s.recordings.allowed_hosts = vec!["127.0.0.1".into()];
     s.recordings.allow_http = true;
     s.recordings.allow_loopback = true;
-}
-
-fn report(call: &str, recording: Value) -> Value {
-    message(
-        call,
-        ORG,
-        json!({ "type": "end-of-call-report", "endedReason": "customer-ended-call", "artifact": { "recording": recording } }),
-    )
-}
-
-async fn settled(app: &TestApp, call: &str) -> Vec<RecordingRow> {
-    for _ in 0..600 {
-        let rows = app.state.store.recordings(call).await.unwrap();
-        if !rows.is_empty() && rows.iter().all(|r| r.state != "pending") {
-            return rows;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("recordings still pending: {:?}", app.state.store.recordings(call).await.unwrap());
 }
 
 #[tokio::test]

@@ -69,16 +69,8 @@ async fn a_cleanup_removes_only_what_is_older_than_its_age_and_says_what_it_remo
         json!({"type": "end-of-call-report", "endedReason": "hangup", "artifact": {"recording": {"mono": {"combinedUrl": url}}}}),
     )
     .await;
-    let mut ready = None;
-    for _ in 0..200 {
-        let rows = app.state.store.recordings(OLD_CALL).await.unwrap();
-        if let Some(r) = rows.into_iter().find(|r| r.state == "ready") {
-            ready = Some(r);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let ready = ready.expect("the recording was downloaded");
+    let ready =
+        crate::recordings::settled(&app, OLD_CALL).await.into_iter().find(|r| r.state == "ready").expect("the recording was downloaded");
     let file = app.state.settings.recordings.dir.join(ready.path.as_deref().unwrap());
     assert!(file.exists());
     let chat: Value = app.http.post(app.url("/api/chat/sessions")).send().await.unwrap().json().await.unwrap();
