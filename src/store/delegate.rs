@@ -1,5 +1,6 @@
 //! The `Store` trait for both engines, as one body: each engine provides `conn` (a pooled
-//! connection) and `write` (a committed transaction) and a `q` module of shared queries.
+//! connection), `write` (a committed transaction), `write_visible` (a write later writes see, for
+//! claims) and a `q` module of shared queries.
 
 macro_rules! impl_store {
     ($ty:ty, $name:literal) => {
@@ -23,7 +24,9 @@ macro_rules! impl_store {
             }
 
             async fn claim_invocation(&self, n: NewInvocation) -> crate::store::Result<Claim> {
-                self.write(move |c| Box::pin(async move { q::claim_invocation(c, &n).await })).await
+                // Seen by every later write is enough to keep a redelivery out; the result's
+                // commit, which the answer waits for, makes the claim durable with it.
+                self.write_visible(move |c| Box::pin(async move { q::claim_invocation(c, &n).await })).await
             }
 
             async fn finish_invocation(&self, d: Finished) -> crate::store::Result<()> {

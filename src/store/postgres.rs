@@ -68,6 +68,14 @@ impl PgStore {
         tx.commit().await?;
         Ok(value)
     }
+
+    /// Instances share nothing but the database: a claim keeps others out only once committed.
+    async fn write_visible<T: Send + 'static>(
+        &self,
+        f: impl for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, sqlx::Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        self.write(f).await
+    }
 }
 
 super::delegate::impl_store!(PgStore, "postgres");

@@ -1,8 +1,14 @@
 //! SQLite, the embedded default: WAL for concurrent readers, `synchronous=FULL` because a 2xx
-//! promises the write survives power loss, and one writer task that group-commits: concurrent
+//! promises the write survives power loss, and one writer that group-commits: concurrent
 //! writes share a transaction (one fsync), each inside its own savepoint.
+//!
+//! The writer runs on a thread of its own. Every statement is a round trip to SQLite's worker
+//! thread; on the shared runtime each of those wake-ups queued behind request handlers, so
+//! under load a batch took many times its work.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -27,9 +33,18 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 const MAX_BATCH: usize = 256;
 /// Queued writes before callers wait: backpressure instead of unbounded memory.
 const QUEUE: usize = 4096;
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-/// About 256 MiB of WAL at 4 KiB pages: the disk it may take before writes pause to reset it.
-const WAL_MAX_FRAMES: i64 = 65_536;
+
+/// How the WAL is kept short.
+#[derive(Debug, Clone, Copy)]
+struct Tuning {
+    /// How often the background pass copies the WAL back: often enough that the writer's own
+    /// pass (see `restart_wal`) finds little left to copy.
+    checkpoint_every: Duration,
+    /// WAL frames past which the writer lets the WAL start over (16,384 × 4 KiB ≈ 64 MiB).
+    wal_restart_frames: i64,
+}
+
+const TUNING: Tuning = Tuning { checkpoint_every: Duration::from_millis(100), wal_restart_frames: 16_384 };
 
 /// Runs a job's statements inside the savepoint the writer opened; says whether they all
 /// succeeded and what to do once the batch's commit outcome is known.
@@ -45,6 +60,10 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        Self::connect_tuned(url, max_connections, TUNING).await
+    }
+
+    async fn connect_tuned(url: &str, max_connections: u32, tuning: Tuning) -> Result<Self> {
         if url.contains(":memory:") {
             return Err(StoreError::Internal("an in-memory SQLite database cannot be shared by the pool; use a file path".into()));
         }
@@ -56,19 +75,35 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
             .disable_statement_logging();
-        // The writer never checkpoints (a checkpoint inside a commit stalls every request in
-        // the batch); a background connection does it passively instead.
-        let mut write_conn = options.connect().await?;
-        sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut write_conn).await?;
-        sqlx::query("PRAGMA journal_size_limit = 67108864").execute(&mut write_conn).await?;
         let reads = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options.clone())
             .await?;
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(write_conn, rx));
-        tokio::spawn(checkpointer(options.connect().await?, tx.downgrade()));
+        let wal_frames = Arc::new(AtomicI64::new(0));
+        let (frames, write_options) = (wal_frames.clone(), options.clone());
+        let (started_tx, started) = oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| StoreError::Internal(format!("cannot start the SQLite writer: {e}")))?;
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    // Opened here so SQLite's worker thread is started from (and like) this one.
+                    match open_writer(&write_options).await {
+                        Ok(conn) => {
+                            let _ = started_tx.send(Ok(()));
+                            writer(conn, rx, frames, tuning.wal_restart_frames).await;
+                        }
+                        Err(e) => drop(started_tx.send(Err(e))),
+                    }
+                })
+            })
+            .map_err(|e| StoreError::Internal(format!("cannot start the SQLite writer: {e}")))?;
+        started.await.map_err(|_| StoreError::Internal("the SQLite writer stopped while starting".into()))??;
+        tokio::spawn(checkpointer(options.connect().await?, tx.downgrade(), wal_frames, tuning.checkpoint_every));
         Ok(Self { reads, writer: tx, options })
     }
 
@@ -95,10 +130,38 @@ impl SqliteStore {
         &self,
         f: impl for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, sqlx::Result<T>> + Send + 'static,
     ) -> Result<T> {
+        self.queue(f, false).await
+    }
+
+    /// Like `write`, but resolves as soon as `f` has run inside the open transaction: every
+    /// later write sees it (there is one writer), before its fsync. For claims whose only job
+    /// is to keep a second caller out; whatever is promised to a client still waits for a
+    /// committed `write` behind it (commits happen in queue order).
+    async fn write_visible<T: Send + 'static>(
+        &self,
+        f: impl for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, sqlx::Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        self.queue(f, true).await
+    }
+
+    async fn queue<T: Send + 'static>(
+        &self,
+        f: impl for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, sqlx::Result<T>> + Send + 'static,
+        early: bool,
+    ) -> Result<T> {
         let (tx, rx) = oneshot::channel::<Result<T>>();
         let job: Job = Box::new(move |conn: &mut SqliteConnection| -> BoxFuture<'_, (bool, Finish)> {
             Box::pin(async move {
                 match f(&mut *conn).await {
+                    Ok(value) if early => {
+                        drop(tx.send(Ok(value)));
+                        let finish = |commit: std::result::Result<(), String>| {
+                            if let Err(e) = commit {
+                                tracing::warn!(error = %e, "a claim seen by later writes was rolled back");
+                            }
+                        };
+                        (true, Box::new(finish) as Finish)
+                    }
                     Ok(value) => {
                         let finish = move |commit: std::result::Result<(), String>| {
                             drop(tx.send(commit.map(|()| value).map_err(StoreError::Unavailable)));
@@ -118,38 +181,61 @@ impl SqliteStore {
     }
 }
 
-/// Copies the WAL back into the database every half second without blocking the writer
-/// (PASSIVE). Under sustained writes a passive pass never reaches the end of the WAL, so it
-/// would grow without bound: past `WAL_MAX_FRAMES` a RESTART pass pauses the writer briefly
-/// (most frames are already copied) and lets the WAL start over; `journal_size_limit` then
-/// trims the file. Stops with the store.
-async fn checkpointer(mut conn: SqliteConnection, writer: mpsc::WeakSender<Job>) {
-    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+/// The write connection. No checkpoint inside a commit (it would stall every request in the
+/// batch): a background connection copies passively, the writer finishes between batches.
+async fn open_writer(options: &SqliteConnectOptions) -> Result<SqliteConnection> {
+    let mut conn = options.connect().await?;
+    sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut conn).await?;
+    // Above the length at which the WAL starts over: the file is reused, not cut and regrown.
+    sqlx::query("PRAGMA journal_size_limit = 134217728").execute(&mut conn).await?;
+    Ok(conn)
+}
+
+/// Copies the WAL back into the database ten times a second without blocking the writer
+/// (PASSIVE), and tells the writer how long the WAL is. Under sustained writes a passive pass
+/// never reaches the end of the WAL, so the WAL would grow without bound; the writer itself
+/// finishes the copy between two batches once it is long (see `restart_wal`). Stops with the
+/// store.
+async fn checkpointer(mut conn: SqliteConnection, writer: mpsc::WeakSender<Job>, wal_frames: Arc<AtomicI64>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         if writer.upgrade().is_none() {
             return;
         }
-        let frames = match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut conn).await {
-            Ok(row) => row.try_get::<i64, _>(1).unwrap_or(0),
-            Err(e) => {
-                tracing::debug!(error = %e, "WAL checkpoint did not run");
-                continue;
-            }
-        };
-        if frames > WAL_MAX_FRAMES
-            && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&mut conn).await
-        {
-            tracing::warn!(error = %e, frames, "the WAL could not be restarted");
+        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut conn).await {
+            Ok(row) => wal_frames.store(row.try_get::<i64, _>(1).unwrap_or(0), Ordering::Relaxed),
+            Err(e) => tracing::debug!(error = %e, "WAL checkpoint did not run"),
         }
+    }
+}
+
+/// Between two batches nothing is being written, so a passive pass by the writer copies the
+/// last frames (the background pass did the rest) and the next transaction starts the WAL over.
+/// Done here rather than by a RESTART checkpoint elsewhere: that one waits for the write lock
+/// in SQLite's busy handler (sleeps of growing length), and the writer then waits for it the
+/// same way: pauses of hundreds of milliseconds. If a reader still holds old frames the WAL
+/// cannot start over yet; the next batch tries again.
+async fn restart_wal(conn: &mut SqliteConnection, wal_frames: &AtomicI64, restart_frames: i64) {
+    if wal_frames.load(Ordering::Relaxed) < restart_frames {
+        return;
+    }
+    match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut *conn).await {
+        Ok(row) => {
+            let (log, copied) = (row.try_get::<i64, _>(1).unwrap_or(0), row.try_get::<i64, _>(2).unwrap_or(0));
+            if log == copied {
+                wal_frames.store(0, Ordering::Relaxed);
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "the writer's WAL checkpoint did not run"),
     }
 }
 
 /// Each job runs in a savepoint so a failing one is undone alone. Every statement is a round
 /// trip to SQLite's thread, so the savepoint bookkeeping rides along with its neighbours:
 /// `BEGIN; SAVEPOINT`, then `RELEASE; SAVEPOINT` between jobs, then `RELEASE; COMMIT`.
-async fn writer(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Job>) {
+async fn writer(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Job>, wal_frames: Arc<AtomicI64>, restart_frames: i64) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         if let Err(e) = sqlx::query("BEGIN IMMEDIATE; SAVEPOINT job").execute(&mut conn).await {
@@ -190,7 +276,12 @@ async fn writer(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Job>) {
         for finish in finishers {
             finish(commit.clone());
         }
+        restart_wal(&mut conn, &wal_frames, restart_frames).await;
     }
 }
 
 super::delegate::impl_store!(SqliteStore, "sqlite");
+
+#[cfg(test)]
+#[path = "sqlite_tests.rs"]
+mod tests;
