@@ -11,7 +11,8 @@ pub mod routes;
 mod worker;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,6 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::JobsSettings;
 use crate::store::{DynStore, Enqueued, NewJob, StoreError};
+use worker::Look;
 
 pub use routes::router;
 
@@ -127,11 +129,23 @@ pub struct Jobs {
     worker_id: String,
     /// Wakes the worker early: a job was enqueued here, or a slot freed up.
     wake: Notify,
+    /// What woke it, so the next claim round looks only where there can be news.
+    hint: Mutex<Look>,
+    /// A round found every slot taken: the next job to finish wakes the worker for all kinds.
+    starved: AtomicBool,
 }
 
 impl Jobs {
     pub fn new(settings: JobsSettings, store: DynStore) -> Self {
-        let jobs = Self { settings, store, kinds: DashMap::new(), worker_id: worker_id(), wake: Notify::new() };
+        let jobs = Self {
+            settings,
+            store,
+            kinds: DashMap::new(),
+            worker_id: worker_id(),
+            wake: Notify::new(),
+            hint: Mutex::new(Look::nothing()),
+            starved: AtomicBool::new(false),
+        };
         if jobs.settings.demo_kinds {
             for kind in builtin::demo_kinds() {
                 jobs.register(kind);
@@ -148,7 +162,7 @@ impl Jobs {
             tracing::warn!(kind = %kind.name, "a job kind's name should be 1 to 64 of a-z 0-9 _ - .");
         }
         self.kinds.insert(kind.name.clone(), kind);
-        self.wake.notify_one();
+        self.nudge(Look::All);
     }
 
     /// Drops every kind's handler. Handlers hold the services that enqueue jobs (webhooks, the
@@ -198,9 +212,22 @@ impl Jobs {
         };
         let enqueued = self.store.enqueue_job(job).await.map_err(EnqueueError::Store)?;
         if enqueued.created {
-            self.wake.notify_one();
+            self.nudge(Look::kind(&k.name));
         }
         Ok(enqueued)
+    }
+
+    /// Wakes the worker and tells it where to look.
+    fn nudge(&self, look: Look) {
+        if let Ok(mut hint) = self.hint.lock() {
+            hint.add(look);
+        }
+        self.wake.notify_one();
+    }
+
+    /// What the wake-ups since the last call asked for.
+    fn take_hint(&self) -> Look {
+        self.hint.lock().map(|mut h| std::mem::replace(&mut *h, Look::nothing())).unwrap_or(Look::All)
     }
 
     /// Starts this instance's worker: it claims and runs jobs until `stop` is cancelled, then

@@ -2,9 +2,10 @@
 //! has free slots, and a task per claimed job that runs the handler, renews the lease every
 //! third of it, and records the outcome.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -23,23 +24,67 @@ pub(super) async fn run(jobs: Arc<Jobs>, stop: CancellationToken, tasks: TaskTra
     // The last slot this instance enqueued per scheduled kind, so it tries each slot once.
     let mut scheduled: HashMap<String, i64> = HashMap::new();
     let mut turn = 0usize;
+    let mut look = Look::All;
     tracing::debug!(worker = %jobs.worker_id, "job worker started");
     while !stop.is_cancelled() {
         let kinds = jobs.kinds();
         schedule(&jobs, &kinds, &mut scheduled).await;
-        let claimed = claim_round(&jobs, &kinds, turn, &slots, &stop, &tasks).await;
+        let chosen: Vec<JobKind> = kinds.into_iter().filter(|k| look.includes(&k.name)).collect();
+        let claimed = claim_round(&jobs, &chosen, turn, &slots, &stop, &tasks).await;
         turn = turn.wrapping_add(1);
+        if slots.available_permits() == 0 {
+            jobs.starved.store(true, Ordering::Release);
+        }
         // A full round may have left due jobs behind: look again at once while there is room.
         if claimed > 0 && slots.available_permits() > 0 {
+            look.add(jobs.take_hint());
             continue;
         }
-        tokio::select! {
+        look = tokio::select! {
             _ = stop.cancelled() => break,
-            _ = jobs.wake.notified() => {}
-            _ = tokio::time::sleep(jobs.settings.poll) => {}
-        }
+            _ = jobs.wake.notified() => jobs.take_hint(),
+            // Jobs due later, retries, other instances' enqueues: only the poll finds those.
+            _ = tokio::time::sleep(jobs.settings.poll) => {
+                jobs.take_hint();
+                Look::All
+            }
+        };
     }
     tracing::debug!(worker = %jobs.worker_id, "job worker stopped claiming");
+}
+
+/// Which kinds a claim round looks at. Each claim is a write; at thousands of webhooks a second
+/// most wake-ups are one kind's enqueue here, and claiming every kind for each of them took a
+/// noticeable share of the SQLite writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Look {
+    All,
+    Kinds(HashSet<String>),
+}
+
+impl Look {
+    pub(super) fn nothing() -> Self {
+        Look::Kinds(HashSet::new())
+    }
+
+    pub(super) fn kind(name: &str) -> Self {
+        Look::Kinds(HashSet::from([name.to_string()]))
+    }
+
+    pub(super) fn add(&mut self, other: Look) {
+        match (&mut *self, other) {
+            (Look::All, _) => {}
+            (_, Look::All) => *self = Look::All,
+            (Look::Kinds(mine), Look::Kinds(theirs)) => mine.extend(theirs),
+        }
+    }
+
+    fn includes(&self, kind: &str) -> bool {
+        match self {
+            Look::All => true,
+            Look::Kinds(names) => names.contains(kind),
+        }
+    }
 }
 
 /// Enqueues the current slot of each scheduled kind. Every instance tries; the slot's dedup key
@@ -176,5 +221,32 @@ async fn run_job(jobs: Arc<Jobs>, kind: JobKind, job: JobRow, _slot: OwnedSemaph
         }
         Err(e) => tracing::warn!(job = %job.id, error = %e, "could not record a job's outcome; it will run again once its lease passes"),
     }
-    jobs.wake.notify_one();
+    // A freed slot matters only if a round stopped for want of one; then any kind may be waiting.
+    if jobs.starved.swap(false, Ordering::AcqRel) {
+        jobs.nudge(Look::All);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Look;
+
+    #[test]
+    fn wake_ups_for_single_kinds_look_at_those_kinds_only() {
+        let mut look = Look::nothing();
+        look.add(Look::kind("recording.download"));
+        look.add(Look::kind("webhook.deliver"));
+        assert!(look.includes("recording.download") && look.includes("webhook.deliver"));
+        assert!(!look.includes("retention"));
+        assert!(!Look::nothing().includes("retention"));
+    }
+
+    #[test]
+    fn one_wake_up_for_every_kind_outweighs_the_rest() {
+        let mut look = Look::kind("recording.download");
+        look.add(Look::All);
+        look.add(Look::kind("webhook.deliver"));
+        assert_eq!(look, Look::All);
+        assert!(look.includes("retention"));
+    }
 }
