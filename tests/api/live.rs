@@ -176,7 +176,10 @@ async fn one_socket_follows_two_topics_and_an_unsubscribed_topic_goes_quiet_unti
     let events = sup.events(Duration::from_millis(500)).await;
     let of = |topic: &str| events.iter().filter(|e| e["topic"] == topic).cloned().collect::<Vec<_>>();
     let (on_calls, on_call) = (of("calls"), of("call:c1"));
-    assert_eq!(seqs(&on_calls), (calls_at + 1..=calls_at + on_calls.len() as u64).collect::<Vec<_>>(), "calls: gapless");
+    // On `calls`, the presence event of this socket's arrival on the call came before the call's
+    // `subscribed` (and was skipped while waiting for it): gapless from there on.
+    let calls_seqs = seqs(&on_calls);
+    assert!(calls_seqs[0] > calls_at && calls_seqs.windows(2).all(|w| w[1] == w[0] + 1), "calls: gapless {calls_seqs:?}");
     assert_eq!(seqs(&on_call), (call_at + 1..=call_at + on_call.len() as u64).collect::<Vec<_>>(), "call:c1: gapless");
     // Presence (this socket's own arrival) may come too; it is not what this test is about.
     let kinds = |frames: &[Value]| {
