@@ -77,7 +77,7 @@ impl Outbox {
 
     /// Hands a started subscription to the writer, behind its `subscribed` frame.
     pub fn follow(&self, feed: Feed) {
-        let _ = self.tx.send(Out::Follow(feed));
+        let _ = self.tx.send(Out::Follow(Box::new(feed)));
     }
 
     /// Tells the writer that a subscription ended or was replaced.

@@ -44,7 +44,9 @@ pub(super) enum Out {
     /// A frame that is not a live event: `subscribed`, errors, answers, pings.
     Frame(Message),
     /// A subscription whose start was sent: its live events follow from the feed's position.
-    Follow(Feed),
+    /// Boxed: the queue allocates its slots in blocks, and every idle socket holds one; a slot
+    /// as large as a feed would make that block twice as large for a message sent once.
+    Follow(Box<Feed>),
     /// The topic's subscription ended or was replaced: drop any feed that is no longer current.
     Unfollow,
 }
@@ -180,7 +182,7 @@ impl Pump {
                             return Poll::Ready(Step::Overflow);
                         }
                     }
-                    Some(Out::Follow(feed)) => self.follow(feed),
+                    Some(Out::Follow(feed)) => self.follow(*feed),
                     Some(Out::Unfollow) => self.unfollow(),
                 }
             }
