@@ -434,10 +434,17 @@ async fn run_socket(id: usize, topic: String, sh: Shared, permit: OwnedSemaphore
     let _ = ready.send(Ready { id, result: Ok(t0.elapsed()) });
     drop(permit);
     let mut r = Reader { tally: tally.clone(), out, on_calls, batch: Vec::new() };
+    // The stop is sent once, so "changed" means "stopping". Both checks are made per frame, so they
+    // must be cheap: one future waits for the whole life of the socket (a fresh `changed()` per
+    // frame would register with the watch's shared waiter list and leave it again, for every
+    // frame of every socket), and the per-frame check is an atomic load (`has_changed`).
+    let peek = stop.clone();
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
             biased;
-            _ = stop.changed() => {
+            _ = &mut stopped => {
                 close_ours(&mut ws).await;
                 break;
             }
@@ -445,7 +452,7 @@ async fn run_socket(id: usize, topic: String, sh: Shared, permit: OwnedSemaphore
                 let now_ns = tally.now_ns();
                 // The stop branch is not always the one taken once the stop is sent (smoke runs counted
                 // presence events of other sockets leaving): what arrives then is teardown, not traffic.
-                if *stop.borrow() {
+                if peek.has_changed().unwrap_or(true) {
                     close_ours(&mut ws).await;
                     break;
                 }

@@ -1,32 +1,28 @@
-//! One supervisor socket: reads client messages, writes queued frames, pings, and closes with
-//! the code that tells the client what to do next. Frames reach the socket through a queue
-//! bounded in bytes; a socket that cannot keep up is closed with 4008 instead of slowing
-//! anyone else or growing without bound.
+//! One supervisor socket: reads client messages, pings, and closes with the code that tells
+//! the client what to do next. Its writer (`pump`) sends live events and the other frames; a
+//! socket that cannot keep up is closed with 4008 instead of slowing anyone else or growing
+//! without bound.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures::stream::SplitSink;
-use futures::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::feed::Feed;
 use super::protocol::{self, ClientMessage, Topic, close};
+use super::pump::{self, Out, Pump};
 use super::sockets::SocketPlace;
 use super::{presence, subscription};
 use crate::app::AppState;
 use crate::auth::Principal;
 
-/// A frame the client does not take within this time means the socket is stuck.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// After our close frame, how long we wait for the client's.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
-/// The close frame waits behind unread data; a client that reads again within this time learns
-/// why it was closed, one that does not is simply dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a socket's subscriptions share with it.
 pub(super) struct Socket {
@@ -35,7 +31,8 @@ pub(super) struct Socket {
     /// Unique per socket: the watcher id in presence.
     pub id: String,
     pub outbox: Outbox,
-    /// Topic → the running subscription's stop token and generation.
+    /// Topic → the current subscription's generation, and the token that stops its start (the
+    /// snapshot or recovery) if that is still running.
     pub subs: Mutex<HashMap<String, (u64, CancellationToken)>>,
 }
 
@@ -50,12 +47,13 @@ impl Socket {
     }
 }
 
-/// The socket's outbound queue, bounded in bytes.
+/// The way to the socket's writer for everything but live events (which it takes from its
+/// feeds itself), bounded in bytes like the writer's own backlog.
 pub(super) struct Outbox {
-    tx: mpsc::UnboundedSender<Message>,
+    tx: mpsc::UnboundedSender<Out>,
     queued: AtomicUsize,
     limit: usize,
-    /// Cancelled when the queue overflows; the socket then closes with 4008.
+    /// Cancelled when the socket is over its limit; the socket then closes with 4008.
     pub overflow: CancellationToken,
 }
 
@@ -69,15 +67,26 @@ impl Outbox {
             self.overflow.cancel();
             return false;
         }
-        self.tx.send(Message::Text(frame)).is_ok()
+        self.tx.send(Out::Frame(Message::Text(frame))).is_ok()
     }
 
     /// A WebSocket ping, behind whatever is queued.
     fn ping(&self) {
-        let _ = self.tx.send(Message::Ping(Default::default()));
+        let _ = self.tx.send(Out::Frame(Message::Ping(Default::default())));
     }
 
-    fn sent(&self, n: usize) {
+    /// Hands a started subscription to the writer, behind its `subscribed` frame.
+    pub fn follow(&self, feed: Feed) {
+        let _ = self.tx.send(Out::Follow(Box::new(feed)));
+    }
+
+    /// Tells the writer that a subscription ended or was replaced.
+    fn unfollow(&self) {
+        let _ = self.tx.send(Out::Unfollow);
+    }
+
+    /// The writer took `n` bytes of frames off the queue (into its own backlog).
+    pub fn taken(&self, n: usize) {
         self.queued.fetch_sub(n, Ordering::AcqRel);
     }
 }
@@ -94,10 +103,12 @@ pub(super) async fn run(app: Arc<AppState>, who: Principal, ws: WebSocket, _plac
     });
     app.metrics.ws_connections.inc();
     let (sink, mut stream) = ws.split();
-    // The writer is its own task so a socket stuck in a write can still be told to close.
-    let stop_writing = CancellationToken::new();
+    // The writer is its own task so that reading (and a subscription check waiting on the
+    // store) never holds up the socket's events.
+    let (stop_writing, stop_rx) = oneshot::channel();
     let closing: Arc<Mutex<Option<CloseReason>>> = Arc::default();
-    let mut writer = tokio::spawn(write(sink, rx, socket.clone(), stop_writing.clone(), closing.clone()));
+    let pump = Pump::new(sink, rx, socket.clone(), cfg.queue_bytes);
+    let mut writer = tokio::spawn(pump::run(pump, stop_rx, closing.clone()));
     // Call topics this socket watches (presence), with the call's org.
     let mut watching: HashMap<String, String> = HashMap::new();
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + cfg.ping_interval, cfg.ping_interval);
@@ -146,7 +157,7 @@ pub(super) async fn run(app: Arc<AppState>, who: Principal, ws: WebSocket, _plac
     {
         *c = reason;
     }
-    stop_writing.cancel();
+    let _ = stop_writing.send(());
     for (topic, org) in &watching {
         Box::pin(presence::leave(&socket, topic, org)).await;
     }
@@ -168,72 +179,7 @@ pub(super) async fn run(app: Arc<AppState>, who: Principal, ws: WebSocket, _plac
     app.metrics.ws_connections.dec();
 }
 
-/// Sends queued frames until told to stop, then the close frame (if there is a reason to give).
-async fn write(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::UnboundedReceiver<Message>,
-    socket: Arc<Socket>,
-    stop: CancellationToken,
-    closing: Arc<Mutex<Option<CloseReason>>>,
-) {
-    loop {
-        let first = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            msg = rx.recv() => match msg { Some(m) => m, None => break },
-        };
-        // Dropping a half-done send is fine here: the socket is being closed either way.
-        let sent = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            r = tokio::time::timeout(WRITE_TIMEOUT, send_batch(&mut sink, first, &mut rx)) => r,
-        };
-        match sent {
-            Ok(Ok(n)) => socket.outbox.sent(n),
-            Ok(Err(_)) => return,
-            Err(_) => {
-                if let Ok(mut c) = closing.lock() {
-                    *c = Some((close::TOO_SLOW, "too slow: a frame was not taken in time"));
-                }
-                break;
-            }
-        }
-    }
-    let reason = closing.lock().ok().and_then(|c| *c);
-    if let Some((code, reason)) = reason {
-        if code == close::TOO_SLOW {
-            socket.app.metrics.ws_slow_closed.inc();
-        }
-        // Queued behind what the client has not read yet; it gets a while to get there.
-        let frame = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(frame)).await;
-    }
-}
-
-/// Frames written together at most: under load one write carries many frames (far fewer
-/// syscalls), while a single frame still goes out at once.
-const MAX_BATCH: usize = 64;
-
-/// Writes `first` and whatever else is already queued, then flushes once. Returns the bytes
-/// of text frames sent, to release from the queue's budget.
-async fn send_batch(
-    sink: &mut SplitSink<WebSocket, Message>,
-    first: Message,
-    rx: &mut mpsc::UnboundedReceiver<Message>,
-) -> Result<usize, axum::Error> {
-    let text_len = |m: &Message| if let Message::Text(t) = m { t.len() } else { 0 };
-    let mut bytes = text_len(&first);
-    sink.feed(first).await?;
-    for _ in 1..MAX_BATCH {
-        let Ok(next) = rx.try_recv() else { break };
-        bytes += text_len(&next);
-        sink.feed(next).await?;
-    }
-    sink.flush().await?;
-    Ok(bytes)
-}
-
-type CloseReason = (u16, &'static str);
+pub(super) type CloseReason = (u16, &'static str);
 
 /// One client message. `Err` closes the socket with that code.
 async fn handle(socket: &Arc<Socket>, watching: &mut HashMap<String, String>, text: &str, generation: u64) -> Result<(), CloseReason> {
@@ -250,6 +196,7 @@ async fn handle(socket: &Arc<Socket>, watching: &mut HashMap<String, String>, te
             let stop = socket.subs.lock().ok().and_then(|mut s| s.remove(&topic));
             if let Some((_, stop)) = stop {
                 stop.cancel();
+                socket.outbox.unfollow();
             }
             if let Some(org) = watching.remove(&topic) {
                 presence::leave(socket, &topic, &org).await;
@@ -305,9 +252,11 @@ async fn subscribe(
     }
     let stop = CancellationToken::new();
     let previous = socket.subs.lock().ok().and_then(|mut s| s.insert(name.clone(), (generation, stop.clone())));
-    // Subscribing again restarts the subscription (a client's answer to `resync`).
+    // Subscribing again restarts the subscription (a client's answer to `resync`): the old one
+    // stops before the new one's `subscribed`.
     if let Some((_, old)) = previous {
         old.cancel();
+        socket.outbox.unfollow();
     }
     let task = subscription::run(socket.clone(), topic, name, since, stop, generation);
     app.tasks.spawn(task);

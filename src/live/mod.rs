@@ -1,11 +1,14 @@
 //! The supervisor WebSocket (`GET /ws`): live events of calls (and later chats) with snapshots,
-//! resume from a position, presence, and live control. Each socket is one task; each
-//! subscription a small task of its own that feeds the socket's bounded queue.
+//! resume from a position, presence, and live control. Each socket is two tasks: one reads the
+//! client's messages, the other (the pump) writes, taking live events straight from the
+//! topics it follows. A subscription's start (snapshot, recovery) runs in a task of its own.
 
 mod connection;
 mod control;
+mod feed;
 mod presence;
 pub mod protocol;
+mod pump;
 mod snapshot;
 mod sockets;
 mod subscription;

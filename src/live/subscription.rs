@@ -1,13 +1,13 @@
-//! One subscription of one socket: start from a snapshot or from the client's position, then
-//! follow the topic in sequence order. A gap (lag, a broken broker feed, a new epoch) is first
-//! repaired from history; only when history cannot cover it is the client told to resync.
+//! The start of one subscription of one socket: from a snapshot or from the client's position.
+//! Once `subscribed` (and whatever was missed) is queued, the subscription's feed goes to the
+//! socket's writer, which follows the topic in sequence order from then on (see `pump`).
 
 use std::sync::Arc;
 
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::Socket;
+use super::feed::Feed;
 use super::protocol::{self, Topic};
 use super::snapshot;
 use crate::hub::{History, Position, Published};
@@ -20,54 +20,21 @@ pub(super) async fn run(
     stop: CancellationToken,
     generation: u64,
 ) {
+    // Cancelled: the subscription was replaced or dropped, and the map says so already.
     tokio::select! {
         _ = stop.cancelled() => {}
-        _ = follow(&socket, &topic, &name, since) => {}
+        _ = begin(&socket, &topic, name, since, generation) => {}
     }
-    socket.forget(&name, generation);
 }
 
-async fn follow(socket: &Socket, topic: &Topic, name: &str, since: Option<Position>) {
-    let broker = &socket.app.broker;
+async fn begin(socket: &Socket, topic: &Topic, name: String, since: Option<Position>, generation: u64) {
     // Subscribe before reading the position, so nothing published in between is missed;
     // what arrives twice is recognised by its sequence number.
-    let mut rx = broker.subscribe(name);
-    // Boxed: the snapshot's futures are large and needed once; the loop below lives on.
-    let Some(mut at) = Box::pin(start(socket, topic, name, since)).await else { return };
-    loop {
-        let gap = match rx.recv().await {
-            Ok(p) if p.epoch == at.epoch && p.seq <= at.seq => continue,
-            Ok(p) if p.epoch == at.epoch && p.seq == at.seq + 1 => {
-                if !deliver(socket, &p) {
-                    return;
-                }
-                at.seq = p.seq;
-                continue;
-            }
-            Ok(_) => "gap",
-            Err(RecvError::Lagged(_)) => "lagged",
-            Err(RecvError::Closed) => {
-                rx = broker.subscribe(name);
-                "feed_restarted"
-            }
-        };
-        socket.app.metrics.ws_gaps.inc();
-        match Box::pin(broker.since(name, &at)).await {
-            Ok(History::Recovered(missed)) => {
-                let from = at.seq;
-                for p in missed.iter().filter(|p| p.seq > from) {
-                    if !deliver(socket, p) {
-                        return;
-                    }
-                    at.seq = p.seq;
-                }
-            }
-            Ok(History::Lost) | Err(_) => {
-                socket.app.metrics.ws_resyncs.inc();
-                socket.outbox.push(protocol::resync(name, gap));
-                return;
-            }
-        }
+    let rx = socket.app.broker.subscribe(&name);
+    // Boxed: the snapshot's futures are large and needed once.
+    match Box::pin(start(socket, topic, &name, since)).await {
+        Some(at) => socket.outbox.follow(Feed::new(name, generation, at, rx)),
+        None => socket.forget(&name, generation),
     }
 }
 

@@ -163,6 +163,47 @@ async fn watchers_see_each_other_arrive_and_leave() {
 }
 
 #[tokio::test]
+async fn one_socket_follows_two_topics_and_an_unsubscribed_topic_goes_quiet_until_subscribed_again() {
+    let app = spawn_app().await;
+    live_call(&app, "c1", ORG).await;
+    let token = app.token("supervisor", &[ORG]).await;
+    let mut sup = Supervisor::connect(&app, &token).await;
+    let calls_at = sup.subscribe("calls").await["seq"].as_u64().unwrap();
+    let call_at = sup.subscribe("call:c1").await["seq"].as_u64().unwrap();
+    // A final goes to both topics, a partial to the call's only.
+    app.post_vapi(&utterance("c1", ORG, "final", "first")).await;
+    app.post_vapi(&utterance("c1", ORG, "partial", "second")).await;
+    let events = sup.events(Duration::from_millis(500)).await;
+    let of = |topic: &str| events.iter().filter(|e| e["topic"] == topic).cloned().collect::<Vec<_>>();
+    let (on_calls, on_call) = (of("calls"), of("call:c1"));
+    // On `calls`, the presence event of this socket's arrival on the call came before the call's
+    // `subscribed` (and was skipped while waiting for it): gapless from there on.
+    let calls_seqs = seqs(&on_calls);
+    assert!(calls_seqs[0] > calls_at && calls_seqs.windows(2).all(|w| w[1] == w[0] + 1), "calls: gapless {calls_seqs:?}");
+    assert_eq!(seqs(&on_call), (call_at + 1..=call_at + on_call.len() as u64).collect::<Vec<_>>(), "call:c1: gapless");
+    // Presence (this socket's own arrival) may come too; it is not what this test is about.
+    let kinds = |frames: &[Value]| {
+        frames.iter().map(|e| e["event"]["kind"].as_str().unwrap().to_string()).filter(|k| k != "presence").collect::<Vec<_>>()
+    };
+    assert_eq!(kinds(&on_call), ["transcript.final", "transcript.partial"]);
+    assert_eq!(kinds(&on_calls), ["transcript.final"]);
+
+    sup.send(json!({ "type": "unsubscribe", "topic": "call:c1" })).await;
+    assert_eq!(sup.expect("unsubscribed").await["topic"], "call:c1");
+    app.post_vapi(&utterance("c1", ORG, "partial", "unseen")).await;
+    let after = sup.events(Duration::from_millis(300)).await;
+    assert!(after.iter().all(|e| e["topic"] == "calls"), "nothing of call:c1 after unsubscribe: {after:?}");
+
+    let again = sup.subscribe("call:c1").await["seq"].as_u64().unwrap();
+    app.post_vapi(&utterance("c1", ORG, "partial", "third")).await;
+    let events = sup.events(Duration::from_millis(500)).await;
+    let on_call: Vec<Value> = events.into_iter().filter(|e| e["topic"] == "call:c1").collect();
+    assert_eq!(seqs(&on_call), (again + 1..=again + on_call.len() as u64).collect::<Vec<_>>(), "from the new position");
+    assert_eq!(on_call.last().unwrap()["event"]["data"]["text"], "third");
+    assert!(on_call.iter().all(|e| e["event"]["data"]["text"] != "unseen"));
+}
+
+#[tokio::test]
 async fn a_slow_subscriber_is_cut_with_4008_while_a_fast_one_receives_everything() {
     let app = spawn_with(|s| s.live.ws.queue_bytes = 64 * 1024).await;
     live_call(&app, "c1", ORG).await;
