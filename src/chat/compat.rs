@@ -124,7 +124,8 @@ fn error_then_done(e: UpstreamError) -> impl Stream<Item = Result<SseEvent, Infa
 enum Relay {
     Live {
         app: Arc<AppState>,
-        stream: ChunkStream,
+        /// Boxed: the reader's buffers would make every state as large as this one.
+        stream: Box<ChunkStream>,
         started: bool,
     },
     /// An error was sent; `[DONE]` still follows, as the hook expects.
@@ -138,7 +139,7 @@ fn error_data(e: &UpstreamError) -> Result<SseEvent, Infallible> {
 
 /// The model's text as `{"content"}` events, an `{"error"}` one if it fails, then `[DONE]`.
 fn content_events(app: Arc<AppState>, stream: ChunkStream) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    futures::stream::unfold(Relay::Live { app, stream, started: false }, |state| async move {
+    futures::stream::unfold(Relay::Live { app, stream: Box::new(stream), started: false }, |state| async move {
         let (app, mut stream, started) = match state {
             Relay::Live { app, stream, started } => (app, stream, started),
             Relay::Closing => return Some((done(), Relay::Over)),
