@@ -22,11 +22,12 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use serde_json::{Value, json};
 
 use super::Visitor;
-use super::upstream::{ChunkStream, UpstreamError, classify, read_chunk};
+use super::chunk::parse_chunk;
+use super::upstream::{ChunkStream, UpstreamError};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::http::ApiError;
@@ -60,7 +61,7 @@ async fn ai_chat(State(app): State<Arc<AppState>>, visitor: Visitor, headers: He
         "stream": true,
         "max_completion_tokens": s.max_completion_tokens,
     });
-    let stream = match tokio::time::timeout(s.first_token_timeout, app.chat.upstream.open(request)).await {
+    let stream = match tokio::time::timeout(s.first_token_timeout, app.chat.upstream.open(&request)).await {
         Err(_) => return Ok(sse(error_then_done(UpstreamError::TIMEOUT))),
         Ok(Err(e)) => return Ok(sse(error_then_done(e))),
         Ok(Ok(stream)) => stream,
@@ -123,7 +124,8 @@ fn error_then_done(e: UpstreamError) -> impl Stream<Item = Result<SseEvent, Infa
 enum Relay {
     Live {
         app: Arc<AppState>,
-        stream: ChunkStream,
+        /// Boxed: the reader's buffers would make every state as large as this one.
+        stream: Box<ChunkStream>,
         started: bool,
     },
     /// An error was sent; `[DONE]` still follows, as the hook expects.
@@ -137,7 +139,7 @@ fn error_data(e: &UpstreamError) -> Result<SseEvent, Infallible> {
 
 /// The model's text as `{"content"}` events, an `{"error"}` one if it fails, then `[DONE]`.
 fn content_events(app: Arc<AppState>, stream: ChunkStream) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    futures::stream::unfold(Relay::Live { app, stream, started: false }, |state| async move {
+    futures::stream::unfold(Relay::Live { app, stream: Box::new(stream), started: false }, |state| async move {
         let (app, mut stream, started) = match state {
             Relay::Live { app, stream, started } => (app, stream, started),
             Relay::Closing => return Some((done(), Relay::Over)),
@@ -149,10 +151,13 @@ fn content_events(app: Arc<AppState>, stream: ChunkStream) -> impl Stream<Item =
             let chunk = match tokio::time::timeout(wait, stream.next()).await {
                 Err(_) => return Some((error_data(&UpstreamError::TIMEOUT), Relay::Closing)),
                 Ok(None) => return Some((done(), Relay::Over)),
-                Ok(Some(Err(e))) => return Some((error_data(&classify(&e)), Relay::Closing)),
+                Ok(Some(Err(e))) => return Some((error_data(&e), Relay::Closing)),
                 Ok(Some(Ok(chunk))) => chunk,
             };
-            let c = read_chunk(&chunk);
+            let c = match parse_chunk(&chunk) {
+                Ok(c) => c,
+                Err(_) => return Some((error_data(&UpstreamError::PROTOCOL), Relay::Closing)),
+            };
             if c.error {
                 return Some((error_data(&UpstreamError::FAILED), Relay::Closing));
             }
@@ -188,7 +193,7 @@ async fn completions(State(app): State<Arc<AppState>>, who: Principal, headers: 
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "pass-through answered");
         return Ok(Json(answer).into_response());
     }
-    let stream = tokio::time::timeout(settings.first_token_timeout, app.chat.upstream.open(v))
+    let stream = tokio::time::timeout(settings.first_token_timeout, app.chat.upstream.open(&v))
         .await
         .map_err(|_| upstream_error(UpstreamError::TIMEOUT))?
         .map_err(upstream_error)?;
@@ -197,18 +202,22 @@ async fn completions(State(app): State<Arc<AppState>>, who: Principal, headers: 
         let mut stream = state?;
         match tokio::time::timeout(idle, stream.next()).await {
             Ok(Some(Ok(chunk))) => {
-                // An upstream error object is passed on in OpenAI's shape, with a generic text.
-                if read_chunk(&chunk).error {
-                    let e = UpstreamError::FAILED;
-                    return Some((data(json!({"error": {"message": e.message, "type": "server_error", "code": e.code}})), None));
-                }
-                Some((data(chunk), Some(stream)))
-            }
-            Ok(None) => Some((done(), None)),
-            Ok(Some(Err(e))) => {
-                let e = classify(&e);
+                // Relayed as the model wrote it; an upstream error object is passed on in
+                // OpenAI's shape, with a generic text, and so is a chunk that is not JSON.
+                let fault = match parse_chunk(&chunk) {
+                    Ok(c) if !c.error => None,
+                    Ok(_) => Some(UpstreamError::FAILED),
+                    Err(_) => Some(UpstreamError::PROTOCOL),
+                };
+                let e = match (fault, std::str::from_utf8(&chunk)) {
+                    (None, Ok(text)) => return Some((Ok(SseEvent::default().data(text)), Some(stream))),
+                    (Some(e), _) => e,
+                    (None, Err(_)) => UpstreamError::PROTOCOL,
+                };
                 Some((data(json!({"error": {"message": e.message, "type": "server_error", "code": e.code}})), None))
             }
+            Ok(None) => Some((done(), None)),
+            Ok(Some(Err(e))) => Some((data(json!({"error": {"message": e.message, "type": "server_error", "code": e.code}})), None)),
             Err(_) => {
                 let e = UpstreamError::TIMEOUT;
                 Some((data(json!({"error": {"message": e.message, "type": "server_error", "code": e.code}})), None))

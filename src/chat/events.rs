@@ -2,7 +2,10 @@
 //! events a browser reads. A run numbers its own events (`n` from 1) so any follower, on any
 //! instance, can resume after `<run_id>:<n>` and see each event exactly once.
 
-use axum::response::sse::Event as SseEvent;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Value, json};
 
 use crate::hub::{Event, Published};
@@ -18,44 +21,76 @@ pub const MESSAGE: &str = "chat.message";
 /// Someone asked the run to stop; the instance running it stops it.
 pub const STOP_REQUESTED: &str = "chat.stop_requested";
 
-/// One event of a run, read back from the broker.
+/// One event of a run, read back from the broker: the published event itself, shared, not a
+/// copy (a follower reads every event of its run).
 #[derive(Debug, Clone)]
 pub struct RunEvent {
-    pub run_id: String,
+    published: Arc<Published>,
     pub n: u64,
-    pub kind: String,
-    pub data: Value,
 }
 
 impl RunEvent {
     /// `None` for events that are not numbered run events (user messages, stop requests).
-    pub fn from_published(p: &Published) -> Option<RunEvent> {
+    pub fn from_published(p: &Arc<Published>) -> Option<RunEvent> {
         let data = &p.event.data;
-        let run_id = data.get("run_id")?.as_str()?;
+        data.get("run_id")?.as_str()?;
         let n = data.get("n")?.as_u64()?;
-        Some(RunEvent { run_id: run_id.to_string(), n, kind: p.event.kind.clone(), data: data.clone() })
+        Some(RunEvent { published: p.clone(), n })
+    }
+
+    pub fn run_id(&self) -> &str {
+        self.data().get("run_id").and_then(Value::as_str).unwrap_or_default()
+    }
+
+    pub fn kind(&self) -> &str {
+        &self.published.event.kind
+    }
+
+    pub fn data(&self) -> &Value {
+        &self.published.event.data
     }
 
     /// The run is over after this event: nothing follows it.
     pub fn is_terminal(&self) -> bool {
-        matches!(self.kind.as_str(), DONE | STOPPED | ERROR)
+        matches!(self.kind(), DONE | STOPPED | ERROR)
     }
 
-    /// The SSE form of the contract; `None` for events a browser does not need (`started`).
-    pub fn to_sse(&self) -> Option<SseEvent> {
-        let id = format!("{}:{}", self.run_id, self.n);
-        let (name, body) = match self.kind.as_str() {
-            DELTA => ("delta", json!({ "content": self.data.get("content").cloned().unwrap_or(Value::Null) })),
-            TOOL => ("tool", pick(&self.data, &["name", "status", "result", "error", "tool_call_id"])),
-            DONE => ("done", pick(&self.data, &["message_id", "finish_reason", "usage"])),
+    /// The SSE frame of the contract; `None` for events a browser does not need (`started`).
+    pub fn to_sse(&self) -> Option<Bytes> {
+        let data = self.data();
+        let name = match self.kind() {
+            DELTA => "delta",
+            TOOL => "tool",
             // A stop ends the stream like an answer does: `done`, with finish_reason `stopped`.
-            STOPPED => ("done", pick(&self.data, &["message_id", "finish_reason", "usage"])),
-            ERROR => ("error", pick(&self.data, &["error", "message_id"])),
+            DONE | STOPPED => "done",
+            ERROR => "error",
             _ => return None,
         };
-        // `json_data` writes one `data:` line of JSON; ids and names are ours, never user text.
-        SseEvent::default().id(id).event(name).json_data(body).ok()
+        let mut out = BytesMut::with_capacity(128 + data.get("content").and_then(Value::as_str).map_or(0, str::len));
+        // Ids and names are ours, never user text: no line breaks can get into these lines.
+        let _ = write!(out, "id: {}:{}\nevent: {name}\ndata: ", self.run_id(), self.n);
+        let body = match self.kind() {
+            // The hot path: one delta per chunk (or fold of chunks), written straight out.
+            DELTA => {
+                out.extend_from_slice(b"{\"content\":");
+                let written = serde_json::to_writer((&mut out).writer(), data.get("content").unwrap_or(&Value::Null));
+                out.extend_from_slice(b"}");
+                written
+            }
+            TOOL => serde_json::to_writer((&mut out).writer(), &pick(data, &["name", "status", "result", "error", "tool_call_id"])),
+            DONE | STOPPED => serde_json::to_writer((&mut out).writer(), &pick(data, &["message_id", "finish_reason", "usage"])),
+            _ => serde_json::to_writer((&mut out).writer(), &pick(data, &["error", "message_id"])),
+        };
+        body.ok()?;
+        out.extend_from_slice(b"\n\n");
+        Some(out.freeze())
     }
+}
+
+/// An `error` event outside any run's numbering (no id): the stream cannot go on.
+pub fn error_frame(code: &str, message: &str) -> Bytes {
+    let body = json!({"error": {"code": code, "message": message}});
+    Bytes::from(format!("event: error\ndata: {body}\n\n"))
 }
 
 /// The listed fields of `data`, as an object (absent ones left out).
@@ -93,17 +128,34 @@ pub fn parse_last_event_id(raw: &str) -> Option<(String, u64)> {
 mod tests {
     use super::*;
 
-    fn published(kind: &str, data: Value) -> Published {
-        Published::new("chat:s", "e", 1, Event { kind: kind.into(), at: String::new(), org_id: "o".into(), data })
+    fn published(kind: &str, data: Value) -> Arc<Published> {
+        Arc::new(Published::new("chat:s", "e", 1, Event { kind: kind.into(), at: String::new(), org_id: "o".into(), data }))
     }
 
     #[test]
     fn a_delta_becomes_an_sse_delta_with_the_run_position_as_id() {
-        let ev = run_event(DELTA, "o", "s", "r1", 7, json!({"content": "Hel"}));
-        let p = Published::new("chat:s", "e", 3, ev);
+        let ev = run_event(DELTA, "o", "s", "r1", 7, json!({"content": "Hel \"lo\"\n"}));
+        let p = Arc::new(Published::new("chat:s", "e", 3, ev));
         let r = RunEvent::from_published(&p).unwrap();
-        assert_eq!((r.run_id.as_str(), r.n, r.is_terminal()), ("r1", 7, false));
-        assert!(r.to_sse().is_some());
+        assert_eq!((r.run_id(), r.n, r.is_terminal()), ("r1", 7, false));
+        let frame = r.to_sse().unwrap();
+        assert_eq!(&frame[..], b"id: r1:7\nevent: delta\ndata: {\"content\":\"Hel \\\"lo\\\"\\n\"}\n\n");
+    }
+
+    #[test]
+    fn terminal_events_carry_only_their_contract_fields() {
+        let data = json!({"message_id": "m", "finish_reason": "stopped", "usage": null});
+        let r = RunEvent::from_published(&published(STOPPED, run_data("r", 9, data))).unwrap();
+        let frame = String::from_utf8(r.to_sse().unwrap().to_vec()).unwrap();
+        assert_eq!(frame, "id: r:9\nevent: done\ndata: {\"finish_reason\":\"stopped\",\"message_id\":\"m\",\"usage\":null}\n\n");
+        assert!(RunEvent::from_published(&published(STARTED, run_data("r", 1, json!({})))).unwrap().to_sse().is_none());
+        assert_eq!(&error_frame("run_lost", "x")[..], b"event: error\ndata: {\"error\":{\"code\":\"run_lost\",\"message\":\"x\"}}\n\n");
+    }
+
+    fn run_data(run: &str, n: u64, mut data: Value) -> Value {
+        data["run_id"] = json!(run);
+        data["n"] = json!(n);
+        data
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl Follower {
     /// for events that were already sent.
     pub async fn backfill(&mut self) -> bool {
         if let Ok(recent) = self.broker.recent(&self.topic, self.history_limit).await {
-            let head = recent.iter().filter_map(|p| RunEvent::from_published(p)).filter(|ev| ev.run_id == self.run_id).map(|ev| ev.n).max();
+            let head = recent.iter().filter_map(RunEvent::from_published).filter(|ev| ev.run_id() == self.run_id).map(|ev| ev.n).max();
             if head.is_some_and(|h| h < self.last) {
                 self.last = 0;
             }
@@ -79,8 +79,8 @@ impl Follower {
             }
             let hole = match self.rx.recv().await {
                 Ok(p) => match RunEvent::from_published(&p) {
-                    Some(ev) if ev.run_id == self.run_id && ev.n == self.last + 1 => return Some(self.deliver(ev)),
-                    Some(ev) if ev.run_id == self.run_id && ev.n > self.last + 1 => true,
+                    Some(ev) if ev.run_id() == self.run_id && ev.n == self.last + 1 => return Some(self.deliver(ev)),
+                    Some(ev) if ev.run_id() == self.run_id && ev.n > self.last + 1 => true,
                     _ => false,
                 },
                 Err(RecvError::Lagged(_)) => true,
@@ -117,7 +117,7 @@ impl Follower {
             }
         };
         let mut mine: Vec<RunEvent> =
-            recent.iter().filter_map(|p| RunEvent::from_published(p)).filter(|ev| ev.run_id == self.run_id && ev.n > self.last).collect();
+            recent.iter().filter_map(RunEvent::from_published).filter(|ev| ev.run_id() == self.run_id && ev.n > self.last).collect();
         mine.sort_by_key(|ev| ev.n);
         mine.dedup_by_key(|ev| ev.n);
         if let Some(first) = mine.first()
@@ -153,7 +153,7 @@ mod tests {
         let mut out = Vec::new();
         while let Some(x) = f.next().await {
             out.push(match x {
-                Followed::Event(ev) => format!("{}:{}", ev.kind, ev.n),
+                Followed::Event(ev) => format!("{}:{}", ev.kind(), ev.n),
                 Followed::Lost => "lost".into(),
             });
         }

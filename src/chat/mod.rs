@@ -3,9 +3,11 @@
 //! that started it (and any later `GET …/stream`, on any instance) only follows that topic, so a
 //! dropped connection loses nothing and a stop really stops.
 //!
-//! `upstream` talks to the model, `run` produces an answer, `follow` reads a run back from the
-//! broker, `events` names what a run says, `context` builds the prompt, `routes` is HTTP.
+//! `upstream` talks to the model (`sse_reader` and `chunk` read its stream), `run` produces an
+//! answer, `follow` reads a run back from the broker, `events` names what a run says (and
+//! encodes it as SSE), `context` builds the prompt, `routes` is HTTP.
 
+mod chunk;
 mod compat;
 mod context;
 pub mod events;
@@ -14,6 +16,8 @@ mod guard;
 mod limits;
 mod routes;
 mod run;
+mod sse_body;
+mod sse_reader;
 mod stop;
 mod upstream;
 
@@ -262,7 +266,7 @@ impl ChatService {
         while tokio::time::Instant::now() < deadline {
             let heard = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await;
             if let Ok(Ok(p)) = &heard
-                && !events::RunEvent::from_published(p).is_some_and(|ev| ev.run_id == run.id && ev.is_terminal())
+                && !events::RunEvent::from_published(p).is_some_and(|ev| ev.run_id() == run.id && ev.is_terminal())
             {
                 continue;
             }

@@ -5,7 +5,7 @@
 //! session, send to it and stop it, as a widget keeps it in `localStorage`. A supervisor token,
 //! when presented, must also be allowed the session's org.
 
-use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,13 +13,16 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bytes::Bytes;
 use futures::Stream;
 use serde_json::{Value, json};
+use tokio::time::{Instant, Sleep};
 
+use super::events::error_frame;
+use super::sse_body::KeepAlive;
 use super::{ChatError, Followed, Follower, Visitor};
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -269,58 +272,90 @@ fn message_view(m: &ChatMessageRow) -> Value {
 /// their streams carry that last event; a stream of a run elsewhere that has nothing within
 /// `SHUTDOWN_GRACE` gets `error` `shutting_down` and ends: resume it on another instance.
 fn sse(app: &Arc<AppState>, follower: Follower, complete: bool) -> Response {
-    let stream = events(app.clone(), follower, complete);
-    let mut resp = Sse::new(stream).keep_alive(KeepAlive::new().interval(app.chat.settings.keepalive).text("keep-alive")).into_response();
-    resp.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
+    let body = KeepAlive::new(Box::pin(events(app.clone(), follower, complete)), app.chat.settings.keepalive);
+    let mut resp = Body::from_stream(body).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
     resp
 }
 
 struct Cursor {
     app: Arc<AppState>,
     follower: Follower,
+    run_id: String,
     complete: bool,
     over: bool,
+    /// The watchdog (or, once shutting down, the grace period) counts from the last event. One
+    /// timer for the whole stream, moved only when it fires early: not one per event.
+    last_event: Instant,
+    timer: Pin<Box<Sleep>>,
+    shutting_down: bool,
 }
 
-fn events(app: Arc<AppState>, follower: Follower, complete: bool) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    futures::stream::unfold(Cursor { app, follower, complete, over: false }, |mut c| async move {
+const RESUME_UNAVAILABLE: &str = "Part of this answer can no longer be replayed; reload the session.";
+
+fn events(app: Arc<AppState>, follower: Follower, complete: bool) -> impl Stream<Item = Bytes> + Send {
+    let now = Instant::now();
+    let run_id = follower.run_id().to_string();
+    let timer = Box::pin(tokio::time::sleep_until(now + WATCHDOG));
+    let cursor = Cursor { app, follower, run_id, complete, over: false, last_event: now, timer, shutting_down: false };
+    futures::stream::unfold(cursor, |mut c| async move {
         if c.over {
             return None;
         }
         if !c.complete {
             c.over = true;
-            return Some((Ok(error_event("resume_unavailable", "Part of this answer can no longer be replayed; reload the session.")), c));
+            return Some((error_frame("resume_unavailable", RESUME_UNAVAILABLE), c));
         }
         loop {
-            let wait = if c.app.shutdown.is_cancelled() { SHUTDOWN_GRACE } else { WATCHDOG };
-            let next = tokio::select! {
-                _ = c.app.shutdown.cancelled(), if wait == WATCHDOG => continue,
-                n = tokio::time::timeout(wait, c.follower.next()) => n,
+            let next = {
+                let next = c.follower.next();
+                tokio::pin!(next);
+                loop {
+                    tokio::select! {
+                        biased;
+                        n = &mut next => break Some(n),
+                        () = c.app.shutdown.cancelled(), if !c.shutting_down => {
+                            c.shutting_down = true;
+                            c.last_event = Instant::now();
+                            c.timer.as_mut().reset(c.last_event + SHUTDOWN_GRACE);
+                        }
+                        () = &mut c.timer => {
+                            let due = c.last_event + if c.shutting_down { SHUTDOWN_GRACE } else { WATCHDOG };
+                            if due <= Instant::now() {
+                                break None;
+                            }
+                            c.timer.as_mut().reset(due);
+                        }
+                    }
+                }
             };
             match next {
-                Ok(None) => return None,
-                Ok(Some(Followed::Lost)) => {
+                Some(None) => return None,
+                Some(Some(Followed::Lost)) => {
                     c.over = true;
-                    return Some((
-                        Ok(error_event("resume_unavailable", "Part of this answer can no longer be replayed; reload the session.")),
-                        c,
-                    ));
+                    return Some((error_frame("resume_unavailable", RESUME_UNAVAILABLE), c));
                 }
-                Ok(Some(Followed::Event(ev))) => {
-                    if let Some(e) = ev.to_sse() {
-                        return Some((Ok(e), c));
+                Some(Some(Followed::Event(ev))) => {
+                    c.last_event = Instant::now();
+                    if let Some(frame) = ev.to_sse() {
+                        return Some((frame, c));
                     }
                 }
-                Err(_) if c.app.shutdown.is_cancelled() => {
+                None if c.shutting_down => {
                     c.over = true;
-                    return Some((Ok(error_event("shutting_down", "This server is restarting; resume the answer.")), c));
+                    return Some((error_frame("shutting_down", "This server is restarting; resume the answer."), c));
                 }
-                Err(_) => {
-                    if !run_alive(&c.app, c.follower.run_id()).await {
+                None => {
+                    if !run_alive(&c.app, &c.run_id).await {
                         c.over = true;
-                        return Some((Ok(error_event("run_lost", "The answer stopped arriving; reload the session.")), c));
+                        return Some((error_frame("run_lost", "The answer stopped arriving; reload the session."), c));
                     }
+                    c.last_event = Instant::now();
+                    let due = c.last_event + WATCHDOG;
+                    c.timer.as_mut().reset(due);
                 }
             }
         }
@@ -334,8 +369,4 @@ async fn run_alive(app: &AppState, run_id: &str) -> bool {
         Ok(None) => false,
         Err(_) => true,
     }
-}
-
-fn error_event(code: &str, message: &str) -> SseEvent {
-    SseEvent::default().event("error").json_data(json!({"error": {"code": code, "message": message}})).unwrap_or_default()
 }

@@ -6,14 +6,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::ChatService;
+use super::chunk::{Usage, parse_chunk};
 use super::events::{self, run_event};
-use super::upstream::{ChunkStream, UpstreamError, Usage, classify, read_chunk};
+use super::upstream::{ChunkStream, UpstreamError};
 use crate::functions::{CallContext, Outcome};
 use crate::hub::{Published, topics};
 use crate::store::{ChatMessageRow, ChatSessionRow, FinishRun, NewChatMessage};
@@ -104,6 +106,15 @@ struct ToolRequest {
 struct AttemptError {
     error: UpstreamError,
     started: bool,
+}
+
+/// What one attempt has read so far.
+#[derive(Default)]
+struct Read {
+    /// Something of it reached the browser (text or a tool call): it is not retried.
+    started: bool,
+    tools: BTreeMap<u64, ToolRequest>,
+    finish: Option<String>,
 }
 
 impl Run {
@@ -266,80 +277,66 @@ impl Run {
         let idle = self.svc.settings.idle_timeout;
         let not_started = |error| AttemptError { error, started: false };
         // One limit from sending the request to the first chunk, however it splits.
-        let first_deadline = tokio::time::Instant::now() + first_token;
-        let mut stream: ChunkStream = match tokio::time::timeout_at(first_deadline, self.svc.upstream.open(body.clone())).await {
+        let first_deadline = Instant::now() + first_token;
+        let mut stream: ChunkStream = match tokio::time::timeout_at(first_deadline, self.svc.upstream.open(body)).await {
             Err(_) => return Err(not_started(UpstreamError::TIMEOUT)),
             Ok(Err(e)) => return Err(not_started(e)),
             Ok(Ok(s)) => s,
         };
-        let mut started = false;
-        let mut tools: BTreeMap<u64, ToolRequest> = BTreeMap::new();
-        let mut finish: Option<String> = None;
+        let mut read = Read::default();
+        // One timer for the whole stream, moved only when it fires while chunks kept coming
+        // (or once, when the first token starts the idle limit): re-arming a timer at every
+        // chunk cost more than the chunk's own work.
+        let timer = tokio::time::sleep_until(first_deadline);
+        tokio::pin!(timer);
+        let mut last = Instant::now();
+        let mut idle_armed = false;
         loop {
-            let wait = if started { tokio::time::Instant::now() + idle } else { first_deadline };
-            let first = match tokio::time::timeout_at(wait, stream.next()).await {
-                Err(_) => return Err(AttemptError { error: UpstreamError::TIMEOUT, started }),
-                Ok(None) => break,
-                Ok(Some(item)) => item,
-            };
-            let mut batch = vec![first];
-            while batch.len() < MAX_FOLD {
-                match stream.next().now_or_never() {
-                    Some(Some(item)) => batch.push(item),
-                    _ => break,
+            let first = tokio::select! {
+                biased;
+                item = stream.next() => match item {
+                    None => break,
+                    Some(item) => item,
+                },
+                () = &mut timer => {
+                    let due = if read.started { last + idle } else { first_deadline };
+                    if due > Instant::now() {
+                        timer.as_mut().reset(due);
+                        continue;
+                    }
+                    return Err(AttemptError { error: UpstreamError::TIMEOUT, started: read.started });
                 }
-            }
+            };
+            // Chunks that are already here are folded into one delta.
             let mut delta = String::new();
             let mut failed = None;
-            for item in batch {
-                let chunk = match item {
-                    Ok(v) => v,
-                    Err(e) => {
-                        failed = Some(classify(&e));
-                        break;
-                    }
-                };
-                let c = read_chunk(&chunk);
-                if c.error {
-                    tracing::warn!(run_id = %self.run_id, error = %chunk["error"], "the model sent an error mid-stream");
-                    failed = Some(UpstreamError::FAILED);
+            let mut item = Some(first);
+            let mut folded = 0;
+            while let Some(next) = item.take() {
+                folded += 1;
+                if let Err(e) = next.and_then(|data| self.take_chunk(&data, &mut read, &mut delta)) {
+                    failed = Some(e);
                     break;
                 }
-                if let Some(t) = c.content {
-                    delta.push_str(&t);
-                }
-                for d in c.tool_calls {
-                    started = true;
-                    let t = tools.entry(d.index).or_default();
-                    if let Some(id) = d.id {
-                        t.id = id;
-                    }
-                    if let Some(name) = d.name {
-                        t.name.push_str(&name);
-                    }
-                    if let Some(a) = d.arguments {
-                        t.arguments.push_str(&a);
-                    }
-                }
-                if let Some(f) = c.finish_reason {
-                    finish = Some(f);
-                }
-                if let Some(u) = c.usage {
-                    let acc = self.usage.get_or_insert_with(Usage::default);
-                    acc.prompt_tokens += u.prompt_tokens;
-                    acc.completion_tokens += u.completion_tokens;
-                    acc.total_tokens += u.total_tokens;
+                if folded < MAX_FOLD {
+                    item = stream.next().now_or_never().flatten();
                 }
             }
             if !delta.is_empty() {
-                started = true;
+                read.started = true;
                 self.text.push_str(&delta);
                 self.emit(events::DELTA, json!({"content": delta})).await;
             }
             if let Some(error) = failed {
-                return Err(AttemptError { error, started });
+                return Err(AttemptError { error, started: read.started });
+            }
+            last = Instant::now();
+            if read.started && !idle_armed {
+                idle_armed = true;
+                timer.as_mut().reset(last + idle);
             }
         }
+        let Read { started, tools, finish } = read;
         // A stream that ends without saying why was cut off, whatever it sent before.
         let Some(finish_reason) = finish else { return Err(AttemptError { error: UpstreamError::INTERRUPTED, started }) };
         if tools.is_empty() {
@@ -356,6 +353,49 @@ impl Run {
             })
             .collect();
         Ok(RoundEnd::Tools(calls))
+    }
+
+    /// Adds one chunk's text to `delta` and its tool-call fragments, finish reason and usage to
+    /// what the attempt has read.
+    fn take_chunk(&mut self, data: &[u8], read: &mut Read, delta: &mut String) -> Result<(), UpstreamError> {
+        let c = match parse_chunk(data) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(run_id = %self.run_id, code = UpstreamError::PROTOCOL.code, error = %e, "the model sent a chunk that is not JSON");
+                return Err(UpstreamError::PROTOCOL);
+            }
+        };
+        if c.error {
+            let error = serde_json::from_slice::<Value>(data).map(|v| v["error"].clone()).unwrap_or_default();
+            tracing::warn!(run_id = %self.run_id, error = %error, "the model sent an error mid-stream");
+            return Err(UpstreamError::FAILED);
+        }
+        if let Some(t) = c.content {
+            delta.push_str(&t);
+        }
+        for d in c.tool_calls {
+            read.started = true;
+            let t = read.tools.entry(d.index).or_default();
+            if let Some(id) = d.id {
+                t.id = id;
+            }
+            if let Some(name) = d.name {
+                t.name.push_str(&name);
+            }
+            if let Some(a) = d.arguments {
+                t.arguments.push_str(&a);
+            }
+        }
+        if let Some(f) = c.finish_reason {
+            read.finish = Some(f);
+        }
+        if let Some(u) = c.usage {
+            let acc = self.usage.get_or_insert_with(Usage::default);
+            acc.prompt_tokens += u.prompt_tokens;
+            acc.completion_tokens += u.completion_tokens;
+            acc.total_tokens += u.total_tokens;
+        }
+        Ok(())
     }
 
     /// Stores the outcome, then tells followers: the terminal event is sent only once the

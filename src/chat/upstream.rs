@@ -1,21 +1,33 @@
-//! The model endpoint, through async-openai's "bring your own types" calls: requests and chunks
-//! are plain JSON, so OpenAI-compatible servers that omit `id`/`created`, send an empty
-//! `finish_reason` or add fields still parse, and a mid-stream `{"error":…}` is seen as such
-//! instead of failing deserialisation. The client's own layer retries 429/5xx/connect failures
-//! (up to 3 times, 100 ms doubling or `Retry-After`) before a stream starts.
+//! The model endpoint. Streams are requested and read here, in the task that consumes them: the
+//! request goes out with reqwest (URL and headers from async-openai's config), and the SSE body
+//! is parsed as its bytes arrive (`sse_reader`), chunk by chunk (`chunk`), with no reader task
+//! or channel between the socket and the run — each chunk costs one task wake-up less. Like
+//! async-openai's client, 429/5xx answers and connect failures are retried before a stream
+//! starts (up to 3 times, 100 ms doubling or `Retry-After`). Answers in one piece
+//! (`"stream": false`) still go through async-openai's "bring your own types" call.
+//!
+//! Chunks are read leniently, so OpenAI-compatible servers that omit `id`/`created`, send an
+//! empty `finish_reason` or add fields still parse, and a mid-stream `{"error":…}` is seen as
+//! such instead of failing deserialisation.
 
-use std::pin::Pin;
 use std::time::Duration;
 
 use async_openai::Client;
-use async_openai::config::OpenAIConfig;
+use async_openai::config::{Config, OpenAIConfig};
 use async_openai::error::OpenAIError;
-use futures::Stream;
+use bytes::Bytes;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde_json::Value;
 
+use super::sse_reader::SseReader;
 use crate::config::ChatSettings;
 
-pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Value, OpenAIError>> + Send>>;
+/// Retries of a streaming request answered 429/5xx or not connected, before giving up.
+const CLIENT_RETRIES: u32 = 3;
+const CLIENT_BACKOFF: Duration = Duration::from_millis(100);
+const CLIENT_BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// Most of an error body kept for the log.
+const ERROR_BODY_LOGGED: usize = 2000;
 
 /// Why the model could not answer, in words safe for a browser: upstream bodies can carry org
 /// or project ids, so they go to the log only.
@@ -34,10 +46,18 @@ impl UpstreamError {
         UpstreamError { code: "upstream_interrupted", message: "The model's answer broke off.", retryable: true };
     pub const FAILED: UpstreamError =
         UpstreamError { code: "upstream_error", message: "The model failed while answering.", retryable: true };
+    pub const PROTOCOL: UpstreamError =
+        UpstreamError { code: "upstream_protocol", message: "The model sent something the hub could not read.", retryable: true };
+    const UNREACHABLE: UpstreamError =
+        UpstreamError { code: "upstream_unavailable", message: "The model could not be reached.", retryable: true };
 }
 
 pub struct Upstream {
     client: Client<OpenAIConfig>,
+    http: reqwest::Client,
+    /// `…/chat/completions` and the headers (the key) async-openai would send.
+    url: String,
+    headers: HeaderMap,
 }
 
 impl Upstream {
@@ -51,7 +71,10 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .unwrap_or_default();
-        Self { client: Client::build(http, config) }
+        let mut headers = config.headers();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let url = config.url("/chat/completions");
+        Self { client: Client::build(http.clone(), config), http, url, headers }
     }
 
     /// Sends a request that is answered in one piece (`"stream"` absent or false).
@@ -59,28 +82,118 @@ impl Upstream {
         self.client.chat().create_byot::<Value, Value>(body).await.map_err(|e| classify(&e))
     }
 
-    /// Sends a streaming request (the body must say `"stream": true`).
-    pub async fn open(&self, body: Value) -> Result<ChunkStream, UpstreamError> {
-        self.client.chat().create_stream_byot::<Value, Value>(body).await.map_err(|e| classify(&e))
+    /// Sends a streaming request (the body must say `"stream": true`); resolves once the model
+    /// answered `2xx`, retrying rate limits, server errors and connect failures a few times.
+    pub async fn open(&self, body: &Value) -> Result<ChunkStream, UpstreamError> {
+        let body = match serde_json::to_vec(body) {
+            Ok(b) => Bytes::from(b),
+            Err(_) => return Err(UpstreamError::FAILED),
+        };
+        let mut retries = 0;
+        loop {
+            let sent = self.http.post(&self.url).headers(self.headers.clone()).body(body.clone()).send().await;
+            let retry_after = match sent {
+                Ok(r) if r.status().is_success() => return Ok(ChunkStream::new(r)),
+                Ok(r) if retries < CLIENT_RETRIES && (r.status().as_u16() == 429 || r.status().is_server_error()) => {
+                    let wait = r.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+                    tracing::debug!(status = r.status().as_u16(), "model request refused; retrying");
+                    wait.map(Duration::from_secs)
+                }
+                Ok(r) => return Err(refused(r).await),
+                Err(e) if retries < CLIENT_RETRIES && e.is_connect() => None,
+                Err(e) => {
+                    tracing::warn!(code = UpstreamError::UNREACHABLE.code, error = %redact_keys(&e.to_string()), "model request failed");
+                    return Err(UpstreamError::UNREACHABLE);
+                }
+            };
+            let backoff = CLIENT_BACKOFF.saturating_mul(2u32.saturating_pow(retries)).min(CLIENT_BACKOFF_MAX);
+            tokio::time::sleep(retry_after.unwrap_or(backoff)).await;
+            retries += 1;
+        }
+    }
+}
+
+/// A streaming answer being read: the data of each event, `[DONE]` and `keepalive` events
+/// left out.
+pub struct ChunkStream {
+    response: reqwest::Response,
+    reader: SseReader,
+    ended: bool,
+}
+
+impl ChunkStream {
+    fn new(response: reqwest::Response) -> Self {
+        Self { response, reader: SseReader::default(), ended: false }
+    }
+
+    /// The next event's data; `None` after `[DONE]` or at the end of the body (an event the
+    /// body ends in the middle of is dropped, as SSE says). After an error, `None`.
+    pub async fn next(&mut self) -> Option<Result<Bytes, UpstreamError>> {
+        loop {
+            if !self.ended
+                && let Some(ev) = self.reader.pop()
+            {
+                if ev.data.as_ref() == b"[DONE]" {
+                    self.ended = true;
+                    return None;
+                }
+                if ev.event.as_deref() == Some("keepalive") {
+                    continue;
+                }
+                return Some(Ok(ev.data));
+            }
+            if self.ended {
+                return None;
+            }
+            match self.response.chunk().await {
+                Ok(Some(bytes)) => {
+                    if self.reader.push(&bytes).is_err() {
+                        self.ended = true;
+                        tracing::warn!(code = UpstreamError::PROTOCOL.code, "the model sent an endless line");
+                        return Some(Err(UpstreamError::PROTOCOL));
+                    }
+                }
+                Ok(None) => {
+                    // Events the last bytes completed were delivered above; a partial one is not.
+                    self.ended = true;
+                    return None;
+                }
+                Err(e) => {
+                    self.ended = true;
+                    tracing::warn!(code = UpstreamError::INTERRUPTED.code, error = %redact_keys(&e.to_string()), "model stream failed");
+                    return Some(Err(UpstreamError::INTERRUPTED));
+                }
+            }
+        }
+    }
+}
+
+/// What the browser is told about a refused request (by its status); the body is logged.
+async fn refused(r: reqwest::Response) -> UpstreamError {
+    let status = r.status().as_u16();
+    let out = status_error(status);
+    let body = r.bytes().await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_LOGGED)]).into_owned();
+    tracing::warn!(code = out.code, status, error = %redact_keys(&text), "model request failed");
+    out
+}
+
+fn status_error(status: u16) -> UpstreamError {
+    match status {
+        429 => UpstreamError { code: "upstream_rate_limited", message: "The model is busy; try again in a moment.", retryable: true },
+        401 | 403 => UpstreamError { code: "upstream_auth", message: "The hub's model credentials were refused.", retryable: false },
+        400..=499 => UpstreamError { code: "upstream_rejected", message: "The model refused the request.", retryable: false },
+        _ => UpstreamError { code: "upstream_unavailable", message: "The model is unavailable right now.", retryable: true },
     }
 }
 
 /// Maps a client error to what the browser is told; the detail is logged here, once.
 pub fn classify(e: &OpenAIError) -> UpstreamError {
     let out = match e {
-        OpenAIError::ApiError(api) => match api.status_code.as_u16() {
-            429 => UpstreamError { code: "upstream_rate_limited", message: "The model is busy; try again in a moment.", retryable: true },
-            401 | 403 => UpstreamError { code: "upstream_auth", message: "The hub's model credentials were refused.", retryable: false },
-            400..=499 => UpstreamError { code: "upstream_rejected", message: "The model refused the request.", retryable: false },
-            _ => UpstreamError { code: "upstream_unavailable", message: "The model is unavailable right now.", retryable: true },
-        },
-        OpenAIError::Reqwest(_) => {
-            UpstreamError { code: "upstream_unavailable", message: "The model could not be reached.", retryable: true }
-        }
+        OpenAIError::ApiError(api) => status_error(api.status_code.as_u16()),
+        OpenAIError::Reqwest(_) => UpstreamError::UNREACHABLE,
         OpenAIError::StreamError(_) => UpstreamError::INTERRUPTED,
-        OpenAIError::JSONDeserialize(..) => {
-            UpstreamError { code: "upstream_protocol", message: "The model sent something the hub could not read.", retryable: true }
-        }
+        OpenAIError::JSONDeserialize(..) => UpstreamError::PROTOCOL,
         _ => UpstreamError::FAILED,
     };
     tracing::warn!(code = out.code, error = %redact_keys(&e.to_string()), "model request failed");
@@ -103,109 +216,14 @@ pub fn redact_keys(s: &str) -> String {
     out
 }
 
-/// One chunk's meaning, read leniently.
-#[derive(Debug, Default, PartialEq)]
-pub struct Chunk {
-    pub content: Option<String>,
-    pub tool_calls: Vec<ToolCallDelta>,
-    pub finish_reason: Option<String>,
-    pub usage: Option<Usage>,
-    /// A mid-stream `{"error":…}` object.
-    pub error: bool,
-}
-
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct ToolCallDelta {
-    pub index: u64,
-    pub id: Option<String>,
-    pub name: Option<String>,
-    pub arguments: Option<String>,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Usage {
-    pub prompt_tokens: i64,
-    pub completion_tokens: i64,
-    pub total_tokens: i64,
-}
-
-pub fn read_chunk(v: &Value) -> Chunk {
-    let mut c = Chunk { error: v.get("error").is_some_and(|e| !e.is_null()), ..Chunk::default() };
-    if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
-        let n = |k: &str| u.get(k).and_then(Value::as_i64).unwrap_or(0);
-        c.usage =
-            Some(Usage { prompt_tokens: n("prompt_tokens"), completion_tokens: n("completion_tokens"), total_tokens: n("total_tokens") });
-    }
-    // Only the first choice: the hub never asks for more than one.
-    let Some(choice) = v.get("choices").and_then(Value::as_array).and_then(|a| a.first()) else { return c };
-    if let Some(r) = choice.get("finish_reason").and_then(Value::as_str).filter(|r| !r.is_empty()) {
-        c.finish_reason = Some(r.to_string());
-    }
-    let Some(delta) = choice.get("delta") else { return c };
-    c.content = delta.get("content").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
-    if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
-        for (i, t) in calls.iter().enumerate() {
-            let f = t.get("function");
-            c.tool_calls.push(ToolCallDelta {
-                index: t.get("index").and_then(Value::as_u64).unwrap_or(i as u64),
-                id: t.get("id").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string),
-                name: f.and_then(|f| f.get("name")).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string),
-                arguments: f.and_then(|f| f.get("arguments")).and_then(Value::as_str).map(str::to_string),
-            });
-        }
-    }
-    c
-}
-
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-
-    #[test]
-    fn a_content_chunk_reads_its_text_and_nothing_else() {
-        let c = read_chunk(&json!({"id":"x","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}],"usage":null}));
-        assert_eq!(c, Chunk { content: Some("Hel".into()), ..Chunk::default() });
-    }
-
-    #[test]
-    fn quirky_servers_still_parse_empty_finish_reason_and_missing_ids() {
-        let c = read_chunk(&json!({"choices":[{"delta":{"content":"a"},"finish_reason":""}]}));
-        assert_eq!((c.content.as_deref(), c.finish_reason), (Some("a"), None));
-        // Azure's content-filter chunk: no delta at all.
-        let c = read_chunk(&json!({"id":"","object":"","created":0,"choices":[{"index":0,"finish_reason":null}]}));
-        assert_eq!(c, Chunk::default());
-    }
-
-    #[test]
-    fn the_usage_chunk_has_no_choices() {
-        let c = read_chunk(&json!({"choices":[],"usage":{"prompt_tokens":17,"completion_tokens":10,"total_tokens":27}}));
-        assert_eq!(c.usage, Some(Usage { prompt_tokens: 17, completion_tokens: 10, total_tokens: 27 }));
-    }
-
-    #[test]
-    fn tool_call_fragments_keep_their_index() {
-        let c = read_chunk(&json!({"choices":[{"delta":{"tool_calls":[
-            {"index":1,"id":"call_b","type":"function","function":{"name":"f","arguments":""}},
-            {"index":0,"function":{"arguments":"{\"a\""}}]}}]}));
-        assert_eq!(
-            c.tool_calls[0],
-            ToolCallDelta { index: 1, id: Some("call_b".into()), name: Some("f".into()), arguments: Some(String::new()) }
-        );
-        assert_eq!(c.tool_calls[1], ToolCallDelta { index: 0, id: None, name: None, arguments: Some("{\"a\"".into()) });
-    }
 
     #[test]
     fn keys_quoted_in_upstream_errors_are_masked() {
         let m = redact_keys("Incorrect API key provided: sk-proj-abc123_XYZ. You can find your key at …");
         assert_eq!(m, "Incorrect API key provided: sk-[redacted] You can find your key at …");
         assert_eq!(redact_keys("no key here"), "no key here");
-    }
-
-    #[test]
-    fn a_mid_stream_error_object_is_recognised() {
-        assert!(read_chunk(&json!({"error":{"message":"boom","type":"server_error"}})).error);
-        assert!(!read_chunk(&json!({"error":null,"choices":[]})).error);
     }
 }
