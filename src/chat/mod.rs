@@ -90,6 +90,12 @@ impl From<StoreError> for ChatError {
     }
 }
 
+/// A session's messages and its running answer, if any.
+pub struct SessionState {
+    history: Vec<crate::store::ChatMessageRow>,
+    active_run: Option<String>,
+}
+
 /// What a stop request achieved.
 #[derive(Debug)]
 pub struct Stopped {
@@ -158,12 +164,23 @@ impl ChatService {
         if id.len() > 64 {
             return Err(ChatError::NotFound);
         }
-        self.store.get_chat_session(id).await?.ok_or(ChatError::NotFound)
+        self.metrics.time_store("get_chat_session", self.store.get_chat_session(id)).await?.ok_or(ChatError::NotFound)
+    }
+
+    /// What a new message needs of its session besides the session itself: read while the
+    /// session is read and checked (see `routes::send_message`), so the two reads cost one wait.
+    pub async fn state(&self, session_id: &str) -> Result<SessionState, ChatError> {
+        let now = crate::clock::now_ms();
+        let (history, active) = tokio::join!(
+            self.metrics.time_store("chat_messages", self.store.chat_messages(session_id)),
+            self.metrics.time_store("active_chat_run", self.store.active_chat_run(session_id, now))
+        );
+        Ok(SessionState { history: history?, active_run: active?.map(|r| r.id) })
     }
 
     /// Stores the user's message and starts a run to answer it; the returned follower sees the
-    /// run from its first event.
-    pub async fn send(self: &Arc<Self>, session: &ChatSessionRow, content: &str) -> Result<Follower, ChatError> {
+    /// run from its first event. `state` is the session's, read just before.
+    pub async fn send(self: &Arc<Self>, session: &ChatSessionRow, content: &str, state: SessionState) -> Result<Follower, ChatError> {
         if self.shutdown.is_cancelled() {
             return Err(ChatError::ShuttingDown);
         }
@@ -195,7 +212,21 @@ impl ChatService {
         // Everything the run needs is ready before the run row commits, so nothing between the
         // commit and the spawn can fail or be dropped with the request, leaving a run with no
         // task behind it.
-        let mut history = self.store.chat_messages(&session.id).await?;
+        let SessionState { mut history, active_run } = state;
+        // The store decides (one running run per session); this read only keeps a message that
+        // would be refused from reaching the model early.
+        if let Some(run_id) = active_run {
+            return Err(ChatError::Busy { run_id });
+        }
+        let fits = history.len() as i64 + 2 <= self.settings.max_messages_per_session as i64;
+        let provisional_seq = history.last().map_or(1, |m| m.seq + 1);
+        history.push(message.clone().into_row(&session.id, provisional_seq));
+        let s = &self.settings;
+        let context = context::build(&s.system_prompt, &history, s.context_chars, s.history_messages);
+        // The model's first request goes out now, while the message commits: the write and the
+        // model's time to first token overlap instead of adding up. A refused message (another
+        // run won the race, the session filled up, the write failed) drops it unanswered.
+        let early = fits.then(|| run::EarlyOpen::start(self, run::request_body(self, &context, s.max_tool_rounds > 0)));
         let topic = topics::chat(&session.id);
         let follower = Follower::new(self.broker.clone(), topic.clone(), run_id.clone(), 0, self.history_limit);
         let stops = self.broker.subscribe(&topic);
@@ -209,7 +240,7 @@ impl ChatService {
             lease_until: now + self.settings.run_lease.as_millis() as i64,
             max_messages: self.settings.max_messages_per_session as i64,
         };
-        let started = self.store.start_chat_run(start).await;
+        let started = self.metrics.time_store("start_chat_run", self.store.start_chat_run(start)).await;
         let user_seq = match started {
             Ok(RunStart::Started { message_seq }) => message_seq,
             other => {
@@ -223,9 +254,8 @@ impl ChatService {
             }
         };
         self.metrics.chat_active_runs.inc();
-        history.push(message.clone().into_row(&session.id, user_seq));
         let run = run::Run::new(self.clone(), session.org_id.clone(), session.id.clone(), run_id);
-        let launch = run::Launch { history, cancel, stops, session: session.clone(), user_message: message, user_seq };
+        let launch = run::Launch { context, early, cancel, stops, session: session.clone(), user_message: message, user_seq };
         self.tasks.spawn(run.execute(launch));
         Ok(follower)
     }

@@ -148,9 +148,12 @@ async fn send_message(
     let who = optional_principal(&app, &headers).await?;
     let v = crate::http::read_json(&headers, body, app.chat.settings.body_limit, app.settings.body_read_timeout).await?;
     let content = read_content(v)?;
-    let s = open_session(&app, &visitor, who.as_ref(), &id).await?;
+    // The session's history is read while the session itself is read and checked; a caller
+    // that may not use the session never sees it.
+    let (s, state) = tokio::join!(open_session(&app, &visitor, who.as_ref(), &id), app.chat.state(&id));
+    let s = s?;
     app.chat.limit(None, Some(&s.id))?;
-    let follower = app.chat.send(&s, &content).await?;
+    let follower = app.chat.send(&s, &content, state?).await?;
     Ok(sse(&app, follower, true))
 }
 

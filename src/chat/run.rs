@@ -18,7 +18,7 @@ use super::events::{self, run_event};
 use super::upstream::{ChunkStream, UpstreamError};
 use crate::functions::{CallContext, Outcome};
 use crate::hub::{Published, topics};
-use crate::store::{ChatMessageRow, ChatSessionRow, FinishRun, NewChatMessage};
+use crate::store::{ChatSessionRow, FinishRun, NewChatMessage};
 
 /// Most chunks folded into one delta when they arrive together (a burst, or a slow reader of
 /// the upstream socket): fewer events, same text, no added wait.
@@ -27,15 +27,54 @@ const MAX_FOLD: usize = 64;
 const RETRY_BASE: Duration = Duration::from_millis(250);
 const RUN_TIMEOUT: UpstreamError = UpstreamError { code: "run_timeout", message: "The answer took too long.", retryable: false };
 
-/// What a run starts with: the history the model sees (the new message last), the stop button
-/// and a receiver already listening for stop requests, and the message to announce.
+/// What a run starts with: the messages the model sees (the new one last), its first request
+/// if already sent, the stop button and a receiver already listening for stop requests, and
+/// the message to announce.
 pub(super) struct Launch {
-    pub history: Vec<ChatMessageRow>,
+    pub context: Vec<Value>,
+    pub early: Option<EarlyOpen>,
     pub cancel: CancellationToken,
     pub stops: broadcast::Receiver<Arc<Published>>,
     pub session: ChatSessionRow,
     pub user_message: NewChatMessage,
     pub user_seq: i64,
+}
+
+/// A first model request sent before the run's row committed. Dropping it (the message was
+/// refused, the run was stopped before reading it) aborts the request.
+pub(super) struct EarlyOpen(tokio::task::JoinHandle<Result<ChunkStream, UpstreamError>>);
+
+impl EarlyOpen {
+    pub(super) fn start(svc: &Arc<ChatService>, body: Value) -> Self {
+        let svc = svc.clone();
+        Self(tokio::spawn(async move { svc.upstream.open(&body).await }))
+    }
+
+    async fn opened(mut self) -> Result<ChunkStream, UpstreamError> {
+        (&mut self.0).await.unwrap_or(Err(UpstreamError::FAILED))
+    }
+}
+
+impl Drop for EarlyOpen {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The streaming request the model gets for `messages`.
+pub(super) fn request_body(svc: &ChatService, messages: &[Value], tools_allowed: bool) -> Value {
+    let s = &svc.settings;
+    let mut body = json!({
+        "model": s.model,
+        "messages": messages,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+        "max_completion_tokens": s.max_completion_tokens,
+    });
+    if tools_allowed && !svc.tools.is_empty() {
+        body["tools"] = Value::Array(svc.tools.clone());
+    }
+    body
 }
 
 /// Forgets the run on this instance however the task ends (a panic in a tool included).
@@ -81,6 +120,8 @@ pub(super) struct Run {
     /// Finished messages of earlier rounds: tool requests and results.
     produced: Vec<NewChatMessage>,
     usage: Option<Usage>,
+    /// The first round's request, when it went out before the run started.
+    early: Option<EarlyOpen>,
 }
 
 enum End {
@@ -120,7 +161,7 @@ struct Read {
 impl Run {
     pub(super) fn new(svc: Arc<ChatService>, org_id: String, session_id: String, run_id: String) -> Self {
         let topic = topics::chat(&session_id);
-        Self { svc, org_id, session_id, run_id, topic, n: 0, text: String::new(), produced: Vec::new(), usage: None }
+        Self { svc, org_id, session_id, run_id, topic, n: 0, text: String::new(), produced: Vec::new(), usage: None, early: None }
     }
 
     /// Runs to the end; `cancel` is the stop button (from this instance, or relayed from
@@ -128,6 +169,7 @@ impl Run {
     /// while it lives; losing it (declared abandoned) stops it.
     pub(super) async fn execute(mut self, l: Launch) {
         let _forget = Forget { svc: self.svc.clone(), run_id: self.run_id.clone() };
+        self.early = l.early;
         self.svc.announce_message(&l.session, &l.user_message, l.user_seq).await;
         let stops = super::stop::watch(
             self.svc.broker.clone(),
@@ -141,7 +183,7 @@ impl Run {
         let work = async {
             self.emit(events::STARTED, json!({})).await;
             self.publish_lifecycle(events::STARTED, json!({"status": "running"})).await;
-            let end = self.answer(&l.history, &l.cancel).await;
+            let end = self.answer(l.context, &l.cancel).await;
             self.finish(end).await;
         };
         tokio::select! {
@@ -151,9 +193,8 @@ impl Run {
         }
     }
 
-    async fn answer(&mut self, history: &[ChatMessageRow], cancel: &CancellationToken) -> End {
+    async fn answer(&mut self, mut messages: Vec<Value>, cancel: &CancellationToken) -> End {
         let s = self.svc.settings.clone();
-        let mut messages = super::context::build(&s.system_prompt, history, s.context_chars, s.history_messages);
         let shutdown = self.svc.shutdown.clone();
         let deadline = tokio::time::Instant::now() + s.max_run;
         let mut rounds = 0;
@@ -248,17 +289,7 @@ impl Run {
 
     /// One request to the model, retried as a whole while nothing of it has been shown.
     async fn round(&mut self, messages: &[Value], tools_allowed: bool) -> Result<RoundEnd, UpstreamError> {
-        let s = &self.svc.settings;
-        let mut body = json!({
-            "model": s.model,
-            "messages": messages,
-            "stream": true,
-            "stream_options": {"include_usage": true},
-            "max_completion_tokens": s.max_completion_tokens,
-        });
-        if tools_allowed && !self.svc.tools.is_empty() {
-            body["tools"] = Value::Array(self.svc.tools.clone());
-        }
+        let body = request_body(&self.svc, messages, tools_allowed);
         let mut attempt = 0;
         loop {
             match self.attempt(&body).await {
@@ -278,7 +309,13 @@ impl Run {
         let not_started = |error| AttemptError { error, started: false };
         // One limit from sending the request to the first chunk, however it splits.
         let first_deadline = Instant::now() + first_token;
-        let mut stream: ChunkStream = match tokio::time::timeout_at(first_deadline, self.svc.upstream.open(body)).await {
+        let opening = async {
+            match self.early.take() {
+                Some(early) => early.opened().await,
+                None => self.svc.upstream.open(body).await,
+            }
+        };
+        let mut stream: ChunkStream = match tokio::time::timeout_at(first_deadline, opening).await {
             Err(_) => return Err(not_started(UpstreamError::TIMEOUT)),
             Ok(Err(e)) => return Err(not_started(e)),
             Ok(Ok(s)) => s,

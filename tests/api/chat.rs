@@ -159,6 +159,31 @@ async fn a_second_message_while_an_answer_runs_gets_409() {
     read_events(first, 1000).await;
     let session = settled(&app, &s).await;
     assert_eq!(session["messages"].as_array().unwrap().len(), 2, "the refused message was not stored");
+    // The first request goes out while the message commits; a refused one never does.
+    assert_eq!(m.request_count(), 1, "the refused message did not reach the model");
+}
+
+#[tokio::test]
+async fn a_full_session_refuses_the_next_message_without_asking_the_model() {
+    let m = mock().await;
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.max_messages_per_session = 4;
+    })
+    .await;
+    let s = new_session(&app).await;
+    for q in ["one", "two"] {
+        let r = send(&app, &s, q).await;
+        assert_eq!(r.status(), 200);
+        read_events(r, 1000).await;
+        settled(&app, &s).await;
+    }
+    assert_eq!(m.request_count(), 2);
+    let r = send(&app, &s, "three").await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "session_full");
+    assert_eq!(session_json(&app, &s).await["messages"].as_array().unwrap().len(), 4, "nothing was stored");
+    assert_eq!(m.request_count(), 2, "the model was not asked");
 }
 
 #[tokio::test]
