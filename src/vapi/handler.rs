@@ -59,7 +59,7 @@ async fn receive(svc: &VapiService, headers: &HeaderMap, uri: &Uri, body: Body, 
     let mut body: Value =
         serde_json::from_slice(&raw).map_err(|e| ("none", "rejected", ApiError::Malformed(format!("The body is not valid JSON: {e}."))))?;
     // serde accepts \u0000 but Postgres rejects NUL anywhere in text: clean once, here.
-    if raw.windows(6).any(|w| w == b"\\u0000") {
+    if memchr::memmem::find(&raw, b"\\u0000").is_some() {
         crate::store::sanitize_json(&mut body);
     }
     let message = Message::from_body(&body).ok_or((

@@ -5,7 +5,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::message::{Kind, Message, clean_url, time_value};
-use super::redact::redacted;
+use super::redact::redacted_json;
 use crate::store::{CallChange, CallSeen, EndReport, Ingest, NewRecording, NewSegment, RawEvent, StatusChange};
 
 /// The org a message belongs to.
@@ -46,7 +46,7 @@ fn metadata(m: &Message<'_>) -> Option<String> {
             merged.extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
     }
-    (!merged.is_empty()).then(|| redacted(&Value::Object(merged)).to_string())
+    (!merged.is_empty()).then(|| redacted_json(&Value::Object(merged)))
 }
 
 /// Partial transcripts and other per-token chatter: published live, not stored by default.
@@ -91,7 +91,7 @@ pub fn change(m: &Message<'_>, now: i64) -> CallChange {
 /// Current fields first, then the legacy top-level ones (spec §2.1 EOCR, §8).
 fn end_report(m: &Message<'_>, at: i64) -> EndReport {
     let time = |paths: &[&[&str]]| paths.iter().find_map(|p| m.get(p).and_then(time_value));
-    let json_at = |paths: &[&[&str]]| paths.iter().find_map(|p| m.get(p)).map(|v| redacted(v).to_string());
+    let json_at = |paths: &[&[&str]]| paths.iter().find_map(|p| m.get(p)).map(redacted_json);
     EndReport {
         ended_reason: m.str(&["endedReason"]).or_else(|| m.str(&["call", "endedReason"])).map(str::to_string),
         started_at: time(&[&["startedAt"], &["call", "startedAt"]]),
@@ -180,7 +180,7 @@ pub fn raw_event(m: &Message<'_>, org: &str, dedup_key: String, now: i64) -> Raw
         received_at: now,
         message_ts: m.timestamp_ms(),
         dedup_key,
-        payload: redacted(m.v).to_string(),
+        payload: redacted_json(m.v),
     }
 }
 
