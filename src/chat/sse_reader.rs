@@ -44,7 +44,7 @@ impl SseReader {
                 self.buf.advance(1);
             }
             self.after_cr = false;
-            let Some(end) = self.buf.iter().position(|&b| b == b'\n' || b == b'\r') else { break };
+            let Some(end) = memchr::memchr2(b'\n', b'\r', &self.buf) else { break };
             self.after_cr = self.buf[end] == b'\r';
             let line = self.buf.split_to(end + 1);
             self.line(&line[..end]);
@@ -70,7 +70,7 @@ impl SseReader {
         if line[0] == b':' {
             return;
         }
-        let (field, value) = match line.iter().position(|&b| b == b':') {
+        let (field, value) = match memchr::memchr(b':', line) {
             Some(i) => {
                 let v = &line[i + 1..];
                 (&line[..i], v.strip_prefix(b" ").unwrap_or(v))

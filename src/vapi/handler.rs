@@ -56,8 +56,8 @@ async fn receive(svc: &VapiService, headers: &HeaderMap, uri: &Uri, body: Body, 
         tracing::warn!(reason = refused.reason(), "webhook refused by authentication");
         return Err(("none", "unauthorized", ApiError::Unauthenticated));
     }
-    let mut body: Value =
-        serde_json::from_slice(&raw).map_err(|e| ("none", "rejected", ApiError::Malformed(format!("The body is not valid JSON: {e}."))))?;
+    let mut body: Value = super::parse::body(&raw, svc.cfg.raw_log_ephemeral)
+        .map_err(|e| ("none", "rejected", ApiError::Malformed(format!("The body is not valid JSON: {e}."))))?;
     // serde accepts \u0000 but Postgres rejects NUL anywhere in text: clean once, here.
     if memchr::memmem::find(&raw, b"\\u0000").is_some() {
         crate::store::sanitize_json(&mut body);
