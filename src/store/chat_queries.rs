@@ -107,6 +107,12 @@ macro_rules! chat_queries {
             .fetch_optional(&mut *c)
             .await?;
             let Some(seq) = seq else { return Ok(None) };
+            insert_chat_message(c, session_id, seq, m).await?;
+            Ok(Some(seq))
+        }
+
+        /// Stores one message at a position already taken from the session's `message_count`.
+        async fn insert_chat_message(c: &mut $conn, session_id: &str, seq: i64, m: &NewChatMessage) -> sqlx::Result<()> {
             sqlx::query(
                 "INSERT INTO chat_messages (id, session_id, seq, role, content, status, run_id, finish_reason, tool_calls, \
                  tool_call_id, name, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -125,54 +131,65 @@ macro_rules! chat_queries {
             .bind(m.created_at)
             .execute(&mut *c)
             .await?;
-            Ok(Some(seq))
+            Ok(())
         }
 
+        /// Four statements on the way that starts an answer (each is a round trip to SQLite's
+        /// thread inside the writer's batch): take the message's position, settle the session's
+        /// running run, open the new run, store the message. A refusal gives the position back.
         pub async fn start_chat_run(c: &mut $conn, r: &StartRun) -> sqlx::Result<RunStart> {
-            // Locks the session row first (Postgres), so concurrent starts on one session queue here.
-            let count: Option<i64> = sqlx::query_scalar("UPDATE chat_sessions SET updated_at = $2 WHERE id = $1 RETURNING message_count")
+            // Also locks the session row (Postgres), so concurrent starts on one session queue here.
+            let seq: Option<i64> = sqlx::query_scalar(
+                "UPDATE chat_sessions SET message_count = message_count + 1, updated_at = $2 WHERE id = $1 \
+                 RETURNING message_count",
+            )
+            .bind(&r.session_id)
+            .bind(r.now)
+            .fetch_optional(&mut *c)
+            .await?;
+            let Some(seq) = seq else { return Ok(RunStart::NoSession) };
+            // A running run whose lease ran out is declared abandoned; one still alive makes the
+            // session busy. One statement does both and says which.
+            let running: Vec<(String, String)> = sqlx::query_as(
+                "UPDATE chat_runs SET \
+                   status = CASE WHEN lease_until < $2 THEN 'failed' ELSE status END, \
+                   error_code = CASE WHEN lease_until < $2 THEN 'abandoned' ELSE error_code END, \
+                   error = CASE WHEN lease_until < $2 \
+                     THEN 'The instance running this answer stopped before it finished.' ELSE error END, \
+                   finished_at = CASE WHEN lease_until < $2 THEN $2 ELSE finished_at END \
+                 WHERE session_id = $1 AND status = 'running' RETURNING id, status",
+            )
+            .bind(&r.session_id)
+            .bind(r.now)
+            .fetch_all(&mut *c)
+            .await?;
+            let refused = if let Some((run_id, _)) = running.into_iter().find(|(_, status)| status == "running") {
+                Some(RunStart::Busy { run_id })
+            } else if seq + 1 > r.max_messages {
+                // The answer needs a place too: a session one short of its maximum is full.
+                Some(RunStart::Full)
+            } else {
+                let inserted = sqlx::query(
+                    "INSERT INTO chat_runs (id, session_id, status, started_at, lease_until) VALUES ($1, $2, 'running', $3, $4) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(&r.run_id)
                 .bind(&r.session_id)
                 .bind(r.now)
-                .fetch_optional(&mut *c)
+                .bind(r.lease_until)
+                .execute(&mut *c)
                 .await?;
-            let Some(count) = count else { return Ok(RunStart::NoSession) };
-            sqlx::query(
-                "UPDATE chat_runs SET status = 'failed', error_code = 'abandoned', \
-                 error = 'The instance running this answer stopped before it finished.', finished_at = $2 \
-                 WHERE session_id = $1 AND status = 'running' AND lease_until < $2",
-            )
-            .bind(&r.session_id)
-            .bind(r.now)
-            .execute(&mut *c)
-            .await?;
-            let busy: Option<String> = sqlx::query_scalar("SELECT id FROM chat_runs WHERE session_id = $1 AND status = 'running'")
-                .bind(&r.session_id)
-                .fetch_optional(&mut *c)
-                .await?;
-            if let Some(run_id) = busy {
-                return Ok(RunStart::Busy { run_id });
+                (inserted.rows_affected() == 0).then(|| RunStart::Busy { run_id: String::new() })
+            };
+            if let Some(refused) = refused {
+                sqlx::query("UPDATE chat_sessions SET message_count = message_count - 1 WHERE id = $1")
+                    .bind(&r.session_id)
+                    .execute(&mut *c)
+                    .await?;
+                return Ok(refused);
             }
-            // The answer needs a place too: a session one short of its maximum is full.
-            if count + 2 > r.max_messages {
-                return Ok(RunStart::Full);
-            }
-            let inserted = sqlx::query(
-                "INSERT INTO chat_runs (id, session_id, status, started_at, lease_until) VALUES ($1, $2, 'running', $3, $4) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(&r.run_id)
-            .bind(&r.session_id)
-            .bind(r.now)
-            .bind(r.lease_until)
-            .execute(&mut *c)
-            .await?;
-            if inserted.rows_affected() == 0 {
-                return Ok(RunStart::Busy { run_id: String::new() });
-            }
-            match append_chat_message(c, &r.session_id, &r.message).await? {
-                Some(message_seq) => Ok(RunStart::Started { message_seq }),
-                None => Ok(RunStart::NoSession),
-            }
+            insert_chat_message(c, &r.session_id, seq, &r.message).await?;
+            Ok(RunStart::Started { message_seq: seq })
         }
 
         /// Stores what a run produced and closes it; `false` (and nothing stored) when the run is

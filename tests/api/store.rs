@@ -27,3 +27,61 @@ async fn a_failing_write_does_not_undo_the_writes_batched_with_it() {
     assert!(store.find_token("hash-1").await.unwrap().is_some());
     assert!(store.find_token("hash-2").await.unwrap().is_none(), "the failed write left nothing behind");
 }
+
+fn user_message(id: &str, at: i64) -> switchboard::store::NewChatMessage {
+    switchboard::store::NewChatMessage {
+        id: id.into(),
+        role: "user".into(),
+        content: format!("message {id}"),
+        status: "complete".into(),
+        run_id: None,
+        finish_reason: None,
+        tool_calls: None,
+        tool_call_id: None,
+        name: None,
+        created_at: at,
+    }
+}
+
+#[tokio::test]
+async fn a_chat_run_holds_its_session_until_its_lease_runs_out_and_a_refusal_stores_nothing() {
+    use switchboard::store::{NewChatSession, RunStart, StartRun};
+    let app = spawn_app().await;
+    let store = app.state.store.clone();
+    let now = switchboard::clock::now_ms();
+    let session = NewChatSession { id: "s-lease".into(), org_id: ORG.into(), site_key: None, created_at: now, metadata: None };
+    store.create_chat_session(session).await.unwrap();
+    let start = |run: &str, at: i64, max_messages: i64| StartRun {
+        session_id: "s-lease".into(),
+        run_id: run.into(),
+        message: user_message(&format!("m-{run}"), at),
+        now: at,
+        lease_until: at + 1_000,
+        max_messages,
+    };
+    assert_eq!(store.start_chat_run(start("r1", now, 10)).await.unwrap(), RunStart::Started { message_seq: 1 });
+    assert_eq!(store.start_chat_run(start("r2", now + 10, 10)).await.unwrap(), RunStart::Busy { run_id: "r1".into() });
+    // r1's instance died: once its lease has run out, the session takes the next message.
+    assert_eq!(store.start_chat_run(start("r3", now + 1_001, 10)).await.unwrap(), RunStart::Started { message_seq: 2 });
+    let r1 = store.chat_run("r1").await.unwrap().unwrap();
+    assert_eq!((r1.status.as_str(), r1.error_code.as_deref()), ("failed", Some("abandoned")));
+    assert!(store.chat_run("r2").await.unwrap().is_none(), "the refused run was not stored");
+    // Full: two messages stored, a third plus its answer would pass a maximum of 3.
+    let done = switchboard::store::FinishRun {
+        session_id: "s-lease".into(),
+        run_id: "r3".into(),
+        status: "done".into(),
+        finish_reason: Some("stop".into()),
+        prompt_tokens: None,
+        completion_tokens: None,
+        error_code: None,
+        error: None,
+        finished_at: now + 1_100,
+        messages: Vec::new(),
+    };
+    assert!(store.finish_chat_run(done).await.unwrap());
+    assert_eq!(store.start_chat_run(start("r4", now + 1_200, 3)).await.unwrap(), RunStart::Full);
+    let ids: Vec<(i64, String)> = store.chat_messages("s-lease").await.unwrap().into_iter().map(|m| (m.seq, m.id)).collect();
+    assert_eq!(ids, vec![(1, "m-r1".to_string()), (2, "m-r3".to_string())], "refusals took no position");
+    assert_eq!(store.start_chat_run(start("r5", now + 1_300, 4)).await.unwrap(), RunStart::Started { message_seq: 3 });
+}
