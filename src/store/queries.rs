@@ -169,21 +169,31 @@ macro_rules! shared_queries {
 
         /// The whole of one message, inside the caller's transaction.
         pub async fn ingest(c: &mut $conn, i: &Ingest, now: i64) -> sqlx::Result<IngestOutcome> {
-            if !insert_raw(c, &i.raw).await? {
-                return Ok(IngestOutcome::Duplicate);
-            }
-            let Some(call) = &i.call else { return Ok(IngestOutcome::Applied(Box::default())) };
-            // One read answers both: whose call is it, and does this message add anything to it?
-            // (Each statement is a round trip to SQLite's thread; most messages repeat the call.)
+            let Some(call) = &i.call else {
+                return Ok(if insert_raw(c, &i.raw).await? { IngestOutcome::Applied(Box::default()) } else { IngestOutcome::Duplicate });
+            };
+            // One statement logs the message and answers, for a new one: whose call is it, and
+            // does this message add anything to it? (Each statement is a round trip to SQLite's
+            // thread; most messages repeat the call.) No row back: a redelivery.
             let known = sqlx::query(
-                "SELECT org_id, CASE WHEN (assistant_id IS NULL AND $2 IS NOT NULL) OR (call_type IS NULL AND $3 IS NOT NULL) \
-                   OR (customer_number IS NULL AND $4 IS NOT NULL) OR (phone_number IS NULL AND $5 IS NOT NULL) \
-                   OR ($6 IS NOT NULL AND (control_url IS NULL OR control_url <> $6)) \
-                   OR ($7 IS NOT NULL AND (listen_url IS NULL OR listen_url <> $7)) \
-                   OR ($8 IS NOT NULL AND (metadata IS NULL OR metadata <> $8)) \
-                   OR ($9 IS NOT NULL AND (assistant_name IS NULL OR assistant_name <> $9)) THEN 1 ELSE 0 END AS stale \
-                 FROM calls WHERE id = $1",
+                "INSERT INTO webhook_events (call_id, org_id, kind, received_at, message_ts, dedup_key, payload) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedup_key) DO NOTHING \
+                 RETURNING (SELECT org_id FROM calls WHERE id = $8) AS org_id, \
+                   (SELECT CASE WHEN (assistant_id IS NULL AND $9 IS NOT NULL) OR (call_type IS NULL AND $10 IS NOT NULL) \
+                   OR (customer_number IS NULL AND $11 IS NOT NULL) OR (phone_number IS NULL AND $12 IS NOT NULL) \
+                   OR ($13 IS NOT NULL AND (control_url IS NULL OR control_url <> $13)) \
+                   OR ($14 IS NOT NULL AND (listen_url IS NULL OR listen_url <> $14)) \
+                   OR ($15 IS NOT NULL AND (metadata IS NULL OR metadata <> $15)) \
+                   OR ($16 IS NOT NULL AND (assistant_name IS NULL OR assistant_name <> $16)) THEN 1 ELSE 0 END \
+                   FROM calls WHERE id = $8) AS stale",
             )
+            .bind(&i.raw.call_id)
+            .bind(&i.raw.org_id)
+            .bind(&i.raw.kind)
+            .bind(i.raw.received_at)
+            .bind(i.raw.message_ts)
+            .bind(&i.raw.dedup_key)
+            .bind(sanitize_text(&i.raw.payload))
             .bind(&call.id)
             .bind(&call.assistant_id)
             .bind(&call.call_type)
@@ -195,8 +205,12 @@ macro_rules! shared_queries {
             .bind(&call.assistant_name)
             .fetch_optional(&mut *c)
             .await?;
-            let owner: Option<(String, i32)> =
-                known.map(|r| Ok::<_, sqlx::Error>((r.try_get("org_id")?, r.try_get("stale")?))).transpose()?;
+            let Some(known) = known else { return Ok(IngestOutcome::Duplicate) };
+            let org: Option<String> = known.try_get("org_id")?;
+            let owner: Option<(String, i32)> = match org {
+                Some(org) => Some((org, known.try_get("stale")?)),
+                None => None,
+            };
             if owner.as_ref().is_some_and(|(o, _)| *o != call.org_id) {
                 // A call belongs to the org that first named it; another org's message is only logged.
                 return Ok(IngestOutcome::Applied(Box::default()));
