@@ -197,18 +197,7 @@ impl ChatService {
         }
         let run_id = uuid::Uuid::now_v7().to_string();
         let now = crate::clock::now_ms();
-        let message = NewChatMessage {
-            id: uuid::Uuid::now_v7().to_string(),
-            role: "user".into(),
-            content: text.to_string(),
-            status: "complete".into(),
-            run_id: Some(run_id.clone()),
-            finish_reason: None,
-            tool_calls: None,
-            tool_call_id: None,
-            name: None,
-            created_at: now,
-        };
+        let message = NewChatMessage::from_user(uuid::Uuid::now_v7().to_string(), text.to_string(), Some(run_id.clone()), now);
         // Everything the run needs is ready before the run row commits, so nothing between the
         // commit and the spawn can fail or be dropped with the request, leaving a run with no
         // task behind it.

@@ -375,6 +375,22 @@ pub struct NewChatMessage {
 }
 
 impl NewChatMessage {
+    /// A visitor's message, complete as sent.
+    pub fn from_user(id: String, content: String, run_id: Option<String>, created_at: i64) -> Self {
+        Self {
+            id,
+            role: "user".into(),
+            content,
+            status: "complete".into(),
+            run_id,
+            finish_reason: None,
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
+            created_at,
+        }
+    }
+
     /// The row this message becomes at position `seq` of its session.
     pub fn into_row(self, session_id: &str, seq: i64) -> ChatMessageRow {
         ChatMessageRow {

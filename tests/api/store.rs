@@ -29,18 +29,7 @@ async fn a_failing_write_does_not_undo_the_writes_batched_with_it() {
 }
 
 fn user_message(id: &str, at: i64) -> switchboard::store::NewChatMessage {
-    switchboard::store::NewChatMessage {
-        id: id.into(),
-        role: "user".into(),
-        content: format!("message {id}"),
-        status: "complete".into(),
-        run_id: None,
-        finish_reason: None,
-        tool_calls: None,
-        tool_call_id: None,
-        name: None,
-        created_at: at,
-    }
+    switchboard::store::NewChatMessage::from_user(id.into(), format!("message {id}"), None, at)
 }
 
 #[tokio::test]
