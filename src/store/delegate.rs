@@ -1,6 +1,8 @@
 //! The `Store` trait for both engines, as one body: each engine provides `conn` (a pooled
 //! connection), `write` (a committed transaction), `write_visible` (a write later writes see, for
-//! claims) and a `q` module of shared queries.
+//! claims), a `q` module of shared queries, and the writes of every webhook and tool call
+//! (`ingest_write`, `claim_write`, `finish_invocation_write`), which SQLite runs on its writer's
+//! own connection.
 
 macro_rules! impl_store {
     ($ty:ty, $name:literal) => {
@@ -20,17 +22,15 @@ macro_rules! impl_store {
             }
 
             async fn ingest(&self, i: Ingest) -> crate::store::Result<IngestOutcome> {
-                self.write(move |c| Box::pin(async move { q::ingest(c, &i, crate::clock::now_ms()).await })).await
+                self.ingest_write(i).await
             }
 
             async fn claim_invocation(&self, n: NewInvocation) -> crate::store::Result<Claim> {
-                // Seen by every later write is enough to keep a redelivery out; the result's
-                // commit, which the answer waits for, makes the claim durable with it.
-                self.write_visible(move |c| Box::pin(async move { q::claim_invocation(c, &n).await })).await
+                self.claim_write(n).await
             }
 
             async fn finish_invocation(&self, d: Finished) -> crate::store::Result<()> {
-                self.write(move |c| Box::pin(async move { q::finish_invocation(c, &d).await })).await
+                self.finish_invocation_write(d).await
             }
 
             async fn get_invocation(&self, id: &str) -> crate::store::Result<Option<InvocationRow>> {

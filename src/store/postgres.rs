@@ -69,12 +69,17 @@ impl PgStore {
         Ok(value)
     }
 
+    async fn ingest_write(&self, i: Ingest) -> Result<IngestOutcome> {
+        self.write(move |c| Box::pin(async move { q::ingest(c, &i, crate::clock::now_ms()).await })).await
+    }
+
     /// Instances share nothing but the database: a claim keeps others out only once committed.
-    async fn write_visible<T: Send + 'static>(
-        &self,
-        f: impl for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, sqlx::Result<T>> + Send + 'static,
-    ) -> Result<T> {
-        self.write(f).await
+    async fn claim_write(&self, n: NewInvocation) -> Result<Claim> {
+        self.write(move |c| Box::pin(async move { q::claim_invocation(c, &n).await })).await
+    }
+
+    async fn finish_invocation_write(&self, d: Finished) -> Result<()> {
+        self.write(move |c| Box::pin(async move { q::finish_invocation(c, &d).await })).await
     }
 }
 

@@ -7,28 +7,22 @@ macro_rules! shared_queries {
         use sqlx::{QueryBuilder, Row};
 
         use crate::store::sanitize::{clean, sanitize_text};
+        use crate::store::sql::{self, CALL_COLUMNS, INVOCATION_COLUMNS};
         use crate::store::types::*;
         use crate::store::{TERMINAL_RANK, status_rank};
 
-        const CALL_COLUMNS: &str = "id, org_id, assistant_id, call_type, customer_number, phone_number, status, \
-            status_rank, status_at, created_at, started_at, ended_at, ended_reason, cost, cost_breakdown, summary, \
-            analysis, metadata, control_url, listen_url, last_event_at, updated_at, assistant_name";
-
         /// Records the delivery; `false` means the dedup key was seen before.
         pub async fn insert_raw(c: &mut $conn, r: &RawEvent) -> sqlx::Result<bool> {
-            let res = sqlx::query(
-                "INSERT INTO webhook_events (call_id, org_id, kind, received_at, message_ts, dedup_key, payload) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedup_key) DO NOTHING",
-            )
-            .bind(&r.call_id)
-            .bind(&r.org_id)
-            .bind(&r.kind)
-            .bind(r.received_at)
-            .bind(r.message_ts)
-            .bind(&r.dedup_key)
-            .bind(sanitize_text(&r.payload))
-            .execute(&mut *c)
-            .await?;
+            let res = sqlx::query(sql::INSERT_RAW)
+                .bind(&r.call_id)
+                .bind(&r.org_id)
+                .bind(&r.kind)
+                .bind(r.received_at)
+                .bind(r.message_ts)
+                .bind(&r.dedup_key)
+                .bind(sanitize_text(&r.payload))
+                .execute(&mut *c)
+                .await?;
             Ok(res.rows_affected() == 1)
         }
 
@@ -37,38 +31,23 @@ macro_rules! shared_queries {
         pub async fn upsert_call(c: &mut $conn, s: &CallSeen) -> sqlx::Result<()> {
             let status = s.initial_status.clone().unwrap_or_else(|| "unknown".into());
             let rank = status_rank(&status);
-            sqlx::query(
-                "INSERT INTO calls (id, org_id, assistant_id, call_type, customer_number, phone_number, status, \
-                 status_rank, created_at, control_url, listen_url, metadata, last_event_at, updated_at, assistant_name) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14) \
-                 ON CONFLICT (id) DO UPDATE SET \
-                   assistant_id = COALESCE(calls.assistant_id, excluded.assistant_id), \
-                   assistant_name = COALESCE(excluded.assistant_name, calls.assistant_name), \
-                   call_type = COALESCE(calls.call_type, excluded.call_type), \
-                   customer_number = COALESCE(calls.customer_number, excluded.customer_number), \
-                   phone_number = COALESCE(calls.phone_number, excluded.phone_number), \
-                   control_url = COALESCE(excluded.control_url, calls.control_url), \
-                   listen_url = COALESCE(excluded.listen_url, calls.listen_url), \
-                   metadata = COALESCE(excluded.metadata, calls.metadata), \
-                   last_event_at = CASE WHEN excluded.last_event_at > calls.last_event_at \
-                                        THEN excluded.last_event_at ELSE calls.last_event_at END",
-            )
-            .bind(&s.id)
-            .bind(&s.org_id)
-            .bind(&s.assistant_id)
-            .bind(&s.call_type)
-            .bind(&s.customer_number)
-            .bind(&s.phone_number)
-            .bind(&status)
-            .bind(rank)
-            .bind(s.created_at)
-            .bind(&s.control_url)
-            .bind(&s.listen_url)
-            .bind(clean(&s.metadata))
-            .bind(s.seen_at)
-            .bind(&s.assistant_name)
-            .execute(&mut *c)
-            .await?;
+            sqlx::query(sql::UPSERT_CALL)
+                .bind(&s.id)
+                .bind(&s.org_id)
+                .bind(&s.assistant_id)
+                .bind(&s.call_type)
+                .bind(&s.customer_number)
+                .bind(&s.phone_number)
+                .bind(&status)
+                .bind(rank)
+                .bind(s.created_at)
+                .bind(&s.control_url)
+                .bind(&s.listen_url)
+                .bind(clean(&s.metadata))
+                .bind(s.seen_at)
+                .bind(&s.assistant_name)
+                .execute(&mut *c)
+                .await?;
             Ok(())
         }
 
@@ -81,89 +60,55 @@ macro_rules! shared_queries {
             if rank < 0 {
                 return Ok(false);
             }
-            let res = sqlx::query(
-                "UPDATE calls SET status = $2, status_rank = $3, status_at = $4, \
-                   ended_reason = COALESCE($5, ended_reason), \
-                   started_at = CASE WHEN $2 = 'in-progress' AND started_at IS NULL THEN $4 ELSE started_at END, \
-                   ended_at = CASE WHEN $3 >= $6 AND ended_at IS NULL THEN $4 ELSE ended_at END, \
-                   updated_at = $7 \
-                 WHERE id = $1 AND status_rank < $6 AND ($3 >= $6 \
-                   OR (status_rank < $3 AND $4 >= COALESCE(status_at, 0)) \
-                   OR (status = 'forwarding' AND $2 = 'in-progress' AND $4 > COALESCE(status_at, 0)))",
-            )
-            .bind(call_id)
-            .bind(&ch.status)
-            .bind(rank)
-            .bind(ch.at)
-            .bind(&ch.ended_reason)
-            .bind(TERMINAL_RANK)
-            .bind(now)
-            .execute(&mut *c)
-            .await?;
+            let res = sqlx::query(sql::APPLY_STATUS)
+                .bind(call_id)
+                .bind(&ch.status)
+                .bind(rank)
+                .bind(ch.at)
+                .bind(&ch.ended_reason)
+                .bind(TERMINAL_RANK)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
             if res.rows_affected() == 1 {
                 return Ok(true);
             }
             // The same status again, newer: remember when, so an older update cannot follow it.
-            sqlx::query("UPDATE calls SET status_at = $3 WHERE id = $1 AND status = $2 AND $3 > COALESCE(status_at, 0)")
-                .bind(call_id)
-                .bind(&ch.status)
-                .bind(ch.at)
-                .execute(&mut *c)
-                .await?;
+            sqlx::query(sql::TOUCH_STATUS_AT).bind(call_id).bind(&ch.status).bind(ch.at).execute(&mut *c).await?;
             Ok(false)
         }
 
         /// The end-of-call report completes the record whatever order things arrived in.
         pub async fn apply_end_report(c: &mut $conn, call_id: &str, r: &EndReport, now: i64) -> sqlx::Result<bool> {
-            let res = sqlx::query(
-                "UPDATE calls SET status = 'ended', status_rank = $2, \
-                   status_at = CASE WHEN status_rank < $2 THEN $3 ELSE status_at END, \
-                   ended_reason = COALESCE($4, ended_reason), \
-                   started_at = COALESCE($5, started_at), ended_at = $3, \
-                   cost = COALESCE($6, cost), cost_breakdown = COALESCE($7, cost_breakdown), \
-                   summary = COALESCE($8, summary), analysis = COALESCE($9, analysis), updated_at = $10 \
-                 WHERE id = $1",
-            )
-            .bind(call_id)
-            .bind(TERMINAL_RANK)
-            .bind(r.ended_at)
-            .bind(&r.ended_reason)
-            .bind(r.started_at)
-            .bind(r.cost)
-            .bind(clean(&r.cost_breakdown))
-            .bind(clean(&r.summary))
-            .bind(clean(&r.analysis))
-            .bind(now)
-            .execute(&mut *c)
-            .await?;
-            for rec in &r.recordings {
-                sqlx::query(
-                    "INSERT INTO recordings (call_id, kind, source_url, state, created_at, updated_at) \
-                     VALUES ($1, $2, $3, 'pending', $4, $4) ON CONFLICT (call_id, kind) DO NOTHING",
-                )
+            let res = sqlx::query(sql::APPLY_END_REPORT)
                 .bind(call_id)
-                .bind(&rec.kind)
-                .bind(&rec.source_url)
+                .bind(TERMINAL_RANK)
+                .bind(r.ended_at)
+                .bind(&r.ended_reason)
+                .bind(r.started_at)
+                .bind(r.cost)
+                .bind(clean(&r.cost_breakdown))
+                .bind(clean(&r.summary))
+                .bind(clean(&r.analysis))
                 .bind(now)
                 .execute(&mut *c)
                 .await?;
+            for rec in &r.recordings {
+                sqlx::query(sql::INSERT_RECORDING).bind(call_id).bind(&rec.kind).bind(&rec.source_url).bind(now).execute(&mut *c).await?;
             }
             Ok(res.rows_affected() == 1)
         }
 
         pub async fn insert_segment(c: &mut $conn, call_id: &str, s: &NewSegment, now: i64) -> sqlx::Result<SegmentRow> {
             let text = sanitize_text(&s.text).into_owned();
-            let row = sqlx::query(
-                "INSERT INTO transcript_segments (call_id, role, text, spoken_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            )
-            .bind(call_id)
-            .bind(&s.role)
-            .bind(&text)
-            .bind(s.spoken_at)
-            .bind(now)
-            .fetch_one(&mut *c)
-            .await?;
+            let row = sqlx::query(sql::INSERT_SEGMENT)
+                .bind(call_id)
+                .bind(&s.role)
+                .bind(&text)
+                .bind(s.spoken_at)
+                .bind(now)
+                .fetch_one(&mut *c)
+                .await?;
             Ok(SegmentRow { id: row.try_get("id")?, call_id: call_id.to_string(), role: s.role.clone(), text, spoken_at: s.spoken_at })
         }
 
@@ -175,36 +120,25 @@ macro_rules! shared_queries {
             // One statement logs the message and answers, for a new one: whose call is it, and
             // does this message add anything to it? (Each statement is a round trip to SQLite's
             // thread; most messages repeat the call.) No row back: a redelivery.
-            let known = sqlx::query(
-                "INSERT INTO webhook_events (call_id, org_id, kind, received_at, message_ts, dedup_key, payload) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedup_key) DO NOTHING \
-                 RETURNING (SELECT org_id FROM calls WHERE id = $8) AS org_id, \
-                   (SELECT CASE WHEN (assistant_id IS NULL AND $9 IS NOT NULL) OR (call_type IS NULL AND $10 IS NOT NULL) \
-                   OR (customer_number IS NULL AND $11 IS NOT NULL) OR (phone_number IS NULL AND $12 IS NOT NULL) \
-                   OR ($13 IS NOT NULL AND (control_url IS NULL OR control_url <> $13)) \
-                   OR ($14 IS NOT NULL AND (listen_url IS NULL OR listen_url <> $14)) \
-                   OR ($15 IS NOT NULL AND (metadata IS NULL OR metadata <> $15)) \
-                   OR ($16 IS NOT NULL AND (assistant_name IS NULL OR assistant_name <> $16)) THEN 1 ELSE 0 END \
-                   FROM calls WHERE id = $8) AS stale",
-            )
-            .bind(&i.raw.call_id)
-            .bind(&i.raw.org_id)
-            .bind(&i.raw.kind)
-            .bind(i.raw.received_at)
-            .bind(i.raw.message_ts)
-            .bind(&i.raw.dedup_key)
-            .bind(sanitize_text(&i.raw.payload))
-            .bind(&call.id)
-            .bind(&call.assistant_id)
-            .bind(&call.call_type)
-            .bind(&call.customer_number)
-            .bind(&call.phone_number)
-            .bind(&call.control_url)
-            .bind(&call.listen_url)
-            .bind(clean(&call.metadata))
-            .bind(&call.assistant_name)
-            .fetch_optional(&mut *c)
-            .await?;
+            let known = sqlx::query(sql::LOG_AND_CHECK_CALL)
+                .bind(&i.raw.call_id)
+                .bind(&i.raw.org_id)
+                .bind(&i.raw.kind)
+                .bind(i.raw.received_at)
+                .bind(i.raw.message_ts)
+                .bind(&i.raw.dedup_key)
+                .bind(sanitize_text(&i.raw.payload))
+                .bind(&call.id)
+                .bind(&call.assistant_id)
+                .bind(&call.call_type)
+                .bind(&call.customer_number)
+                .bind(&call.phone_number)
+                .bind(&call.control_url)
+                .bind(&call.listen_url)
+                .bind(clean(&call.metadata))
+                .bind(&call.assistant_name)
+                .fetch_optional(&mut *c)
+                .await?;
             let Some(known) = known else { return Ok(IngestOutcome::Duplicate) };
             let org: Option<String> = known.try_get("org_id")?;
             let owner: Option<(String, i32)> = match org {
@@ -262,7 +196,7 @@ macro_rules! shared_queries {
         }
 
         pub async fn get_call(c: &mut $conn, id: &str) -> sqlx::Result<Option<CallRow>> {
-            sqlx::query_as::<_, CallRow>(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = $1")).bind(id).fetch_optional(&mut *c).await
+            sqlx::query_as::<_, CallRow>(sql::GET_CALL).bind(id).fetch_optional(&mut *c).await
         }
 
         pub async fn list_calls(c: &mut $conn, scope: &OrgScope, f: &CallFilter) -> sqlx::Result<Vec<CallRow>> {
@@ -329,14 +263,8 @@ macro_rules! shared_queries {
             qb.build_query_as::<SegmentRow>().fetch_all(&mut *c).await
         }
 
-        const INVOCATION_COLUMNS: &str =
-            "tool_call_id, call_id, org_id, name, arguments, status, result, error, latency_ms, started_at, finished_at, lease_until";
-
         pub async fn get_invocation(c: &mut $conn, id: &str) -> sqlx::Result<Option<InvocationRow>> {
-            sqlx::query_as::<_, InvocationRow>(&format!("SELECT {INVOCATION_COLUMNS} FROM function_invocations WHERE tool_call_id = $1"))
-                .bind(id)
-                .fetch_optional(&mut *c)
-                .await
+            sqlx::query_as::<_, InvocationRow>(sql::GET_INVOCATION).bind(id).fetch_optional(&mut *c).await
         }
 
         pub async fn invocations(c: &mut $conn, call_id: &str) -> sqlx::Result<Vec<InvocationRow>> {
@@ -350,31 +278,25 @@ macro_rules! shared_queries {
 
         /// Insert-if-absent is the claim; a running claim whose lease ran out is taken over.
         pub async fn claim_invocation(c: &mut $conn, n: &NewInvocation) -> sqlx::Result<Claim> {
-            let inserted = sqlx::query(
-                "INSERT INTO function_invocations (tool_call_id, call_id, org_id, name, arguments, status, started_at, lease_until) \
-                 VALUES ($1, $2, $3, $4, $5, 'running', $6, $7) ON CONFLICT (tool_call_id) DO NOTHING",
-            )
-            .bind(&n.tool_call_id)
-            .bind(&n.call_id)
-            .bind(&n.org_id)
-            .bind(&n.name)
-            .bind(sanitize_text(&n.arguments))
-            .bind(n.started_at)
-            .bind(n.lease_until)
-            .execute(&mut *c)
-            .await?;
+            let inserted = sqlx::query(sql::CLAIM_INVOCATION)
+                .bind(&n.tool_call_id)
+                .bind(&n.call_id)
+                .bind(&n.org_id)
+                .bind(&n.name)
+                .bind(sanitize_text(&n.arguments))
+                .bind(n.started_at)
+                .bind(n.lease_until)
+                .execute(&mut *c)
+                .await?;
             if inserted.rows_affected() == 1 {
                 return Ok(Claim::Claimed);
             }
-            let taken = sqlx::query(
-                "UPDATE function_invocations SET started_at = $2, lease_until = $3 \
-                 WHERE tool_call_id = $1 AND status = 'running' AND lease_until < $2",
-            )
-            .bind(&n.tool_call_id)
-            .bind(n.started_at)
-            .bind(n.lease_until)
-            .execute(&mut *c)
-            .await?;
+            let taken = sqlx::query(sql::TAKE_OVER_INVOCATION)
+                .bind(&n.tool_call_id)
+                .bind(n.started_at)
+                .bind(n.lease_until)
+                .execute(&mut *c)
+                .await?;
             if taken.rows_affected() == 1 {
                 return Ok(Claim::Claimed);
             }
@@ -385,19 +307,16 @@ macro_rules! shared_queries {
         }
 
         pub async fn finish_invocation(c: &mut $conn, d: &Finished) -> sqlx::Result<()> {
-            sqlx::query(
-                "UPDATE function_invocations SET status = $2, result = $3, error = $4, latency_ms = $5, finished_at = $6 \
-                 WHERE tool_call_id = $1 AND status = 'running' AND started_at = $7",
-            )
-            .bind(&d.tool_call_id)
-            .bind(if d.ok { "ok" } else { "error" })
-            .bind(clean(&d.result))
-            .bind(clean(&d.error))
-            .bind(d.latency_ms)
-            .bind(d.finished_at)
-            .bind(d.claimed_at)
-            .execute(&mut *c)
-            .await?;
+            sqlx::query(sql::FINISH_INVOCATION)
+                .bind(&d.tool_call_id)
+                .bind(if d.ok { "ok" } else { "error" })
+                .bind(clean(&d.result))
+                .bind(clean(&d.error))
+                .bind(d.latency_ms)
+                .bind(d.finished_at)
+                .bind(d.claimed_at)
+                .execute(&mut *c)
+                .await?;
             Ok(())
         }
 

@@ -2,9 +2,11 @@
 //! promises the write survives power loss, and one writer that group-commits: concurrent
 //! writes share a transaction (one fsync), each inside its own savepoint.
 //!
-//! The writer runs on a thread of its own. Every statement is a round trip to SQLite's worker
-//! thread; on the shared runtime each of those wake-ups queued behind request handlers, so
-//! under load a batch took many times its work.
+//! The writer runs on a thread of its own, with two connections to the database: its own
+//! (`sqlite_direct`), on which it runs the writes every webhook and tool call makes without
+//! leaving its thread, and an sqlx one for the rest. Through sqlx every statement is a round
+//! trip to SQLite's worker thread; on the shared runtime each of those wake-ups queued behind
+//! request handlers, so under load a batch took many times its work.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -16,9 +18,13 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::sqlite_direct::{self as direct, DirectJob};
 use super::types::*;
 use super::{Result, StoreError};
 
+// The writes the writer runs on its own connection (`sqlite_direct`) are built here too, for
+// Postgres; SQLite leaves them unused.
+#[allow(dead_code)]
 mod q {
     crate::store::queries::shared_queries!(sqlx::Sqlite, sqlx::SqliteConnection);
     crate::store::chat_queries::chat_queries!(sqlx::Sqlite, sqlx::SqliteConnection);
@@ -33,6 +39,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 const MAX_BATCH: usize = 256;
 /// Queued writes before callers wait: backpressure instead of unbounded memory.
 const QUEUE: usize = 4096;
+/// How long a connection waits for another's lock (the background checkpointer's).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How the WAL is kept short.
 #[derive(Debug, Clone, Copy)]
@@ -46,10 +54,16 @@ struct Tuning {
 
 const TUNING: Tuning = Tuning { checkpoint_every: Duration::from_millis(100), wal_restart_frames: 16_384 };
 
+/// A write for the writer: on its own connection, or through sqlx.
+enum Job {
+    Direct(DirectJob),
+    Sqlx(SqlxJob),
+}
+
 /// Runs a job's statements inside the savepoint the writer opened; says whether they all
 /// succeeded and what to do once the batch's commit outcome is known.
-type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
-type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+type SqlxJob = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
+pub(super) type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
 
 pub struct SqliteStore {
     reads: SqlitePool,
@@ -73,7 +87,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5))
+            .busy_timeout(BUSY_TIMEOUT)
             .disable_statement_logging();
         let reads = SqlitePoolOptions::new()
             .max_connections(max_connections)
@@ -92,10 +106,14 @@ impl SqliteStore {
             .spawn(move || {
                 runtime.block_on(async move {
                     // Opened here so SQLite's worker thread is started from (and like) this one.
-                    match open_writer(&write_options).await {
-                        Ok(conn) => {
+                    let opened = match open_writer(&write_options).await {
+                        Ok(conn) => direct::open(write_options.get_filename(), BUSY_TIMEOUT).map(|own| (own, conn)).map_err(direct::error),
+                        Err(e) => Err(e),
+                    };
+                    match opened {
+                        Ok((own, conn)) => {
                             let _ = started_tx.send(Ok(()));
-                            writer(conn, rx, frames, tuning.wal_restart_frames).await;
+                            writer(own, conn, rx, frames, tuning.wal_restart_frames).await;
                         }
                         Err(e) => drop(started_tx.send(Err(e))),
                     }
@@ -130,54 +148,69 @@ impl SqliteStore {
         &self,
         f: impl for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, sqlx::Result<T>> + Send + 'static,
     ) -> Result<T> {
-        self.queue(f, false).await
+        let (tx, rx) = oneshot::channel::<Result<T>>();
+        let job: SqlxJob = Box::new(move |conn: &mut SqliteConnection| -> BoxFuture<'_, (bool, Finish)> {
+            Box::pin(async move { settle(f(&mut *conn).await.map_err(StoreError::from), tx, false) })
+        });
+        self.submit(Job::Sqlx(job), rx).await
     }
 
-    /// Like `write`, but resolves as soon as `f` has run inside the open transaction: every
-    /// later write sees it (there is one writer), before its fsync. For claims whose only job
-    /// is to keep a second caller out; whatever is promised to a client still waits for a
-    /// committed `write` behind it (commits happen in queue order).
-    async fn write_visible<T: Send + 'static>(
+    /// Like `write`, on the writer's own connection. With `early`, resolves as soon as `f` has
+    /// run inside the open transaction: every later write sees it (there is one writer), before
+    /// its fsync. For claims whose only job is to keep a second caller out; whatever is promised
+    /// to a client still waits for a committed write behind it (commits happen in queue order).
+    async fn write_direct<T: Send + 'static>(
         &self,
-        f: impl for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, sqlx::Result<T>> + Send + 'static,
-    ) -> Result<T> {
-        self.queue(f, true).await
-    }
-
-    async fn queue<T: Send + 'static>(
-        &self,
-        f: impl for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, sqlx::Result<T>> + Send + 'static,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
         early: bool,
     ) -> Result<T> {
         let (tx, rx) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn: &mut SqliteConnection| -> BoxFuture<'_, (bool, Finish)> {
-            Box::pin(async move {
-                match f(&mut *conn).await {
-                    Ok(value) if early => {
-                        drop(tx.send(Ok(value)));
-                        let finish = |commit: std::result::Result<(), String>| {
-                            if let Err(e) = commit {
-                                tracing::warn!(error = %e, "a claim seen by later writes was rolled back");
-                            }
-                        };
-                        (true, Box::new(finish) as Finish)
-                    }
-                    Ok(value) => {
-                        let finish = move |commit: std::result::Result<(), String>| {
-                            drop(tx.send(commit.map(|()| value).map_err(StoreError::Unavailable)));
-                        };
-                        (true, Box::new(finish) as Finish)
-                    }
-                    Err(e) => {
-                        let e = StoreError::from(e);
-                        (false, Box::new(move |_| drop(tx.send(Err(e)))) as Finish)
-                    }
-                }
-            })
-        });
+        let job: DirectJob = Box::new(move |conn: &rusqlite::Connection| settle(f(conn).map_err(direct::error), tx, early));
+        self.submit(Job::Direct(job), rx).await
+    }
+
+    async fn submit<T>(&self, job: Job, rx: oneshot::Receiver<Result<T>>) -> Result<T> {
         self.writer.send(job).await.map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?;
         // A dropped job (the batch could not even begin) reads as unavailable.
         rx.await.map_err(|_| StoreError::Unavailable("the write was not committed".into()))?
+    }
+
+    async fn ingest_write(&self, i: Ingest) -> Result<IngestOutcome> {
+        self.write_direct(move |c| direct::ingest(c, &i, crate::clock::now_ms()), false).await
+    }
+
+    /// Seen by every later write is enough to keep a redelivery out; the result's commit, which
+    /// the answer waits for, makes the claim durable with it.
+    async fn claim_write(&self, n: NewInvocation) -> Result<Claim> {
+        self.write_direct(move |c| direct::claim_invocation(c, &n), true).await
+    }
+
+    async fn finish_invocation_write(&self, d: Finished) -> Result<()> {
+        self.write_direct(move |c| direct::finish_invocation(c, &d), false).await
+    }
+}
+
+/// What a job's outcome means for its caller: a failed job is answered at once (its savepoint
+/// is rolled back); a successful one when its batch commits, or at once when `early` (a claim
+/// that only has to be seen by later writes).
+fn settle<T: Send + 'static>(outcome: Result<T>, tx: oneshot::Sender<Result<T>>, early: bool) -> (bool, Finish) {
+    match outcome {
+        Ok(value) if early => {
+            drop(tx.send(Ok(value)));
+            let finish = |commit: std::result::Result<(), String>| {
+                if let Err(e) = commit {
+                    tracing::warn!(error = %e, "a claim seen by later writes was rolled back");
+                }
+            };
+            (true, Box::new(finish) as Finish)
+        }
+        Ok(value) => {
+            let finish = move |commit: std::result::Result<(), String>| {
+                drop(tx.send(commit.map(|()| value).map_err(StoreError::Unavailable)));
+            };
+            (true, Box::new(finish) as Finish)
+        }
+        Err(e) => (false, Box::new(move |_| drop(tx.send(Err(e)))) as Finish),
     }
 }
 
@@ -217,13 +250,12 @@ async fn checkpointer(mut conn: SqliteConnection, writer: mpsc::WeakSender<Job>,
 /// in SQLite's busy handler (sleeps of growing length), and the writer then waits for it the
 /// same way: pauses of hundreds of milliseconds. If a reader still holds old frames the WAL
 /// cannot start over yet; the next batch tries again.
-async fn restart_wal(conn: &mut SqliteConnection, wal_frames: &AtomicI64, restart_frames: i64) {
+fn restart_wal(conn: &rusqlite::Connection, wal_frames: &AtomicI64, restart_frames: i64) {
     if wal_frames.load(Ordering::Relaxed) < restart_frames {
         return;
     }
-    match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut *conn).await {
-        Ok(row) => {
-            let (log, copied) = (row.try_get::<i64, _>(1).unwrap_or(0), row.try_get::<i64, _>(2).unwrap_or(0));
+    match direct::checkpoint(conn) {
+        Ok((log, copied)) => {
             if log == copied {
                 wal_frames.store(0, Ordering::Relaxed);
             }
@@ -232,51 +264,84 @@ async fn restart_wal(conn: &mut SqliteConnection, wal_frames: &AtomicI64, restar
     }
 }
 
-/// Each job runs in a savepoint so a failing one is undone alone. Every statement is a round
-/// trip to SQLite's thread, so the savepoint bookkeeping rides along with its neighbours:
-/// `BEGIN; SAVEPOINT`, then `RELEASE; SAVEPOINT` between jobs, then `RELEASE; COMMIT`.
-async fn writer(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Job>, wal_frames: Arc<AtomicI64>, restart_frames: i64) {
+/// Takes batches of queued writes. Consecutive jobs for the same connection share a
+/// transaction; a batch that mixes them commits one run after the other, in queue order, so a
+/// write still commits after everything queued before it (and the two connections never hold
+/// a transaction at once: no lock waits between them).
+async fn writer(
+    own: rusqlite::Connection,
+    mut conn: SqliteConnection,
+    mut jobs: mpsc::Receiver<Job>,
+    wal_frames: Arc<AtomicI64>,
+    restart_frames: i64,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        if let Err(e) = sqlx::query("BEGIN IMMEDIATE; SAVEPOINT job").execute(&mut conn).await {
-            tracing::error!(error = %e, "SQLite writer could not begin a transaction");
-            let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
-            // Dropping the jobs tells their callers the write did not happen.
-            batch.clear();
-            continue;
-        }
-        let mut finishers = Vec::with_capacity(batch.len());
-        let mut broken: Option<String> = None;
-        let count = batch.len();
-        for (i, job) in batch.drain(..).enumerate() {
-            let (ok, finish) = job(&mut conn).await;
-            finishers.push(finish);
-            let last = i + 1 == count;
-            let step = match (ok, last) {
-                (true, false) => "RELEASE job; SAVEPOINT job",
-                (true, true) => "RELEASE job",
-                (false, false) => "ROLLBACK TO job; RELEASE job; SAVEPOINT job",
-                (false, true) => "ROLLBACK TO job; RELEASE job",
-            };
-            if let Err(e) = sqlx::query(step).execute(&mut conn).await {
-                // The transaction's state is unknown: give up the whole batch. Breaking drops the
-                // jobs not yet run, which tells their callers the write did not happen.
-                broken = Some(e.to_string());
-                break;
+        let mut queued = batch.drain(..).peekable();
+        while let Some(job) = queued.next() {
+            match job {
+                Job::Direct(first) => {
+                    let mut run = vec![first];
+                    while let Some(Job::Direct(next)) = queued.next_if(|j| matches!(j, Job::Direct(_))) {
+                        run.push(next);
+                    }
+                    direct::run_batch(&own, run);
+                }
+                Job::Sqlx(first) => {
+                    let mut run = vec![first];
+                    while let Some(Job::Sqlx(next)) = queued.next_if(|j| matches!(j, Job::Sqlx(_))) {
+                        run.push(next);
+                    }
+                    run_sqlx_batch(&mut conn, run).await;
+                }
             }
         }
-        let commit = match broken {
-            Some(e) => Err(e),
-            None => sqlx::query("COMMIT").execute(&mut conn).await.map(|_| ()).map_err(|e| e.to_string()),
+        drop(queued);
+        restart_wal(&own, &wal_frames, restart_frames);
+    }
+}
+
+/// A run of sqlx jobs as one transaction, each in a savepoint so a failing one is undone
+/// alone. Every statement is a round trip to SQLite's thread, so the savepoint bookkeeping
+/// rides along with its neighbours: `BEGIN; SAVEPOINT`, then `RELEASE; SAVEPOINT` between
+/// jobs, then `RELEASE; COMMIT`.
+async fn run_sqlx_batch(conn: &mut SqliteConnection, jobs: Vec<SqlxJob>) {
+    if let Err(e) = sqlx::query("BEGIN IMMEDIATE; SAVEPOINT job").execute(&mut *conn).await {
+        tracing::error!(error = %e, "SQLite writer could not begin a transaction");
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        // Dropping the jobs tells their callers the write did not happen.
+        return;
+    }
+    let mut finishers = Vec::with_capacity(jobs.len());
+    let mut broken: Option<String> = None;
+    let count = jobs.len();
+    for (i, job) in jobs.into_iter().enumerate() {
+        let (ok, finish) = job(&mut *conn).await;
+        finishers.push(finish);
+        let last = i + 1 == count;
+        let step = match (ok, last) {
+            (true, false) => "RELEASE job; SAVEPOINT job",
+            (true, true) => "RELEASE job",
+            (false, false) => "ROLLBACK TO job; RELEASE job; SAVEPOINT job",
+            (false, true) => "ROLLBACK TO job; RELEASE job",
         };
-        if let Err(e) = &commit {
-            tracing::error!(error = %e, "SQLite batch failed; rolling back");
-            let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+        if let Err(e) = sqlx::query(step).execute(&mut *conn).await {
+            // The transaction's state is unknown: give up the whole run. Breaking drops the
+            // jobs not yet run, which tells their callers the write did not happen.
+            broken = Some(e.to_string());
+            break;
         }
-        for finish in finishers {
-            finish(commit.clone());
-        }
-        restart_wal(&mut conn, &wal_frames, restart_frames).await;
+    }
+    let commit = match broken {
+        Some(e) => Err(e),
+        None => sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| ()).map_err(|e| e.to_string()),
+    };
+    if let Err(e) = &commit {
+        tracing::error!(error = %e, "SQLite batch failed; rolling back");
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    }
+    for finish in finishers {
+        finish(commit.clone());
     }
 }
 

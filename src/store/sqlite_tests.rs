@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use futures::FutureExt;
+
 use super::*;
 
 async fn store(dir: &tempfile::TempDir, tuning: Tuning) -> SqliteStore {
@@ -44,16 +46,13 @@ async fn the_wal_starts_over_under_sustained_writes_instead_of_growing() {
 }
 
 #[tokio::test]
-async fn a_visible_write_is_seen_by_the_next_write_and_lasts_with_it() {
+async fn an_early_claim_is_seen_by_the_next_write_on_the_other_connection_and_lasts_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir, TUNING).await;
-    let claimed = store
-        .write_visible(|c| {
-            Box::pin(async move { sqlx::query("INSERT INTO blobs (b) VALUES (x'01')").execute(c).await.map(|r| r.rows_affected()) })
-        })
-        .await
-        .unwrap();
+    // Answered before its commit, on the writer's own connection…
+    let claimed = store.write_direct(|c| c.execute("INSERT INTO blobs (b) VALUES (x'01')", []), true).await.unwrap();
     assert_eq!(claimed, 1);
+    // …and seen by the next write, which runs through sqlx.
     let seen: i64 = store
         .write(|c| Box::pin(async move { sqlx::query_scalar("SELECT count(*) FROM blobs WHERE b = x'01'").fetch_one(c).await }))
         .await
@@ -64,4 +63,43 @@ async fn a_visible_write_is_seen_by_the_next_write_and_lasts_with_it() {
     let store = SqliteStore::connect_tuned(&format!("sqlite://{}", dir.path().join("t.db").display()), 1, TUNING).await.unwrap();
     let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM blobs").fetch_one(&mut *store.conn().await.unwrap()).await.unwrap();
     assert_eq!(kept, 1);
+}
+
+#[tokio::test]
+async fn writes_on_both_connections_commit_in_the_order_they_were_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(store(&dir, TUNING).await);
+    store.write(|c| Box::pin(async move { sqlx::query("CREATE TABLE log (n INTEGER)").execute(c).await.map(drop) })).await.unwrap();
+    // Interleaved, so that batches mix the two kinds of job; each write appends its number.
+    let mut writes: Vec<_> = (0..200i64)
+        .map(|n| {
+            let store = store.clone();
+            async move {
+                if n % 3 == 0 {
+                    store
+                        .write(move |c| {
+                            Box::pin(async move { sqlx::query("INSERT INTO log (n) VALUES ($1)").bind(n).execute(c).await.map(drop) })
+                        })
+                        .await
+                } else {
+                    store.write_direct(move |c| c.execute("INSERT INTO log (n) VALUES (?1)", [n]).map(drop), false).await
+                }
+            }
+            .boxed()
+        })
+        .collect();
+    // Polled once each, in order, outside tokio's budget (which would defer sends after the
+    // 128th): that queues them in order. Then wait for all.
+    tokio::task::unconstrained(async {
+        for w in &mut writes {
+            assert!(futures::poll!(w.as_mut()).is_pending());
+        }
+    })
+    .await;
+    for outcome in futures::future::join_all(writes).await {
+        outcome.unwrap();
+    }
+    let order: Vec<i64> =
+        sqlx::query_scalar("SELECT n FROM log ORDER BY rowid").fetch_all(&mut *store.conn().await.unwrap()).await.unwrap();
+    assert_eq!(order, (0..200).collect::<Vec<_>>());
 }

@@ -1,0 +1,99 @@
+//! The text of the statements a stored webhook and a tool call run, for the two drivers that run
+//! them: sqlx (both engines, `queries.rs`) and the SQLite writer's own connection
+//! (`sqlite_direct.rs`). Placeholders are `$n`, which both engines and both drivers bind by number.
+
+macro_rules! call_columns {
+    () => {
+        "id, org_id, assistant_id, call_type, customer_number, phone_number, status, \
+         status_rank, status_at, created_at, started_at, ended_at, ended_reason, cost, cost_breakdown, summary, \
+         analysis, metadata, control_url, listen_url, last_event_at, updated_at, assistant_name"
+    };
+}
+
+macro_rules! invocation_columns {
+    () => {
+        "tool_call_id, call_id, org_id, name, arguments, status, result, error, latency_ms, started_at, finished_at, lease_until"
+    };
+}
+
+pub const CALL_COLUMNS: &str = call_columns!();
+pub const INVOCATION_COLUMNS: &str = invocation_columns!();
+
+pub const GET_CALL: &str = concat!("SELECT ", call_columns!(), " FROM calls WHERE id = $1");
+pub const GET_INVOCATION: &str = concat!("SELECT ", invocation_columns!(), " FROM function_invocations WHERE tool_call_id = $1");
+
+/// A message that names no call: only logged. No row changed: a redelivery.
+pub const INSERT_RAW: &str = "INSERT INTO webhook_events (call_id, org_id, kind, received_at, message_ts, dedup_key, payload) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedup_key) DO NOTHING";
+
+/// Logs the message and answers, for a new one: whose call is it, and does this message add
+/// anything to it? (Most messages repeat the call.) No row back: a redelivery.
+pub const LOG_AND_CHECK_CALL: &str = "INSERT INTO webhook_events (call_id, org_id, kind, received_at, message_ts, dedup_key, payload) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedup_key) DO NOTHING \
+     RETURNING (SELECT org_id FROM calls WHERE id = $8) AS org_id, \
+       (SELECT CASE WHEN (assistant_id IS NULL AND $9 IS NOT NULL) OR (call_type IS NULL AND $10 IS NOT NULL) \
+       OR (customer_number IS NULL AND $11 IS NOT NULL) OR (phone_number IS NULL AND $12 IS NOT NULL) \
+       OR ($13 IS NOT NULL AND (control_url IS NULL OR control_url <> $13)) \
+       OR ($14 IS NOT NULL AND (listen_url IS NULL OR listen_url <> $14)) \
+       OR ($15 IS NOT NULL AND (metadata IS NULL OR metadata <> $15)) \
+       OR ($16 IS NOT NULL AND (assistant_name IS NULL OR assistant_name <> $16)) THEN 1 ELSE 0 END \
+       FROM calls WHERE id = $8) AS stale";
+
+/// Inserts the call or fills in what an earlier message did not know. Identity fields keep
+/// their first value; control/listen URLs take the newest.
+pub const UPSERT_CALL: &str = "INSERT INTO calls (id, org_id, assistant_id, call_type, customer_number, phone_number, status, \
+     status_rank, created_at, control_url, listen_url, metadata, last_event_at, updated_at, assistant_name) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14) \
+     ON CONFLICT (id) DO UPDATE SET \
+       assistant_id = COALESCE(calls.assistant_id, excluded.assistant_id), \
+       assistant_name = COALESCE(excluded.assistant_name, calls.assistant_name), \
+       call_type = COALESCE(calls.call_type, excluded.call_type), \
+       customer_number = COALESCE(calls.customer_number, excluded.customer_number), \
+       phone_number = COALESCE(calls.phone_number, excluded.phone_number), \
+       control_url = COALESCE(excluded.control_url, calls.control_url), \
+       listen_url = COALESCE(excluded.listen_url, calls.listen_url), \
+       metadata = COALESCE(excluded.metadata, calls.metadata), \
+       last_event_at = CASE WHEN excluded.last_event_at > calls.last_event_at \
+                            THEN excluded.last_event_at ELSE calls.last_event_at END";
+
+/// Moves the status forward only: an update of lower rank, or older than the status it would
+/// replace, is out of order and ignored; an ended call stays ended (and `ended` always
+/// applies). The one step back allowed is forwarding → in-progress when newer (a transfer that
+/// did not happen).
+pub const APPLY_STATUS: &str = "UPDATE calls SET status = $2, status_rank = $3, status_at = $4, \
+       ended_reason = COALESCE($5, ended_reason), \
+       started_at = CASE WHEN $2 = 'in-progress' AND started_at IS NULL THEN $4 ELSE started_at END, \
+       ended_at = CASE WHEN $3 >= $6 AND ended_at IS NULL THEN $4 ELSE ended_at END, \
+       updated_at = $7 \
+     WHERE id = $1 AND status_rank < $6 AND ($3 >= $6 \
+       OR (status_rank < $3 AND $4 >= COALESCE(status_at, 0)) \
+       OR (status = 'forwarding' AND $2 = 'in-progress' AND $4 > COALESCE(status_at, 0)))";
+
+/// The same status again, newer: remember when, so an older update cannot follow it.
+pub const TOUCH_STATUS_AT: &str = "UPDATE calls SET status_at = $3 WHERE id = $1 AND status = $2 AND $3 > COALESCE(status_at, 0)";
+
+/// The end-of-call report completes the record whatever order things arrived in.
+pub const APPLY_END_REPORT: &str = "UPDATE calls SET status = 'ended', status_rank = $2, \
+       status_at = CASE WHEN status_rank < $2 THEN $3 ELSE status_at END, \
+       ended_reason = COALESCE($4, ended_reason), \
+       started_at = COALESCE($5, started_at), ended_at = $3, \
+       cost = COALESCE($6, cost), cost_breakdown = COALESCE($7, cost_breakdown), \
+       summary = COALESCE($8, summary), analysis = COALESCE($9, analysis), updated_at = $10 \
+     WHERE id = $1";
+
+pub const INSERT_RECORDING: &str = "INSERT INTO recordings (call_id, kind, source_url, state, created_at, updated_at) \
+     VALUES ($1, $2, $3, 'pending', $4, $4) ON CONFLICT (call_id, kind) DO NOTHING";
+
+pub const INSERT_SEGMENT: &str = "INSERT INTO transcript_segments (call_id, role, text, spoken_at, created_at) \
+     VALUES ($1, $2, $3, $4, $5) RETURNING id";
+
+/// Insert-if-absent is the claim.
+pub const CLAIM_INVOCATION: &str = "INSERT INTO function_invocations (tool_call_id, call_id, org_id, name, arguments, status, started_at, lease_until) \
+     VALUES ($1, $2, $3, $4, $5, 'running', $6, $7) ON CONFLICT (tool_call_id) DO NOTHING";
+
+/// A running claim whose lease ran out is taken over.
+pub const TAKE_OVER_INVOCATION: &str = "UPDATE function_invocations SET started_at = $2, lease_until = $3 \
+     WHERE tool_call_id = $1 AND status = 'running' AND lease_until < $2";
+
+pub const FINISH_INVOCATION: &str = "UPDATE function_invocations SET status = $2, result = $3, error = $4, latency_ms = $5, finished_at = $6 \
+     WHERE tool_call_id = $1 AND status = 'running' AND started_at = $7";
