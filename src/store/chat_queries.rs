@@ -12,17 +12,14 @@ macro_rules! chat_queries {
             completion_tokens, error_code, error";
 
         pub async fn create_chat_session(c: &mut $conn, s: &NewChatSession) -> sqlx::Result<()> {
-            sqlx::query(
-                "INSERT INTO chat_sessions (id, org_id, site_key, created_at, updated_at, message_count, metadata) \
-                 VALUES ($1, $2, $3, $4, $4, 0, $5)",
-            )
-            .bind(&s.id)
-            .bind(&s.org_id)
-            .bind(&s.site_key)
-            .bind(s.created_at)
-            .bind(clean(&s.metadata))
-            .execute(&mut *c)
-            .await?;
+            sqlx::query(sql::CREATE_CHAT_SESSION)
+                .bind(&s.id)
+                .bind(&s.org_id)
+                .bind(&s.site_key)
+                .bind(s.created_at)
+                .bind(clean(&s.metadata))
+                .execute(&mut *c)
+                .await?;
             Ok(())
         }
 
@@ -71,11 +68,7 @@ macro_rules! chat_queries {
 
         /// Extends a running run's lease; `false` when it is no longer running (declared abandoned).
         pub async fn renew_chat_run(c: &mut $conn, run_id: &str, lease_until: i64) -> sqlx::Result<bool> {
-            let r = sqlx::query("UPDATE chat_runs SET lease_until = $2 WHERE id = $1 AND status = 'running'")
-                .bind(run_id)
-                .bind(lease_until)
-                .execute(&mut *c)
-                .await?;
+            let r = sqlx::query(sql::RENEW_CHAT_RUN).bind(run_id).bind(lease_until).execute(&mut *c).await?;
             Ok(r.rows_affected() == 1)
         }
 
@@ -99,13 +92,8 @@ macro_rules! chat_queries {
 
         /// Appends one message at the session's next position; `None` if the session is gone.
         async fn append_chat_message(c: &mut $conn, session_id: &str, m: &NewChatMessage) -> sqlx::Result<Option<i64>> {
-            let seq: Option<i64> = sqlx::query_scalar(
-                "UPDATE chat_sessions SET message_count = message_count + 1, updated_at = $2 WHERE id = $1 RETURNING message_count",
-            )
-            .bind(session_id)
-            .bind(m.created_at)
-            .fetch_optional(&mut *c)
-            .await?;
+            let seq: Option<i64> =
+                sqlx::query_scalar(sql::TAKE_MESSAGE_POSITION).bind(session_id).bind(m.created_at).fetch_optional(&mut *c).await?;
             let Some(seq) = seq else { return Ok(None) };
             insert_chat_message(c, session_id, seq, m).await?;
             Ok(Some(seq))
@@ -113,79 +101,53 @@ macro_rules! chat_queries {
 
         /// Stores one message at a position already taken from the session's `message_count`.
         async fn insert_chat_message(c: &mut $conn, session_id: &str, seq: i64, m: &NewChatMessage) -> sqlx::Result<()> {
-            sqlx::query(
-                "INSERT INTO chat_messages (id, session_id, seq, role, content, status, run_id, finish_reason, tool_calls, \
-                 tool_call_id, name, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(&m.id)
-            .bind(session_id)
-            .bind(seq)
-            .bind(&m.role)
-            .bind(sanitize_text(&m.content))
-            .bind(&m.status)
-            .bind(&m.run_id)
-            .bind(clean(&m.finish_reason))
-            .bind(clean(&m.tool_calls))
-            .bind(clean(&m.tool_call_id))
-            .bind(clean(&m.name))
-            .bind(m.created_at)
-            .execute(&mut *c)
-            .await?;
+            sqlx::query(sql::INSERT_CHAT_MESSAGE)
+                .bind(&m.id)
+                .bind(session_id)
+                .bind(seq)
+                .bind(&m.role)
+                .bind(sanitize_text(&m.content))
+                .bind(&m.status)
+                .bind(&m.run_id)
+                .bind(clean(&m.finish_reason))
+                .bind(clean(&m.tool_calls))
+                .bind(clean(&m.tool_call_id))
+                .bind(clean(&m.name))
+                .bind(m.created_at)
+                .execute(&mut *c)
+                .await?;
             Ok(())
         }
 
-        /// Four statements on the way that starts an answer (each is a round trip to SQLite's
-        /// thread inside the writer's batch): take the message's position, settle the session's
-        /// running run, open the new run, store the message. A refusal gives the position back.
+        /// Four statements on the way that starts an answer (each a round trip to Postgres):
+        /// take the message's position, settle the session's running run, open the new run,
+        /// store the message. A refusal gives the position back.
         pub async fn start_chat_run(c: &mut $conn, r: &StartRun) -> sqlx::Result<RunStart> {
             // Also locks the session row (Postgres), so concurrent starts on one session queue here.
-            let seq: Option<i64> = sqlx::query_scalar(
-                "UPDATE chat_sessions SET message_count = message_count + 1, updated_at = $2 WHERE id = $1 \
-                 RETURNING message_count",
-            )
-            .bind(&r.session_id)
-            .bind(r.now)
-            .fetch_optional(&mut *c)
-            .await?;
+            let seq: Option<i64> =
+                sqlx::query_scalar(sql::TAKE_MESSAGE_POSITION).bind(&r.session_id).bind(r.now).fetch_optional(&mut *c).await?;
             let Some(seq) = seq else { return Ok(RunStart::NoSession) };
             // A running run whose lease ran out is declared abandoned; one still alive makes the
             // session busy. One statement does both and says which.
-            let running: Vec<(String, String)> = sqlx::query_as(
-                "UPDATE chat_runs SET \
-                   status = CASE WHEN lease_until < $2 THEN 'failed' ELSE status END, \
-                   error_code = CASE WHEN lease_until < $2 THEN 'abandoned' ELSE error_code END, \
-                   error = CASE WHEN lease_until < $2 \
-                     THEN 'The instance running this answer stopped before it finished.' ELSE error END, \
-                   finished_at = CASE WHEN lease_until < $2 THEN $2 ELSE finished_at END \
-                 WHERE session_id = $1 AND status = 'running' RETURNING id, status",
-            )
-            .bind(&r.session_id)
-            .bind(r.now)
-            .fetch_all(&mut *c)
-            .await?;
+            let running: Vec<(String, String)> =
+                sqlx::query_as(sql::SETTLE_RUNNING_RUNS).bind(&r.session_id).bind(r.now).fetch_all(&mut *c).await?;
             let refused = if let Some((run_id, _)) = running.into_iter().find(|(_, status)| status == "running") {
                 Some(RunStart::Busy { run_id })
             } else if seq + 1 > r.max_messages {
                 // The answer needs a place too: a session one short of its maximum is full.
                 Some(RunStart::Full)
             } else {
-                let inserted = sqlx::query(
-                    "INSERT INTO chat_runs (id, session_id, status, started_at, lease_until) VALUES ($1, $2, 'running', $3, $4) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(&r.run_id)
-                .bind(&r.session_id)
-                .bind(r.now)
-                .bind(r.lease_until)
-                .execute(&mut *c)
-                .await?;
+                let inserted = sqlx::query(sql::INSERT_CHAT_RUN)
+                    .bind(&r.run_id)
+                    .bind(&r.session_id)
+                    .bind(r.now)
+                    .bind(r.lease_until)
+                    .execute(&mut *c)
+                    .await?;
                 (inserted.rows_affected() == 0).then(|| RunStart::Busy { run_id: String::new() })
             };
             if let Some(refused) = refused {
-                sqlx::query("UPDATE chat_sessions SET message_count = message_count - 1 WHERE id = $1")
-                    .bind(&r.session_id)
-                    .execute(&mut *c)
-                    .await?;
+                sqlx::query(sql::GIVE_BACK_POSITION).bind(&r.session_id).execute(&mut *c).await?;
                 return Ok(refused);
             }
             insert_chat_message(c, &r.session_id, seq, &r.message).await?;
@@ -195,20 +157,17 @@ macro_rules! chat_queries {
         /// Stores what a run produced and closes it; `false` (and nothing stored) when the run is
         /// no longer running (it was declared abandoned meanwhile).
         pub async fn finish_chat_run(c: &mut $conn, f: &FinishRun) -> sqlx::Result<bool> {
-            let closed = sqlx::query(
-                "UPDATE chat_runs SET status = $2, finish_reason = $3, prompt_tokens = $4, completion_tokens = $5, \
-                 error_code = $6, error = $7, finished_at = $8 WHERE id = $1 AND status = 'running'",
-            )
-            .bind(&f.run_id)
-            .bind(&f.status)
-            .bind(clean(&f.finish_reason))
-            .bind(f.prompt_tokens)
-            .bind(f.completion_tokens)
-            .bind(&f.error_code)
-            .bind(clean(&f.error))
-            .bind(f.finished_at)
-            .execute(&mut *c)
-            .await?;
+            let closed = sqlx::query(sql::FINISH_CHAT_RUN)
+                .bind(&f.run_id)
+                .bind(&f.status)
+                .bind(clean(&f.finish_reason))
+                .bind(f.prompt_tokens)
+                .bind(f.completion_tokens)
+                .bind(&f.error_code)
+                .bind(clean(&f.error))
+                .bind(f.finished_at)
+                .execute(&mut *c)
+                .await?;
             if closed.rows_affected() == 0 {
                 return Ok(false);
             }

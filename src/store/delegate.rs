@@ -1,8 +1,7 @@
 //! The `Store` trait for both engines, as one body: each engine provides `conn` (a pooled
 //! connection), `write` (a committed transaction), `write_visible` (a write later writes see, for
-//! claims), a `q` module of shared queries, and the writes of every webhook and tool call
-//! (`ingest_write`, `claim_write`, `finish_invocation_write`), which SQLite runs on its writer's
-//! own connection.
+//! claims), a `q` module of shared queries, and the writes of every webhook, tool call and
+//! chat answer (the `…_write` methods), which SQLite runs on its writer's own connection.
 
 macro_rules! impl_store {
     ($ty:ty, $name:literal) => {
@@ -105,7 +104,7 @@ macro_rules! impl_store {
             }
 
             async fn create_chat_session(&self, s: NewChatSession) -> crate::store::Result<()> {
-                self.write(move |c| Box::pin(async move { q::create_chat_session(c, &s).await })).await
+                self.create_chat_session_write(s).await
             }
 
             async fn get_chat_session(&self, id: &str) -> crate::store::Result<Option<ChatSessionRow>> {
@@ -121,11 +120,11 @@ macro_rules! impl_store {
             }
 
             async fn start_chat_run(&self, r: StartRun) -> crate::store::Result<RunStart> {
-                self.write(move |c| Box::pin(async move { q::start_chat_run(c, &r).await })).await
+                self.start_chat_run_write(r).await
             }
 
             async fn finish_chat_run(&self, f: FinishRun) -> crate::store::Result<bool> {
-                self.write(move |c| Box::pin(async move { q::finish_chat_run(c, &f).await })).await
+                self.finish_chat_run_write(f).await
             }
 
             async fn chat_run(&self, run_id: &str) -> crate::store::Result<Option<ChatRunRow>> {
@@ -133,8 +132,7 @@ macro_rules! impl_store {
             }
 
             async fn renew_chat_run(&self, run_id: &str, lease_until: i64) -> crate::store::Result<bool> {
-                let run_id = run_id.to_owned();
-                self.write(move |c| Box::pin(async move { q::renew_chat_run(c, &run_id, lease_until).await })).await
+                self.renew_chat_run_write(run_id.to_owned(), lease_until).await
             }
 
             async fn last_chat_messages(&self, session_ids: &[String]) -> crate::store::Result<Vec<ChatMessageRow>> {

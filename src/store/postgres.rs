@@ -81,6 +81,22 @@ impl PgStore {
     async fn finish_invocation_write(&self, d: Finished) -> Result<()> {
         self.write(move |c| Box::pin(async move { q::finish_invocation(c, &d).await })).await
     }
+
+    async fn create_chat_session_write(&self, s: NewChatSession) -> Result<()> {
+        self.write(move |c| Box::pin(async move { q::create_chat_session(c, &s).await })).await
+    }
+
+    async fn start_chat_run_write(&self, r: StartRun) -> Result<RunStart> {
+        self.write(move |c| Box::pin(async move { q::start_chat_run(c, &r).await })).await
+    }
+
+    async fn finish_chat_run_write(&self, f: FinishRun) -> Result<bool> {
+        self.write(move |c| Box::pin(async move { q::finish_chat_run(c, &f).await })).await
+    }
+
+    async fn renew_chat_run_write(&self, run_id: String, lease_until: i64) -> Result<bool> {
+        self.write(move |c| Box::pin(async move { q::renew_chat_run(c, &run_id, lease_until).await })).await
+    }
 }
 
 super::delegate::impl_store!(PgStore, "postgres");

@@ -1,6 +1,6 @@
 //! The text of the statements a stored webhook and a tool call run, for the two drivers that run
-//! them: sqlx (both engines, `queries.rs`) and the SQLite writer's own connection
-//! (`sqlite_direct.rs`). Placeholders are `$n`, which both engines and both drivers bind by number.
+//! them: sqlx (both engines, `queries.rs`, `chat_queries.rs`) and the SQLite writer's own connection
+//! (`sqlite_direct/`). Placeholders are `$n`, which both engines and both drivers bind by number.
 
 macro_rules! call_columns {
     () => {
@@ -97,3 +97,37 @@ pub const TAKE_OVER_INVOCATION: &str = "UPDATE function_invocations SET started_
 
 pub const FINISH_INVOCATION: &str = "UPDATE function_invocations SET status = $2, result = $3, error = $4, latency_ms = $5, finished_at = $6 \
      WHERE tool_call_id = $1 AND status = 'running' AND started_at = $7";
+
+pub const CREATE_CHAT_SESSION: &str = "INSERT INTO chat_sessions (id, org_id, site_key, created_at, updated_at, message_count, metadata) \
+     VALUES ($1, $2, $3, $4, $4, 0, $5)";
+
+/// Extends a running run's lease; no row changed when it is no longer running.
+pub const RENEW_CHAT_RUN: &str = "UPDATE chat_runs SET lease_until = $2 WHERE id = $1 AND status = 'running'";
+
+/// A session's messages are numbered by its `message_count`: this takes the next number (and,
+/// on Postgres, locks the session row, so concurrent starts on one session queue here).
+pub const TAKE_MESSAGE_POSITION: &str =
+    "UPDATE chat_sessions SET message_count = message_count + 1, updated_at = $2 WHERE id = $1 RETURNING message_count";
+
+/// Gives back a position taken by a start that was refused.
+pub const GIVE_BACK_POSITION: &str = "UPDATE chat_sessions SET message_count = message_count - 1 WHERE id = $1";
+
+/// A running run whose lease ran out is declared abandoned; one still alive makes the session
+/// busy. One statement does both and says which.
+pub const SETTLE_RUNNING_RUNS: &str = "UPDATE chat_runs SET \
+       status = CASE WHEN lease_until < $2 THEN 'failed' ELSE status END, \
+       error_code = CASE WHEN lease_until < $2 THEN 'abandoned' ELSE error_code END, \
+       error = CASE WHEN lease_until < $2 \
+         THEN 'The instance running this answer stopped before it finished.' ELSE error END, \
+       finished_at = CASE WHEN lease_until < $2 THEN $2 ELSE finished_at END \
+     WHERE session_id = $1 AND status = 'running' RETURNING id, status";
+
+pub const INSERT_CHAT_RUN: &str = "INSERT INTO chat_runs (id, session_id, status, started_at, lease_until) VALUES ($1, $2, 'running', $3, $4) \
+     ON CONFLICT DO NOTHING";
+
+pub const INSERT_CHAT_MESSAGE: &str = "INSERT INTO chat_messages (id, session_id, seq, role, content, status, run_id, finish_reason, tool_calls, \
+     tool_call_id, name, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+/// Closes a run; no row changed when it is no longer running (declared abandoned meanwhile).
+pub const FINISH_CHAT_RUN: &str = "UPDATE chat_runs SET status = $2, finish_reason = $3, prompt_tokens = $4, completion_tokens = $5, \
+     error_code = $6, error = $7, finished_at = $8 WHERE id = $1 AND status = 'running'";

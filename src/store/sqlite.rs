@@ -22,7 +22,7 @@ use super::sqlite_direct::{self as direct, DirectJob};
 use super::types::*;
 use super::{Result, StoreError};
 
-// The writes the writer runs on its own connection (`sqlite_direct`) are built here too, for
+// The writes the writer runs on its own connection (`sqlite_direct`) are in these macros for
 // Postgres; SQLite leaves them unused.
 #[allow(dead_code)]
 mod q {
@@ -187,6 +187,22 @@ impl SqliteStore {
 
     async fn finish_invocation_write(&self, d: Finished) -> Result<()> {
         self.write_direct(move |c| direct::finish_invocation(c, &d), false).await
+    }
+
+    async fn create_chat_session_write(&self, s: NewChatSession) -> Result<()> {
+        self.write_direct(move |c| direct::create_chat_session(c, &s), false).await
+    }
+
+    async fn start_chat_run_write(&self, r: StartRun) -> Result<RunStart> {
+        self.write_direct(move |c| direct::start_chat_run(c, &r), false).await
+    }
+
+    async fn finish_chat_run_write(&self, f: FinishRun) -> Result<bool> {
+        self.write_direct(move |c| direct::finish_chat_run(c, &f), false).await
+    }
+
+    async fn renew_chat_run_write(&self, run_id: String, lease_until: i64) -> Result<bool> {
+        self.write_direct(move |c| direct::renew_chat_run(c, &run_id, lease_until), false).await
     }
 }
 

@@ -1,130 +1,14 @@
-//! The SQLite writer's own connection, for the writes every webhook and tool call makes.
-//!
-//! Through sqlx every statement is a message to that connection's worker thread and a wake-up
-//! back (sqlx has no synchronous SQLite API): a stored transcript line cost four such round
-//! trips, and on two busy cores each wake-up waits for a core, so a batch of jobs took the sum
-//! of all their waits. Here the writer's thread runs the statements itself, with rusqlite on a
-//! connection of its own, and the round trips are gone. The rare writes stay on sqlx; the
-//! writer never has a transaction open on both connections at once (see `sqlite::writer`).
-//!
-//! The statement text is `sql.rs`'s, the same sqlx runs on Postgres.
-
-use std::path::Path;
-use std::time::Duration;
+//! A call's writes on the writer's own connection: `queries::ingest`, `claim_invocation` and
+//! `finish_invocation` for this driver.
 
 use rusqlite::types::ToSql;
-use rusqlite::{Connection, OpenFlags, Row, Statement};
+use rusqlite::{Connection, Row};
 
-use super::StoreError;
-use super::sanitize::{clean, sanitize_text};
-use super::sql;
-use super::types::*;
-use super::{TERMINAL_RANK, status_rank};
-
-/// A job on this connection: runs inside the savepoint the writer opened, says whether it
-/// succeeded and what to do once the commit's outcome is known.
-pub type DirectJob = Box<dyn FnOnce(&Connection) -> (bool, super::sqlite::Finish) + Send>;
-
-/// Opens the write connection with the settings of sqlx's connections to the same file.
-pub fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-    conn.busy_timeout(busy_timeout)?;
-    // No checkpoint inside a commit (see `sqlite::open_writer`); the WAL file is reused, not cut.
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-         PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 134217728;",
-    )?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
-}
-
-/// Runs `jobs` as one transaction, each in its own savepoint so a failing one is undone alone,
-/// then tells every job the commit's outcome. On a failure of the transaction itself the jobs
-/// not yet run are dropped, which tells their callers the write did not happen.
-pub fn run_batch(conn: &Connection, jobs: Vec<DirectJob>) {
-    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
-        tracing::error!(error = %e, "SQLite writer could not begin a transaction");
-        let _ = exec(conn, "ROLLBACK");
-        return;
-    }
-    let mut finishers = Vec::with_capacity(jobs.len());
-    let mut broken: Option<String> = None;
-    for job in jobs {
-        if let Err(e) = exec(conn, "SAVEPOINT job") {
-            broken = Some(e.to_string());
-            break;
-        }
-        let (ok, finish) = job(conn);
-        finishers.push(finish);
-        let end = if ok { exec(conn, "RELEASE job") } else { exec(conn, "ROLLBACK TO job").and_then(|_| exec(conn, "RELEASE job")) };
-        if let Err(e) = end {
-            broken = Some(e.to_string());
-            break;
-        }
-    }
-    let commit = match broken {
-        Some(e) => Err(e),
-        None => exec(conn, "COMMIT").map(drop).map_err(|e| e.to_string()),
-    };
-    if let Err(e) = &commit {
-        tracing::error!(error = %e, "SQLite batch failed; rolling back");
-        let _ = exec(conn, "ROLLBACK");
-    }
-    for finish in finishers {
-        finish(commit.clone());
-    }
-}
-
-/// A passive checkpoint: (WAL frames, frames copied back).
-pub fn checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?)))
-}
-
-pub fn error(e: rusqlite::Error) -> StoreError {
-    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
-    match &e {
-        rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, DatabaseBusy | DatabaseLocked) => StoreError::Unavailable(e.to_string()),
-        _ => StoreError::Internal(e.to_string()),
-    }
-}
-
-fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
-    conn.prepare_cached(sql)?.execute([])
-}
-
-/// Binds `values` to `$1`, `$2`, …: to SQLite those are names, numbered in order of first
-/// appearance, which need not be their number.
-fn bind(stmt: &mut Statement<'_>, values: &[&dyn ToSql]) -> rusqlite::Result<()> {
-    const NAMES: [&str; 16] = ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15", "$16"];
-    if values.len() != stmt.parameter_count() || values.len() > NAMES.len() {
-        return Err(rusqlite::Error::InvalidParameterCount(values.len(), stmt.parameter_count()));
-    }
-    for (value, name) in values.iter().zip(NAMES) {
-        let index = stmt.parameter_index(name)?.ok_or_else(|| rusqlite::Error::InvalidParameterName(name.into()))?;
-        stmt.raw_bind_parameter(index, value)?;
-    }
-    Ok(())
-}
-
-/// Runs a statement that returns no rows; the number of rows it changed.
-fn execute(conn: &Connection, sql: &str, values: &[&dyn ToSql]) -> rusqlite::Result<usize> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    bind(&mut stmt, values)?;
-    stmt.raw_execute()
-}
-
-/// Runs a statement and maps its first row, if any.
-fn first<T>(
-    conn: &Connection,
-    sql: &str,
-    values: &[&dyn ToSql],
-    map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
-) -> rusqlite::Result<Option<T>> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    bind(&mut stmt, values)?;
-    let mut rows = stmt.raw_query();
-    rows.next()?.map(map).transpose()
-}
+use super::{execute, first};
+use crate::store::sanitize::{clean, sanitize_text};
+use crate::store::sql;
+use crate::store::types::*;
+use crate::store::{TERMINAL_RANK, status_rank};
 
 /// The whole of one message, inside the writer's transaction: `queries::ingest` for this driver.
 pub fn ingest(c: &Connection, i: &Ingest, now: i64) -> rusqlite::Result<IngestOutcome> {
