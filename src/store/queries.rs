@@ -117,9 +117,8 @@ macro_rules! shared_queries {
             let Some(call) = &i.call else {
                 return Ok(if insert_raw(c, &i.raw).await? { IngestOutcome::Applied(Box::default()) } else { IngestOutcome::Duplicate });
             };
-            // One statement logs the message and answers, for a new one: whose call is it, and
-            // does this message add anything to it? (Each statement is a round trip to SQLite's
-            // thread; most messages repeat the call.) No row back: a redelivery.
+            // One statement logs the message and reads its call's owner and staleness (see
+            // `sql::LOG_AND_CHECK_CALL`): one round trip fewer. No row back: a redelivery.
             let known = sqlx::query(sql::LOG_AND_CHECK_CALL)
                 .bind(&i.raw.call_id)
                 .bind(&i.raw.org_id)
