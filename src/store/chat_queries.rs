@@ -4,12 +4,9 @@
 
 macro_rules! chat_queries {
     ($db:ty, $conn:ty) => {
-        const SESSION_COLUMNS: &str = "s.id, s.org_id, s.site_key, s.created_at, s.updated_at, s.message_count, \
-            (SELECT r.id FROM chat_runs r WHERE r.session_id = s.id AND r.status = 'running') AS active_run_id";
-        const MESSAGE_COLUMNS: &str =
-            "id, session_id, seq, role, content, status, run_id, finish_reason, tool_calls, tool_call_id, name, created_at";
-        const RUN_COLUMNS: &str = "id, session_id, status, started_at, lease_until, finished_at, finish_reason, prompt_tokens, \
-            completion_tokens, error_code, error";
+        use crate::store::sql::{
+            CHAT_MESSAGE_COLUMNS as MESSAGE_COLUMNS, CHAT_RUN_COLUMNS as RUN_COLUMNS, CHAT_SESSION_COLUMNS as SESSION_COLUMNS,
+        };
 
         pub async fn create_chat_session(c: &mut $conn, s: &NewChatSession) -> sqlx::Result<()> {
             sqlx::query(sql::CREATE_CHAT_SESSION)
@@ -24,10 +21,7 @@ macro_rules! chat_queries {
         }
 
         pub async fn get_chat_session(c: &mut $conn, id: &str) -> sqlx::Result<Option<ChatSessionRow>> {
-            sqlx::query_as::<_, ChatSessionRow>(&format!("SELECT {SESSION_COLUMNS} FROM chat_sessions s WHERE s.id = $1"))
-                .bind(id)
-                .fetch_optional(&mut *c)
-                .await
+            sqlx::query_as::<_, ChatSessionRow>(sql::GET_CHAT_SESSION).bind(id).fetch_optional(&mut *c).await
         }
 
         /// Sessions heard from since `since`, newest first.
@@ -42,10 +36,7 @@ macro_rules! chat_queries {
         }
 
         pub async fn chat_messages(c: &mut $conn, session_id: &str) -> sqlx::Result<Vec<ChatMessageRow>> {
-            sqlx::query_as::<_, ChatMessageRow>(&format!("SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE session_id = $1 ORDER BY seq"))
-                .bind(session_id)
-                .fetch_all(&mut *c)
-                .await
+            sqlx::query_as::<_, ChatMessageRow>(sql::CHAT_MESSAGES).bind(session_id).fetch_all(&mut *c).await
         }
 
         pub async fn chat_run(c: &mut $conn, run_id: &str) -> sqlx::Result<Option<ChatRunRow>> {
@@ -55,15 +46,8 @@ macro_rules! chat_queries {
                 .await
         }
 
-        /// The session's running run, unless its lease ran out (its instance died).
         pub async fn active_chat_run(c: &mut $conn, session_id: &str, now: i64) -> sqlx::Result<Option<ChatRunRow>> {
-            sqlx::query_as::<_, ChatRunRow>(&format!(
-                "SELECT {RUN_COLUMNS} FROM chat_runs WHERE session_id = $1 AND status = 'running' AND lease_until >= $2"
-            ))
-            .bind(session_id)
-            .bind(now)
-            .fetch_optional(&mut *c)
-            .await
+            sqlx::query_as::<_, ChatRunRow>(sql::ACTIVE_CHAT_RUN).bind(session_id).bind(now).fetch_optional(&mut *c).await
         }
 
         /// Extends a running run's lease; `false` when it is no longer running (declared abandoned).

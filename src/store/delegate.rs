@@ -1,7 +1,8 @@
 //! The `Store` trait for both engines, as one body: each engine provides `conn` (a pooled
 //! connection), `write` (a committed transaction), `write_visible` (a write later writes see, for
 //! claims), a `q` module of shared queries, and the writes of every webhook, tool call and
-//! chat answer (the `…_write` methods), which SQLite runs on its writer's own connection.
+//! chat answer (the `…_write` methods), which SQLite runs on its writer's own connection, and
+//! the reads that start a chat answer (`…_read`), which SQLite runs on the caller's thread.
 
 macro_rules! impl_store {
     ($ty:ty, $name:literal) => {
@@ -108,7 +109,7 @@ macro_rules! impl_store {
             }
 
             async fn get_chat_session(&self, id: &str) -> crate::store::Result<Option<ChatSessionRow>> {
-                Ok(q::get_chat_session(&mut *self.conn().await?, id).await?)
+                self.get_chat_session_read(id).await
             }
 
             async fn recent_chat_sessions(&self, scope: &OrgScope, since: i64, limit: i64) -> crate::store::Result<Vec<ChatSessionRow>> {
@@ -116,7 +117,7 @@ macro_rules! impl_store {
             }
 
             async fn chat_messages(&self, session_id: &str) -> crate::store::Result<Vec<ChatMessageRow>> {
-                Ok(q::chat_messages(&mut *self.conn().await?, session_id).await?)
+                self.chat_messages_read(session_id).await
             }
 
             async fn start_chat_run(&self, r: StartRun) -> crate::store::Result<RunStart> {
@@ -140,7 +141,7 @@ macro_rules! impl_store {
             }
 
             async fn active_chat_run(&self, session_id: &str, now: i64) -> crate::store::Result<Option<ChatRunRow>> {
-                Ok(q::active_chat_run(&mut *self.conn().await?, session_id, now).await?)
+                self.active_chat_run_read(session_id, now).await
             }
 
             async fn enqueue_job(&self, j: NewJob) -> crate::store::Result<Enqueued> {

@@ -94,6 +94,18 @@ impl PgStore {
         self.write(move |c| Box::pin(async move { q::finish_chat_run(c, &f).await })).await
     }
 
+    async fn get_chat_session_read(&self, id: &str) -> Result<Option<ChatSessionRow>> {
+        Ok(q::get_chat_session(&mut *self.conn().await?, id).await?)
+    }
+
+    async fn chat_messages_read(&self, session_id: &str) -> Result<Vec<ChatMessageRow>> {
+        Ok(q::chat_messages(&mut *self.conn().await?, session_id).await?)
+    }
+
+    async fn active_chat_run_read(&self, session_id: &str, now: i64) -> Result<Option<ChatRunRow>> {
+        Ok(q::active_chat_run(&mut *self.conn().await?, session_id, now).await?)
+    }
+
     async fn renew_chat_run_write(&self, run_id: String, lease_until: i64) -> Result<bool> {
         self.write(move |c| Box::pin(async move { q::renew_chat_run(c, &run_id, lease_until).await })).await
     }

@@ -1,5 +1,5 @@
-//! The text of the statements a stored webhook and a tool call run, for the two drivers that run
-//! them: sqlx (both engines, `queries.rs`, `chat_queries.rs`) and the SQLite writer's own connection
+//! The text of the statements a stored webhook, a tool call and a chat answer run, for the two
+//! drivers that run them: sqlx (both engines, `queries.rs`, `chat_queries.rs`) and the SQLite writer's own connection
 //! (`sqlite_direct/`). Placeholders are `$n`, which both engines and both drivers bind by number.
 
 macro_rules! call_columns {
@@ -16,8 +16,32 @@ macro_rules! invocation_columns {
     };
 }
 
+macro_rules! chat_session_columns {
+    () => {
+        "s.id, s.org_id, s.site_key, s.created_at, s.updated_at, s.message_count, \
+         (SELECT r.id FROM chat_runs r WHERE r.session_id = s.id AND r.status = 'running') AS active_run_id"
+    };
+}
+
+macro_rules! chat_message_columns {
+    () => {
+        "id, session_id, seq, role, content, status, run_id, finish_reason, tool_calls, tool_call_id, name, created_at"
+    };
+}
+
+macro_rules! chat_run_columns {
+    () => {
+        "id, session_id, status, started_at, lease_until, finished_at, finish_reason, prompt_tokens, \
+         completion_tokens, error_code, error"
+    };
+}
+
 pub const CALL_COLUMNS: &str = call_columns!();
 pub const INVOCATION_COLUMNS: &str = invocation_columns!();
+
+pub const CHAT_SESSION_COLUMNS: &str = chat_session_columns!();
+pub const CHAT_MESSAGE_COLUMNS: &str = chat_message_columns!();
+pub const CHAT_RUN_COLUMNS: &str = chat_run_columns!();
 
 pub const GET_CALL: &str = concat!("SELECT ", call_columns!(), " FROM calls WHERE id = $1");
 pub const GET_INVOCATION: &str = concat!("SELECT ", invocation_columns!(), " FROM function_invocations WHERE tool_call_id = $1");
@@ -131,3 +155,10 @@ pub const INSERT_CHAT_MESSAGE: &str = "INSERT INTO chat_messages (id, session_id
 /// Closes a run; no row changed when it is no longer running (declared abandoned meanwhile).
 pub const FINISH_CHAT_RUN: &str = "UPDATE chat_runs SET status = $2, finish_reason = $3, prompt_tokens = $4, completion_tokens = $5, \
      error_code = $6, error = $7, finished_at = $8 WHERE id = $1 AND status = 'running'";
+
+pub const GET_CHAT_SESSION: &str = concat!("SELECT ", chat_session_columns!(), " FROM chat_sessions s WHERE s.id = $1");
+pub const CHAT_MESSAGES: &str = concat!("SELECT ", chat_message_columns!(), " FROM chat_messages WHERE session_id = $1 ORDER BY seq");
+
+/// The session's running run, unless its lease ran out (its instance died).
+pub const ACTIVE_CHAT_RUN: &str =
+    concat!("SELECT ", chat_run_columns!(), " FROM chat_runs WHERE session_id = $1 AND status = 'running' AND lease_until >= $2");

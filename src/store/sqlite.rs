@@ -67,6 +67,8 @@ pub(super) type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>
 
 pub struct SqliteStore {
     reads: SqlitePool,
+    /// Reads run on the caller's thread (`sqlite_direct::Readers`).
+    readers: direct::Readers,
     /// The only path to the write connection; the writer task owns it.
     writer: mpsc::Sender<Job>,
     options: SqliteConnectOptions,
@@ -122,7 +124,8 @@ impl SqliteStore {
             .map_err(|e| StoreError::Internal(format!("cannot start the SQLite writer: {e}")))?;
         started.await.map_err(|_| StoreError::Internal("the SQLite writer stopped while starting".into()))??;
         tokio::spawn(checkpointer(options.connect().await?, tx.downgrade(), wal_frames, tuning.checkpoint_every));
-        Ok(Self { reads, writer: tx, options })
+        let readers = direct::Readers::new(options.get_filename(), max_connections as usize);
+        Ok(Self { reads, readers, writer: tx, options })
     }
 
     async fn run_migrations(&self) -> Result<()> {
@@ -199,6 +202,18 @@ impl SqliteStore {
 
     async fn finish_chat_run_write(&self, f: FinishRun) -> Result<bool> {
         self.write_direct(move |c| direct::finish_chat_run(c, &f), false).await
+    }
+
+    async fn get_chat_session_read(&self, id: &str) -> Result<Option<ChatSessionRow>> {
+        self.readers.read(|c| direct::get_chat_session(c, id))
+    }
+
+    async fn chat_messages_read(&self, session_id: &str) -> Result<Vec<ChatMessageRow>> {
+        self.readers.read(|c| direct::chat_messages(c, session_id))
+    }
+
+    async fn active_chat_run_read(&self, session_id: &str, now: i64) -> Result<Option<ChatRunRow>> {
+        self.readers.read(|c| direct::active_chat_run(c, session_id, now))
     }
 
     async fn renew_chat_run_write(&self, run_id: String, lease_until: i64) -> Result<bool> {

@@ -1,10 +1,10 @@
-//! A chat answer's writes on the writer's own connection: `chat_queries`' functions of the same
-//! names for this driver.
+//! A chat answer's writes on the writer's own connection, and the reads that start it:
+//! `chat_queries`' functions of the same names for this driver.
 
-use rusqlite::Connection;
 use rusqlite::types::ToSql;
+use rusqlite::{Connection, Row};
 
-use super::{execute, first};
+use super::{all, execute, first};
 use crate::store::sanitize::{clean, sanitize_text};
 use crate::store::sql;
 use crate::store::types::*;
@@ -79,4 +79,58 @@ fn insert_message(c: &Connection, session_id: &str, seq: i64, m: &NewChatMessage
     let values: [&dyn ToSql; 12] =
         [&m.id, &session_id, &seq, &m.role, &content, &m.status, &m.run_id, &reason, &tool_calls, &tool_call_id, &name, &m.created_at];
     execute(c, sql::INSERT_CHAT_MESSAGE, &values).map(drop)
+}
+
+pub fn get_chat_session(c: &Connection, id: &str) -> rusqlite::Result<Option<ChatSessionRow>> {
+    first(c, sql::GET_CHAT_SESSION, &[&id], |r| {
+        Ok(ChatSessionRow {
+            id: r.get(0)?,
+            org_id: r.get(1)?,
+            site_key: r.get(2)?,
+            created_at: r.get(3)?,
+            updated_at: r.get(4)?,
+            message_count: r.get(5)?,
+            active_run_id: r.get(6)?,
+        })
+    })
+}
+
+pub fn chat_messages(c: &Connection, session_id: &str) -> rusqlite::Result<Vec<ChatMessageRow>> {
+    all(c, sql::CHAT_MESSAGES, &[&session_id], message_row)
+}
+
+pub fn active_chat_run(c: &Connection, session_id: &str, now: i64) -> rusqlite::Result<Option<ChatRunRow>> {
+    first(c, sql::ACTIVE_CHAT_RUN, &[&session_id, &now], |r| {
+        Ok(ChatRunRow {
+            id: r.get(0)?,
+            session_id: r.get(1)?,
+            status: r.get(2)?,
+            started_at: r.get(3)?,
+            lease_until: r.get(4)?,
+            finished_at: r.get(5)?,
+            finish_reason: r.get(6)?,
+            prompt_tokens: r.get(7)?,
+            completion_tokens: r.get(8)?,
+            error_code: r.get(9)?,
+            error: r.get(10)?,
+        })
+    })
+}
+
+/// A `chat_messages` row in `sql::CHAT_MESSAGE_COLUMNS` order.
+fn message_row(r: &Row<'_>) -> rusqlite::Result<ChatMessageRow> {
+    Ok(ChatMessageRow {
+        id: r.get(0)?,
+        session_id: r.get(1)?,
+        seq: r.get(2)?,
+        role: r.get(3)?,
+        content: r.get(4)?,
+        status: r.get(5)?,
+        run_id: r.get(6)?,
+        finish_reason: r.get(7)?,
+        tool_calls: r.get(8)?,
+        tool_call_id: r.get(9)?,
+        name: r.get(10)?,
+        created_at: r.get(11)?,
+    })
 }

@@ -9,7 +9,8 @@
 //!
 //! The statement text is `sql.rs`'s, the same sqlx runs on Postgres.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rusqlite::types::ToSql;
@@ -21,7 +22,7 @@ mod calls;
 mod chat;
 
 pub use calls::{claim_invocation, finish_invocation, ingest};
-pub use chat::{create_chat_session, finish_chat_run, renew_chat_run, start_chat_run};
+pub use chat::{active_chat_run, chat_messages, create_chat_session, finish_chat_run, get_chat_session, renew_chat_run, start_chat_run};
 
 /// A job on this connection: runs inside the savepoint the writer opened, says whether it
 /// succeeded and what to do once the commit's outcome is known.
@@ -38,6 +39,45 @@ pub fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection>
     )?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Read connections used on the caller's thread, for the reads that start a chat answer: a
+/// query by key takes microseconds, less than the two thread wake-ups of a read through sqlx.
+/// WAL readers never wait for the writer, so this blocks the caller only as long as the query.
+pub struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    max_idle: usize,
+}
+
+impl Readers {
+    pub fn new(path: &Path, max_idle: usize) -> Self {
+        Self { path: path.to_owned(), idle: Mutex::new(Vec::new()), max_idle }
+    }
+
+    /// Runs `f` on an idle connection (opened if there is none) and keeps it for the next read.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let taken = self.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
+        let conn = match taken {
+            Some(conn) => conn,
+            None => self.open().map_err(error)?,
+        };
+        let value = f(&conn).map_err(error)?;
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.max_idle
+        {
+            idle.push(conn);
+        }
+        Ok(value)
+    }
+
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        // Bounded: a read is never worth stalling a runtime thread for long.
+        conn.busy_timeout(Duration::from_millis(500))?;
+        conn.set_prepared_statement_cache_capacity(16);
+        Ok(conn)
+    }
 }
 
 /// Runs `jobs` as one transaction, each in its own savepoint so a failing one is undone alone,
@@ -113,6 +153,23 @@ fn execute(conn: &Connection, sql: &str, values: &[&dyn ToSql]) -> rusqlite::Res
     let mut stmt = conn.prepare_cached(sql)?;
     bind(&mut stmt, values)?;
     stmt.raw_execute()
+}
+
+/// Runs a query and maps every row.
+fn all<T>(
+    conn: &Connection,
+    sql: &str,
+    values: &[&dyn ToSql],
+    mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    bind(&mut stmt, values)?;
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(map(row)?);
+    }
+    Ok(out)
 }
 
 /// Runs a statement and maps its first row, if any.
