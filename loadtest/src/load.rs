@@ -205,6 +205,10 @@ struct Shared {
     error_samples: Mutex<Vec<String>>,
     /// By second of intended send time: every request, and the stored message types only.
     per_sec: Mutex<Vec<(Histogram<u64>, Histogram<u64>)>>,
+    /// Per request that ran functions (the hub's `Server-Timing`): the hub's handling minus the
+    /// functions' own time, and the client's latency minus it. Exact, not bucket estimates.
+    hub_added: Mutex<Histogram<u64>>,
+    e2e_added: Mutex<Histogram<u64>>,
     stop_sampler: AtomicBool,
 }
 
@@ -229,6 +233,8 @@ impl Shared {
             statuses: Mutex::new(BTreeMap::new()),
             error_samples: Mutex::new(Vec::new()),
             per_sec: Mutex::new(per_sec),
+            hub_added: Mutex::new(new_hist()?),
+            e2e_added: Mutex::new(new_hist()?),
             stop_sampler: AtomicBool::new(false),
         })
     }
@@ -315,6 +321,10 @@ pub struct ClientResult {
     pub timeline: Vec<Second>,
     /// Sampled once a second during the phase.
     pub resources: Vec<Resources>,
+    /// Requests that ran functions: what the hub added to the functions' own time, per
+    /// request, from its `Server-Timing` (hub handling − functions; client latency − functions).
+    pub hub_added: Option<Latency>,
+    pub e2e_added: Option<Latency>,
 }
 
 /// Runs one open-loop phase to completion (bounded by count, wall clock and the drain).
@@ -368,11 +378,16 @@ pub async fn run(
                 match resp {
                     Ok(r) => {
                         let status = r.status();
+                        let timing = r.headers().get("server-timing").and_then(|v| v.to_str().ok()).and_then(server_timing);
                         let body = r.bytes().await;
                         let micros = intended.elapsed().as_micros() as u64;
                         match body {
                             Ok(_) => {
                                 sh.record(kind, micros, second);
+                                if let Some((function_us, hub_us)) = timing {
+                                    lock(&sh.hub_added).saturating_record(hub_us.saturating_sub(function_us).max(1));
+                                    lock(&sh.e2e_added).saturating_record(micros.saturating_sub(function_us).max(1));
+                                }
                                 *lock(&sh.statuses).entry(status.as_u16()).or_insert(0) += 1;
                                 if status.is_success() {
                                     sh.ok.fetch_add(1, Ordering::Relaxed);
@@ -453,7 +468,20 @@ pub async fn run(
         dispatch_lag: (!lag.is_empty()).then(|| Latency::of(&lag)),
         timeline,
         resources,
+        hub_added: Some(lock(&shared.hub_added).clone()).filter(|h| !h.is_empty()).map(|h| Latency::of(&h)),
+        e2e_added: Some(lock(&shared.e2e_added).clone()).filter(|h| !h.is_empty()).map(|h| Latency::of(&h)),
     })
+}
+
+/// The hub's `Server-Timing` on a message that ran functions: `fn;dur=…, hub;dur=…` (ms), as
+/// (functions' own time, hub's whole handling) in microseconds.
+fn server_timing(header: &str) -> Option<(u64, u64)> {
+    let dur = |name: &str| -> Option<u64> {
+        let metric = header.split(',').map(str::trim).find(|m| m.split(';').next() == Some(name))?;
+        let ms: f64 = metric.split(';').find_map(|p| p.trim().strip_prefix("dur="))?.parse().ok()?;
+        Some((ms * 1000.0).round() as u64)
+    };
+    Some((dur("fn")?, dur("hub")?))
 }
 
 /// Once a second until the phase ends: requests in flight and the hub's RSS.

@@ -412,6 +412,23 @@ pub fn render(r: &Report) -> String {
         {
             let _ = writeln!(s, "{:<42}{:>7}{:>10}{:>10}{:>10}", label, "", f(o.mean, 3), f(o.p50_est, 3), f(o.p99_est, 3));
         }
+        let exact = r.phases.iter().find(|p| p.client.phase == "tool-calls").map(|p| (&p.client.hub_added, &p.client.e2e_added));
+        if let Some((hub, e2e)) = exact {
+            for (label, l) in [("hub added, per request (exact)", hub), ("client added, per request (exact)", e2e)] {
+                if let Some(l) = l {
+                    let _ = writeln!(
+                        s,
+                        "{:<42}{:>7}{:>10.3}{:>10.3}{:>10.3}   p99.9 {:.3} ms, max {:.3} ms",
+                        label, l.count, l.mean_ms, l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms
+                    );
+                }
+            }
+            let _ = writeln!(
+                s,
+                "(per request: the hub's Server-Timing header gives the functions' own time and its whole handling; \
+                 hub added = handling − functions, client added = client latency − functions)"
+            );
+        }
         let _ = writeln!(s, "({})", t.note);
         if let Some(d) = r.phases.iter().find(|p| p.client.phase == "tool-calls").and_then(|p| p.hub_metrics.as_ref()) {
             hub_table(&mut s, "tool-calls: hub-side histograms (means exact; quantiles bucket-estimated)", d);

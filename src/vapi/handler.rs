@@ -84,10 +84,23 @@ async fn receive(svc: &VapiService, headers: &HeaderMap, uri: &Uri, body: Body, 
     };
     svc.metrics.webhook(&label, handled.outcome, started);
     tracing::debug!(r#type = %label, outcome = handled.outcome, "webhook handled");
-    Ok(match handled.answer {
+    let mut response = match handled.answer {
         Answer::Json(v) => (StatusCode::OK, axum::Json(v)).into_response(),
         Answer::Audio(pcm) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream")], pcm).into_response(),
-    })
+    };
+    if let Some(functions_ms) = handled.functions_ms {
+        response.headers_mut().insert(SERVER_TIMING, server_timing(functions_ms, started.elapsed().as_secs_f64() * 1000.0));
+    }
+    Ok(response)
+}
+
+const SERVER_TIMING: header::HeaderName = header::HeaderName::from_static("server-timing");
+
+/// `Server-Timing` (W3C) for a message that ran functions: their own time and the hub's whole
+/// handling, so a caller sees what the hub added (and the load test measures it per request).
+fn server_timing(functions_ms: f64, total_ms: f64) -> header::HeaderValue {
+    let text = format!("fn;dur={functions_ms:.3};desc=\"functions\", hub;dur={total_ms:.3}");
+    header::HeaderValue::from_str(&text).unwrap_or_else(|_| header::HeaderValue::from_static("hub"))
 }
 
 /// `application/json` or any `+json` type, with parameters such as charset.

@@ -47,13 +47,16 @@ pub struct Handled {
     pub answer: Answer,
     /// For metrics: processed, duplicate or ignored.
     pub outcome: &'static str,
+    /// For a message that ran functions: the longest of their own run times (a replayed result
+    /// ran nothing: 0), so the response can say how much of its time was the hub's own.
+    pub functions_ms: Option<f64>,
 }
 
 impl VapiService {
     pub async fn handle(&self, m: &Message<'_>, raw: &[u8]) -> Result<Handled, ApiError> {
         let now = crate::clock::now_ms();
         let org = record::org_of(m, &self.cfg.default_org);
-        let json = |v: Value, outcome| Ok(Handled { answer: Answer::Json(v), outcome });
+        let json = |v: Value, outcome| Ok(Handled { answer: Answer::Json(v), outcome, functions_ms: None });
         match m.kind() {
             Kind::ToolCalls => self.tool_calls(m, raw, &org, now).await,
             Kind::FunctionCall => self.function_call(m, raw, &org, now).await,
@@ -74,7 +77,7 @@ impl VapiService {
             Kind::CampaignPredial => json(replies::predial(&self.cfg), self.record_bounded(m, raw, &org, now).await),
             Kind::VoiceRequest => {
                 let outcome = self.record_bounded(m, raw, &org, now).await;
-                Ok(Handled { answer: Answer::Audio(Vec::new()), outcome })
+                Ok(Handled { answer: Answer::Audio(Vec::new()), outcome, functions_ms: None })
             }
             // Informational: a failed write is a 503, so VAPI's retry (if configured) can redeliver.
             Kind::Other => json(json!({}), self.record(m, raw, &org, now).await.map(|o| if o == "duplicate" { o } else { "ignored" })?),
@@ -181,22 +184,25 @@ impl VapiService {
             });
         }
         let running = join_all(sync_calls.iter().map(|c| run_tool(&self.executor, &self.broker, &self.webhooks, &c.call, &ctx)));
-        let (outcome, outcomes) = tokio::join!(self.record_bounded(m, raw, org, now), running);
+        // The functions first: their claims reach the writer before the message's record, so
+        // the answer's critical path never waits behind the record's commit to start.
+        let (outcomes, outcome) = tokio::join!(running, self.record_bounded(m, raw, org, now));
         if outcomes.is_empty() {
-            return Ok(Handled { answer: Answer::Json(json!({})), outcome });
+            return Ok(Handled { answer: Answer::Json(json!({})), outcome, functions_ms: None });
         }
         let results: Vec<Value> = outcomes.iter().map(result_json).collect();
-        Ok(Handled { answer: Answer::Json(json!({ "results": results })), outcome })
+        let functions_ms = outcomes.iter().map(own_time_ms).fold(0.0, f64::max);
+        Ok(Handled { answer: Answer::Json(json!({ "results": results })), outcome, functions_ms: Some(functions_ms) })
     }
 
     async fn function_call(&self, m: &Message<'_>, raw: &[u8], org: &str, now: i64) -> Result<Handled, ApiError> {
         let Some((call, explicit_id)) = tools::extract_legacy(m) else {
             let outcome = self.record_bounded(m, raw, org, now).await;
-            return Ok(Handled { answer: Answer::Json(json!({ "result": "No function was named." })), outcome });
+            return Ok(Handled { answer: Answer::Json(json!({ "result": "No function was named." })), outcome, functions_ms: None });
         };
         let ctx = self.context(m, org);
         let running = run_tool(&self.executor, &self.broker, &self.webhooks, &call, &ctx);
-        let (outcome, o) = tokio::join!(self.record_bounded(m, raw, org, now), running);
+        let (o, outcome) = tokio::join!(running, self.record_bounded(m, raw, org, now));
         let text = match &o.outcome {
             Outcome::Ok(r) => r.clone(),
             Outcome::Err(e) => format!("Error: {e}"),
@@ -206,8 +212,13 @@ impl VapiService {
         if explicit_id {
             answer["results"] = json!([result_json(&o)]);
         }
-        Ok(Handled { answer: Answer::Json(answer), outcome })
+        Ok(Handled { answer: Answer::Json(answer), outcome, functions_ms: Some(own_time_ms(&o)) })
     }
+}
+
+/// How long this request spent in the function itself.
+fn own_time_ms(o: &ToolOutcome) -> f64 {
+    if o.replayed { 0.0 } else { o.latency_ms }
 }
 
 async fn run_tool(

@@ -126,3 +126,29 @@ async fn without_configuration_destination_requests_get_an_error_reply() {
     let (_, reply) = app.post_fixture("transfer-destination-request.json").await;
     assert_eq!(reply, json!({ "error": "No transfer destination is configured." }));
 }
+
+#[tokio::test]
+async fn a_tool_call_answer_says_how_long_the_function_took_and_how_long_the_hub_took() {
+    let fake = fake_functions(json!({ "check_availability": { "result": "Open at 15:00" } }), Duration::from_millis(50)).await;
+    let spec = fake.spec("check_availability", Duration::from_secs(2));
+    let app = spawn_with(move |s| s.functions = vec![spec]).await;
+    let timing = |r: &reqwest::Response| -> (f64, f64) {
+        let header = r.headers().get("server-timing").expect("a Server-Timing header").to_str().unwrap().to_string();
+        let dur = |name: &str| -> f64 {
+            let metric = header.split(", ").find(|m| m.starts_with(&format!("{name};"))).unwrap();
+            metric.split(';').find_map(|p| p.strip_prefix("dur=")).unwrap().parse().unwrap()
+        };
+        (dur("fn"), dur("hub"))
+    };
+    let body = fixture("tool-calls.single.json").to_string();
+    let first = app.post_raw(body.clone()).await;
+    let (function, hub) = timing(&first);
+    assert!(function >= 50.0, "the function waited 50 ms, the header says {function}");
+    assert!(hub >= function, "the hub's whole handling ({hub}) includes the function ({function})");
+    // A redelivery is answered from the store: no function ran.
+    let (function, _) = timing(&app.post_raw(body).await);
+    assert_eq!(function, 0.0);
+    // Messages that run no function carry no timing.
+    let plain = app.post_raw(fixture("transcript.final.json").to_string()).await;
+    assert!(plain.headers().get("server-timing").is_none());
+}
