@@ -1,7 +1,7 @@
 //! The `Store` trait for both engines, as one body: each engine provides `conn` (a pooled
 //! connection), `write` (a committed transaction), `write_visible` (a write later writes see, for
-//! claims), a `q` module of shared queries, and the writes of every webhook, tool call and
-//! chat answer (the `…_write` methods), which SQLite runs on its writer's own connection, and
+//! claims), a `q` module of shared queries, and the writes of every webhook, tool call, chat
+//! answer and job (the `…_write` methods), which SQLite runs on its writer's own connection, and
 //! the reads that start a chat answer (`…_read`), which SQLite runs on the caller's thread.
 
 macro_rules! impl_store {
@@ -145,23 +145,23 @@ macro_rules! impl_store {
             }
 
             async fn enqueue_job(&self, j: NewJob) -> crate::store::Result<Enqueued> {
-                self.write(move |c| Box::pin(async move { q::enqueue_job(c, &j).await })).await
+                self.enqueue_job_write(j).await
             }
 
             async fn claim_jobs(&self, k: ClaimJobs) -> crate::store::Result<Vec<JobRow>> {
-                self.write(move |c| Box::pin(async move { q::claim_jobs(c, &k).await })).await
+                self.claim_jobs_write(k).await
             }
 
             async fn complete_job(&self, l: JobLease, now: i64) -> crate::store::Result<bool> {
-                self.write(move |c| Box::pin(async move { q::complete_job(c, &l, now).await })).await
+                self.complete_job_write(l, now).await
             }
 
             async fn fail_job(&self, f: JobFailure) -> crate::store::Result<Option<String>> {
-                self.write(move |c| Box::pin(async move { q::fail_job(c, &f).await })).await
+                self.fail_job_write(f).await
             }
 
             async fn renew_job(&self, l: JobLease, lease_until: i64, now: i64) -> crate::store::Result<bool> {
-                self.write(move |c| Box::pin(async move { q::renew_job(c, &l, lease_until, now).await })).await
+                self.renew_job_write(l, lease_until, now).await
             }
 
             async fn get_job(&self, id: &str) -> crate::store::Result<Option<JobRow>> {

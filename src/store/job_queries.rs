@@ -7,30 +7,23 @@
 
 macro_rules! job_queries {
     ($db:ty, $conn:ty, $skip_locked:literal, $kind_lock:expr) => {
-        const JOB_COLUMNS: &str = "id, kind, payload, status, attempts, max_attempts, run_at, lease_until, locked_by, last_error, \
-            dedup_key, created_at, updated_at, finished_at";
+        use crate::store::sql::JOB_COLUMNS;
 
         pub async fn enqueue_job(c: &mut $conn, j: &NewJob) -> sqlx::Result<Enqueued> {
-            let inserted = sqlx::query_as::<_, JobRow>(&format!(
-                "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, dedup_key, created_at, updated_at) \
-                 VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING RETURNING {JOB_COLUMNS}"
-            ))
-            .bind(&j.id)
-            .bind(&j.kind)
-            .bind(sanitize_text(&j.payload))
-            .bind(j.max_attempts)
-            .bind(j.run_at)
-            .bind(clean(&j.dedup_key))
-            .bind(j.now)
-            .fetch_optional(&mut *c)
-            .await?;
+            let inserted = sqlx::query_as::<_, JobRow>(sql::ENQUEUE_JOB)
+                .bind(&j.id)
+                .bind(&j.kind)
+                .bind(sanitize_text(&j.payload))
+                .bind(j.max_attempts)
+                .bind(j.run_at)
+                .bind(clean(&j.dedup_key))
+                .bind(j.now)
+                .fetch_optional(&mut *c)
+                .await?;
             if let Some(job) = inserted {
                 return Ok(Enqueued { job, created: true });
             }
-            let existing = sqlx::query_as::<_, JobRow>(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE dedup_key = $1"))
-                .bind(clean(&j.dedup_key))
-                .fetch_optional(&mut *c)
-                .await?;
+            let existing = sqlx::query_as::<_, JobRow>(sql::JOB_BY_DEDUP_KEY).bind(clean(&j.dedup_key)).fetch_optional(&mut *c).await?;
             existing.map(|job| Enqueued { job, created: false }).ok_or(sqlx::Error::RowNotFound)
         }
 
@@ -39,96 +32,53 @@ macro_rules! job_queries {
             if let (Some(lock), Some(_)) = (lock, k.kind_limit) {
                 sqlx::query(lock).bind(&k.kind).execute(&mut *c).await?;
             }
-            // A worker that died during the last attempt leaves nothing to retry: dead, not run
-            // once more than allowed.
-            sqlx::query(
-                "UPDATE jobs SET status = 'dead', lease_until = NULL, finished_at = $2, updated_at = $2, \
-                 last_error = 'The worker running the last attempt stopped before it finished (lease expired).' \
-                 WHERE kind = $1 AND status = 'running' AND lease_until < $2 AND attempts >= max_attempts",
-            )
-            .bind(&k.kind)
-            .bind(k.now)
-            .execute(&mut *c)
-            .await?;
+            sqlx::query(sql::BURY_ABANDONED_JOBS).bind(&k.kind).bind(k.now).execute(&mut *c).await?;
             let mut max = k.max;
             if let Some(limit) = k.kind_limit {
-                let running: i64 =
-                    sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = $1 AND status = 'running' AND lease_until >= $2")
-                        .bind(&k.kind)
-                        .bind(k.now)
-                        .fetch_one(&mut *c)
-                        .await?;
+                let running: i64 = sqlx::query_scalar(sql::COUNT_RUNNING_JOBS).bind(&k.kind).bind(k.now).fetch_one(&mut *c).await?;
                 max = max.min(limit - running);
             }
             if max <= 0 {
                 return Ok(Vec::new());
             }
-            // A running job whose lease has passed belongs to a worker that stopped renewing it
-            // (crashed, or cut off): it is claimable again, as its next attempt.
-            let mut jobs = sqlx::query_as::<_, JobRow>(&format!(
-                "WITH picked AS (SELECT id FROM jobs WHERE kind = $1 \
-                   AND ((status = 'queued' AND run_at <= $2) OR (status = 'running' AND lease_until < $2)) \
-                   ORDER BY run_at, id LIMIT $3{}) \
-                 UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = $4, locked_by = $5, updated_at = $2 \
-                 WHERE id IN (SELECT id FROM picked) RETURNING {JOB_COLUMNS}",
-                $skip_locked
-            ))
-            .bind(&k.kind)
-            .bind(k.now)
-            .bind(max)
-            .bind(k.lease_until)
-            .bind(&k.worker)
-            .fetch_all(&mut *c)
-            .await?;
+            let mut jobs = sqlx::query_as::<_, JobRow>(sql::claim_jobs_sql!($skip_locked))
+                .bind(&k.kind)
+                .bind(k.now)
+                .bind(max)
+                .bind(k.lease_until)
+                .bind(&k.worker)
+                .fetch_all(&mut *c)
+                .await?;
             jobs.sort_by(|a, b| (a.run_at, &a.id).cmp(&(b.run_at, &b.id)));
             Ok(jobs)
         }
 
         pub async fn complete_job(c: &mut $conn, l: &JobLease, now: i64) -> sqlx::Result<bool> {
-            let r = sqlx::query(
-                "UPDATE jobs SET status = 'done', lease_until = NULL, finished_at = $4, updated_at = $4 \
-                 WHERE id = $1 AND status = 'running' AND locked_by = $2 AND attempts = $3",
-            )
-            .bind(&l.id)
-            .bind(&l.worker)
-            .bind(l.attempt)
-            .bind(now)
-            .execute(&mut *c)
-            .await?;
+            let r = sqlx::query(sql::COMPLETE_JOB).bind(&l.id).bind(&l.worker).bind(l.attempt).bind(now).execute(&mut *c).await?;
             Ok(r.rows_affected() == 1)
         }
 
         pub async fn fail_job(c: &mut $conn, f: &JobFailure) -> sqlx::Result<Option<String>> {
-            sqlx::query_scalar(
-                "UPDATE jobs SET \
-                   status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
-                   run_at = CASE WHEN attempts >= max_attempts THEN run_at ELSE $5 END, \
-                   finished_at = CASE WHEN attempts >= max_attempts THEN $6 ELSE NULL END, \
-                   lease_until = NULL, last_error = $4, updated_at = $6 \
-                 WHERE id = $1 AND status = 'running' AND locked_by = $2 AND attempts = $3 RETURNING status",
-            )
-            .bind(&f.lease.id)
-            .bind(&f.lease.worker)
-            .bind(f.lease.attempt)
-            .bind(sanitize_text(&f.error))
-            .bind(f.retry_at)
-            .bind(f.now)
-            .fetch_optional(&mut *c)
-            .await
+            sqlx::query_scalar(sql::FAIL_JOB)
+                .bind(&f.lease.id)
+                .bind(&f.lease.worker)
+                .bind(f.lease.attempt)
+                .bind(sanitize_text(&f.error))
+                .bind(f.retry_at)
+                .bind(f.now)
+                .fetch_optional(&mut *c)
+                .await
         }
 
         pub async fn renew_job(c: &mut $conn, l: &JobLease, lease_until: i64, now: i64) -> sqlx::Result<bool> {
-            let r = sqlx::query(
-                "UPDATE jobs SET lease_until = $4, updated_at = $5 \
-                 WHERE id = $1 AND status = 'running' AND locked_by = $2 AND attempts = $3",
-            )
-            .bind(&l.id)
-            .bind(&l.worker)
-            .bind(l.attempt)
-            .bind(lease_until)
-            .bind(now)
-            .execute(&mut *c)
-            .await?;
+            let r = sqlx::query(sql::RENEW_JOB)
+                .bind(&l.id)
+                .bind(&l.worker)
+                .bind(l.attempt)
+                .bind(lease_until)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
             Ok(r.rows_affected() == 1)
         }
 

@@ -94,6 +94,26 @@ impl PgStore {
         self.write(move |c| Box::pin(async move { q::finish_chat_run(c, &f).await })).await
     }
 
+    async fn enqueue_job_write(&self, j: NewJob) -> Result<Enqueued> {
+        self.write(move |c| Box::pin(async move { q::enqueue_job(c, &j).await })).await
+    }
+
+    async fn claim_jobs_write(&self, k: ClaimJobs) -> Result<Vec<JobRow>> {
+        self.write(move |c| Box::pin(async move { q::claim_jobs(c, &k).await })).await
+    }
+
+    async fn complete_job_write(&self, l: JobLease, now: i64) -> Result<bool> {
+        self.write(move |c| Box::pin(async move { q::complete_job(c, &l, now).await })).await
+    }
+
+    async fn fail_job_write(&self, f: JobFailure) -> Result<Option<String>> {
+        self.write(move |c| Box::pin(async move { q::fail_job(c, &f).await })).await
+    }
+
+    async fn renew_job_write(&self, l: JobLease, lease_until: i64, now: i64) -> Result<bool> {
+        self.write(move |c| Box::pin(async move { q::renew_job(c, &l, lease_until, now).await })).await
+    }
+
     async fn get_chat_session_read(&self, id: &str) -> Result<Option<ChatSessionRow>> {
         Ok(q::get_chat_session(&mut *self.conn().await?, id).await?)
     }

@@ -1,5 +1,5 @@
-//! The text of the statements a stored webhook, a tool call and a chat answer run, for the two
-//! drivers that run them: sqlx (both engines, `queries.rs`, `chat_queries.rs`) and the SQLite writer's own connection
+//! The text of the statements a stored webhook, a tool call, a chat answer and a job run, for
+//! the two drivers that run them: sqlx (both engines, `queries.rs`, `chat_queries.rs`, `job_queries.rs`) and the SQLite writer's own connection
 //! (`sqlite_direct/`). Placeholders are `$n`, which both engines and both drivers bind by number.
 
 macro_rules! call_columns {
@@ -36,7 +36,33 @@ macro_rules! chat_run_columns {
     };
 }
 
+macro_rules! job_columns {
+    () => {
+        "id, kind, payload, status, attempts, max_attempts, run_at, lease_until, locked_by, last_error, \
+         dedup_key, created_at, updated_at, finished_at"
+    };
+}
+
+/// Claims up to `$3` due jobs of a kind (and running ones whose lease passed: a worker that
+/// stopped renewing). `$lock` is what keeps concurrent claims apart: nothing on SQLite (one
+/// writer), `FOR UPDATE SKIP LOCKED` on Postgres.
+macro_rules! claim_jobs_sql {
+    ($lock:literal) => {
+        concat!(
+            "WITH picked AS (SELECT id FROM jobs WHERE kind = $1 \
+               AND ((status = 'queued' AND run_at <= $2) OR (status = 'running' AND lease_until < $2)) \
+               ORDER BY run_at, id LIMIT $3",
+            $lock,
+            ") UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = $4, locked_by = $5, updated_at = $2 \
+             WHERE id IN (SELECT id FROM picked) RETURNING ",
+            $crate::store::sql::job_columns!()
+        )
+    };
+}
+pub(crate) use {claim_jobs_sql, job_columns};
+
 pub const CALL_COLUMNS: &str = call_columns!();
+pub const JOB_COLUMNS: &str = job_columns!();
 pub const INVOCATION_COLUMNS: &str = invocation_columns!();
 
 pub const CHAT_SESSION_COLUMNS: &str = chat_session_columns!();
@@ -162,3 +188,32 @@ pub const CHAT_MESSAGES: &str = concat!("SELECT ", chat_message_columns!(), " FR
 /// The session's running run, unless its lease ran out (its instance died).
 pub const ACTIVE_CHAT_RUN: &str =
     concat!("SELECT ", chat_run_columns!(), " FROM chat_runs WHERE session_id = $1 AND status = 'running' AND lease_until >= $2");
+
+pub const ENQUEUE_JOB: &str = concat!(
+    "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, dedup_key, created_at, updated_at) \
+     VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING RETURNING ",
+    job_columns!()
+);
+pub const JOB_BY_DEDUP_KEY: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE dedup_key = $1");
+
+/// A worker that died during the last attempt leaves nothing to retry: dead, not run once more
+/// than allowed.
+pub const BURY_ABANDONED_JOBS: &str = "UPDATE jobs SET status = 'dead', lease_until = NULL, finished_at = $2, updated_at = $2, \
+     last_error = 'The worker running the last attempt stopped before it finished (lease expired).' \
+     WHERE kind = $1 AND status = 'running' AND lease_until < $2 AND attempts >= max_attempts";
+pub const COUNT_RUNNING_JOBS: &str = "SELECT COUNT(*) FROM jobs WHERE kind = $1 AND status = 'running' AND lease_until >= $2";
+pub const CLAIM_JOBS: &str = claim_jobs_sql!("");
+
+pub const COMPLETE_JOB: &str = "UPDATE jobs SET status = 'done', lease_until = NULL, finished_at = $4, updated_at = $4 \
+     WHERE id = $1 AND status = 'running' AND locked_by = $2 AND attempts = $3";
+
+/// Queued again for `$5`, or dead once its attempts are used up; the new status comes back.
+pub const FAIL_JOB: &str = "UPDATE jobs SET \
+       status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
+       run_at = CASE WHEN attempts >= max_attempts THEN run_at ELSE $5 END, \
+       finished_at = CASE WHEN attempts >= max_attempts THEN $6 ELSE NULL END, \
+       lease_until = NULL, last_error = $4, updated_at = $6 \
+     WHERE id = $1 AND status = 'running' AND locked_by = $2 AND attempts = $3 RETURNING status";
+
+pub const RENEW_JOB: &str = "UPDATE jobs SET lease_until = $4, updated_at = $5 \
+     WHERE id = $1 AND status = 'running' AND locked_by = $2 AND attempts = $3";

@@ -204,6 +204,26 @@ impl SqliteStore {
         self.write_direct(move |c| direct::finish_chat_run(c, &f), false).await
     }
 
+    async fn enqueue_job_write(&self, j: NewJob) -> Result<Enqueued> {
+        self.write_direct(move |c| direct::enqueue_job(c, &j), false).await
+    }
+
+    async fn claim_jobs_write(&self, k: ClaimJobs) -> Result<Vec<JobRow>> {
+        self.write_direct(move |c| direct::claim_jobs(c, &k), false).await
+    }
+
+    async fn complete_job_write(&self, l: JobLease, now: i64) -> Result<bool> {
+        self.write_direct(move |c| direct::complete_job(c, &l, now), false).await
+    }
+
+    async fn fail_job_write(&self, f: JobFailure) -> Result<Option<String>> {
+        self.write_direct(move |c| direct::fail_job(c, &f), false).await
+    }
+
+    async fn renew_job_write(&self, l: JobLease, lease_until: i64, now: i64) -> Result<bool> {
+        self.write_direct(move |c| direct::renew_job(c, &l, lease_until, now), false).await
+    }
+
     async fn get_chat_session_read(&self, id: &str) -> Result<Option<ChatSessionRow>> {
         self.readers.read(|c| direct::get_chat_session(c, id))
     }

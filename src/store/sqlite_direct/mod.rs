@@ -1,4 +1,5 @@
-//! The SQLite writer's own connection, for the writes every webhook and tool call makes.
+//! The SQLite writer's own connection, for the writes every webhook, tool call, chat answer and
+//! job makes, and read connections for the reads that start a chat answer.
 //!
 //! Through sqlx every statement is a message to that connection's worker thread and a wake-up
 //! back (sqlx has no synchronous SQLite API): a stored transcript line cost four such round
@@ -20,9 +21,11 @@ use super::StoreError;
 
 mod calls;
 mod chat;
+mod jobs;
 
 pub use calls::{claim_invocation, finish_invocation, ingest};
 pub use chat::{active_chat_run, chat_messages, create_chat_session, finish_chat_run, get_chat_session, renew_chat_run, start_chat_run};
+pub use jobs::{claim_jobs, complete_job, enqueue_job, fail_job, renew_job};
 
 /// A job on this connection: runs inside the savepoint the writer opened, says whether it
 /// succeeded and what to do once the commit's outcome is known.
@@ -43,7 +46,8 @@ pub fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection>
 
 /// Read connections used on the caller's thread, for the reads that start a chat answer: a
 /// query by key takes microseconds, less than the two thread wake-ups of a read through sqlx.
-/// WAL readers never wait for the writer, so this blocks the caller only as long as the query.
+/// WAL readers do not wait for the writer (only for a recovery after a crash, and then at most
+/// the busy timeout), so this blocks the caller about as long as the query.
 pub struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
