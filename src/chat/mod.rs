@@ -168,7 +168,8 @@ impl ChatService {
     }
 
     /// What a new message needs of its session besides the session itself: read while the
-    /// session is read and checked (see `routes::send_message`), so the two reads cost one wait.
+    /// session is read and checked (see `routes::send_message`). On Postgres the reads overlap;
+    /// SQLite runs them on this thread, one after the other, in microseconds.
     pub async fn state(&self, session_id: &str) -> Result<SessionState, ChatError> {
         let now = crate::clock::now_ms();
         let (history, active) = tokio::join!(

@@ -1,6 +1,5 @@
 //! The `Store` trait for both engines, as one body: each engine provides `conn` (a pooled
-//! connection), `write` (a committed transaction), `write_visible` (a write later writes see, for
-//! claims), a `q` module of shared queries, and the writes of every webhook, tool call, chat
+//! connection), `write` (a committed transaction), a `q` module of shared queries, and the writes of every webhook, tool call, chat
 //! answer and job (the `…_write` methods), which SQLite runs on its writer's own connection, and
 //! the reads that start a chat answer (`…_read`), which SQLite runs on the caller's thread.
 

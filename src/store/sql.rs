@@ -1,6 +1,7 @@
 //! The text of the statements a stored webhook, a tool call, a chat answer and a job run, for
 //! the two drivers that run them: sqlx (both engines, `queries.rs`, `chat_queries.rs`, `job_queries.rs`) and the SQLite writer's own connection
-//! (`sqlite_direct/`). Placeholders are `$n`, which both engines and both drivers bind by number.
+//! (`sqlite_direct/`). Placeholders are `$n`: sqlx binds them by number, rusqlite by name (see
+//! `sqlite_direct::bind`).
 
 macro_rules! call_columns {
     () => {

@@ -3,8 +3,8 @@
 //! writes share a transaction (one fsync), each inside its own savepoint.
 //!
 //! The writer runs on a thread of its own, with two connections to the database: its own
-//! (`sqlite_direct`), on which it runs the writes every webhook and tool call makes without
-//! leaving its thread, and an sqlx one for the rest. Through sqlx every statement is a round
+//! (`sqlite_direct`), on which it runs the writes of webhooks, tool calls, chat answers and jobs
+//! without leaving its thread, and an sqlx one for the rest (admin, tokens, retention). Through sqlx every statement is a round
 //! trip to SQLite's worker thread; on the shared runtime each of those wake-ups queued behind
 //! request handlers, so under load a batch took many times its work.
 
@@ -39,7 +39,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 const MAX_BATCH: usize = 256;
 /// Queued writes before callers wait: backpressure instead of unbounded memory.
 const QUEUE: usize = 4096;
-/// How long a connection waits for another's lock (the background checkpointer's).
+/// How long a connection waits for a lock another holds: the other write connection's, should a
+/// failed rollback ever leave it holding one, or another process's on the same file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How the WAL is kept short.
@@ -241,9 +242,10 @@ impl SqliteStore {
     }
 }
 
-/// What a job's outcome means for its caller: a failed job is answered at once (its savepoint
-/// is rolled back); a successful one when its batch commits, or at once when `early` (a claim
-/// that only has to be seen by later writes).
+/// What a job's outcome means for its caller: a failed job (its savepoint rolled back) and a
+/// successful one are answered once their batch is done, a successful one with the commit's
+/// outcome; with `early`, a success is answered as soon as the job has run (a claim that only
+/// has to be seen by later writes).
 fn settle<T: Send + 'static>(outcome: Result<T>, tx: oneshot::Sender<Result<T>>, early: bool) -> (bool, Finish) {
     match outcome {
         Ok(value) if early => {

@@ -103,3 +103,54 @@ async fn writes_on_both_connections_commit_in_the_order_they_were_queued() {
         sqlx::query_scalar("SELECT n FROM log ORDER BY rowid").fetch_all(&mut *store.conn().await.unwrap()).await.unwrap();
     assert_eq!(order, (0..200).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn an_early_write_is_answered_before_the_rest_of_its_batch_has_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(store(&dir, TUNING).await);
+    // Hold the writer in a job of its own, so the next two land in one batch.
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+    let s = store.clone();
+    let holding = tokio::spawn(async move {
+        s.write_direct(
+            move |_| {
+                let _ = started_tx.send(());
+                let _ = gate_rx.recv_timeout(Duration::from_secs(10));
+                Ok(())
+            },
+            false,
+        )
+        .await
+    });
+    started_rx.await.unwrap();
+    // The claim, then a job that runs until the test lets it go.
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let s = store.clone();
+    let mut claim = async move { s.write_direct(|c| c.execute("INSERT INTO blobs (b) VALUES (x'01')", []), true).await }.boxed();
+    let s = store.clone();
+    let mut after = async move {
+        s.write_direct(
+            move |c| {
+                let _ = release_rx.recv_timeout(Duration::from_secs(10));
+                c.execute("INSERT INTO blobs (b) VALUES (x'02')", [])
+            },
+            false,
+        )
+        .await
+    }
+    .boxed();
+    tokio::task::unconstrained(async {
+        assert!(futures::poll!(claim.as_mut()).is_pending());
+        assert!(futures::poll!(after.as_mut()).is_pending());
+    })
+    .await;
+    gate_tx.send(()).unwrap();
+    holding.await.unwrap().unwrap();
+    // Answered while the job after it in its batch still runs: a write that waited for the
+    // commit would wait for that job, which waits for this answer.
+    let claimed = tokio::time::timeout(Duration::from_secs(5), claim).await.expect("the early write waited for its batch's commit");
+    assert_eq!(claimed.unwrap(), 1);
+    release_tx.send(()).unwrap();
+    assert_eq!(after.await.unwrap(), 1);
+}

@@ -184,8 +184,8 @@ impl VapiService {
             });
         }
         let running = join_all(sync_calls.iter().map(|c| run_tool(&self.executor, &self.broker, &self.webhooks, &c.call, &ctx)));
-        // The functions first: their claims reach the writer before the message's record, so
-        // the answer's critical path never waits behind the record's commit to start.
+        // The functions first: their claims are normally queued before the message's record, so
+        // the answer's critical path does not wait behind the record's commit to start.
         let (outcomes, outcome) = tokio::join!(running, self.record_bounded(m, raw, org, now));
         if outcomes.is_empty() {
             return Ok(Handled { answer: Answer::Json(json!({})), outcome, functions_ms: None });

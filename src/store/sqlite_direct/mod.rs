@@ -188,3 +188,22 @@ fn first<T>(
     let mut rows = stmt.raw_query();
     rows.next()?.map(map).transpose()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_bound_by_their_number_whatever_order_they_first_appear_in() {
+        let c = Connection::open_in_memory().unwrap();
+        let got = first(&c, "SELECT $2 || '-' || $1 || '-' || $2", &[&"one", &"two"], |r| r.get::<_, String>(0)).unwrap();
+        assert_eq!(got.as_deref(), Some("two-one-two"));
+    }
+
+    #[test]
+    fn a_value_without_its_parameter_is_refused() {
+        let c = Connection::open_in_memory().unwrap();
+        let got = first(&c, "SELECT $1", &[&1, &2], |r| r.get::<_, i64>(0));
+        assert!(matches!(got, Err(rusqlite::Error::InvalidParameterCount(2, 1))), "{got:?}");
+    }
+}
