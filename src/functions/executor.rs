@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::{CallContext, Outcome, Registry};
+use crate::config::FunctionHandler;
 use crate::metrics::Metrics;
 use crate::store::{Claim, DynStore, Finished, InvocationRow, NewInvocation};
 
@@ -56,7 +57,11 @@ impl Executor {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = ()>,
     {
-        let timeout = self.registry.spec(&call.name).map(|s| s.timeout).unwrap_or(self.default_timeout);
+        let spec = self.registry.spec(&call.name);
+        let timeout = spec.map(|s| s.timeout).unwrap_or(self.default_timeout);
+        // A built-in answers in microseconds; so does a call that cannot run (unknown function,
+        // arguments that are not JSON). Only an HTTP function makes the result wait.
+        let result_soon = call.args.is_err() || !matches!(spec.map(|s| &s.handler), Some(FunctionHandler::Http { .. }));
         let now = crate::clock::now_ms();
         let claim = NewInvocation {
             tool_call_id: call.id.clone(),
@@ -66,6 +71,7 @@ impl Executor {
             arguments: call.args.as_ref().map(Value::to_string).unwrap_or_else(|e| e.clone()),
             started_at: now,
             lease_until: now + (timeout + LEASE_MARGIN).as_millis() as i64,
+            result_soon,
         };
         let started = Instant::now();
         let claimed = tokio::time::timeout(STORE_BUDGET, self.metrics.time_store("claim_invocation", self.store.claim_invocation(claim)))
@@ -102,8 +108,13 @@ impl Executor {
         let stored = tokio::time::timeout(STORE_BUDGET, self.metrics.time_store("finish_invocation", self.store.finish_invocation(done)))
             .await
             .unwrap_or_else(|_| Err(crate::store::StoreError::Unavailable("result write timed out".into())));
-        if let Err(e) = stored {
-            tracing::error!(error = %e, tool_call_id = %call.id, "tool call ran but its result could not be stored");
+        match stored {
+            Ok(true) => {}
+            // Answered all the same: the function ran, and VAPI is waiting for what it said.
+            Ok(false) => {
+                tracing::warn!(tool_call_id = %call.id, "tool call ran but its claim was no longer ours; its result was not stored")
+            }
+            Err(e) => tracing::error!(error = %e, tool_call_id = %call.id, "tool call ran but its result could not be stored"),
         }
         tracing::debug!(tool_call_id = %call.id, function = %call.name, latency_ms, total_ms = started.elapsed().as_secs_f64() * 1000.0, "tool call");
         self.outcome(call, outcome, latency_ms, false)
@@ -115,7 +126,10 @@ impl Executor {
             tokio::time::sleep(POLL).await;
             match self.store.get_invocation(&call.id).await {
                 Ok(Some(r)) => row = r,
-                Ok(None) | Err(_) => break,
+                // On SQLite the claim is seen by later writes (which is how this delivery found
+                // it) before it commits, and reads see it only after: not there yet, not gone.
+                Ok(None) => {}
+                Err(_) => break,
             }
         }
         let outcome = match row.status.as_str() {

@@ -28,7 +28,7 @@ macro_rules! impl_store {
                 self.claim_write(n).await
             }
 
-            async fn finish_invocation(&self, d: Finished) -> crate::store::Result<()> {
+            async fn finish_invocation(&self, d: Finished) -> crate::store::Result<bool> {
                 self.finish_invocation_write(d).await
             }
 

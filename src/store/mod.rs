@@ -42,7 +42,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Claims a tool call for execution, or returns the row of whoever has it.
     async fn claim_invocation(&self, inv: NewInvocation) -> Result<Claim>;
-    async fn finish_invocation(&self, done: Finished) -> Result<()>;
+    /// Stores a claimed call's result; `false` when the claim is no longer this caller's (its
+    /// lease ran out and another delivery took it over, or the claim was lost with its batch).
+    async fn finish_invocation(&self, done: Finished) -> Result<bool>;
     async fn get_invocation(&self, tool_call_id: &str) -> Result<Option<InvocationRow>>;
 
     async fn list_calls(&self, scope: &OrgScope, filter: &CallFilter) -> Result<Vec<CallRow>>;

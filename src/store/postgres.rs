@@ -78,7 +78,7 @@ impl PgStore {
         self.write(move |c| Box::pin(async move { q::claim_invocation(c, &n).await })).await
     }
 
-    async fn finish_invocation_write(&self, d: Finished) -> Result<()> {
+    async fn finish_invocation_write(&self, d: Finished) -> Result<bool> {
         self.write(move |c| Box::pin(async move { q::finish_invocation(c, &d).await })).await
     }
 

@@ -305,8 +305,8 @@ macro_rules! shared_queries {
             }
         }
 
-        pub async fn finish_invocation(c: &mut $conn, d: &Finished) -> sqlx::Result<()> {
-            sqlx::query(sql::FINISH_INVOCATION)
+        pub async fn finish_invocation(c: &mut $conn, d: &Finished) -> sqlx::Result<bool> {
+            let done = sqlx::query(sql::FINISH_INVOCATION)
                 .bind(&d.tool_call_id)
                 .bind(if d.ok { "ok" } else { "error" })
                 .bind(clean(&d.result))
@@ -316,7 +316,7 @@ macro_rules! shared_queries {
                 .bind(d.claimed_at)
                 .execute(&mut *c)
                 .await?;
-            Ok(())
+            Ok(done.rows_affected() == 1)
         }
 
         pub async fn recordings(c: &mut $conn, call_id: &str) -> sqlx::Result<Vec<RecordingRow>> {

@@ -8,9 +8,10 @@
 //! trip to SQLite's worker thread; on the shared runtime each of those wake-ups queued behind
 //! request handlers, so under load a batch took many times its work.
 
+use std::collections::VecDeque;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -51,14 +52,33 @@ struct Tuning {
     checkpoint_every: Duration,
     /// WAL frames past which the writer lets the WAL start over (16,384 × 4 KiB ≈ 64 MiB).
     wal_restart_frames: i64,
+    /// Longest a transaction stays open for the result a claim announced (`Shape::ClaimThenResult`).
+    linger: Duration,
 }
 
-const TUNING: Tuning = Tuning { checkpoint_every: Duration::from_millis(100), wal_restart_frames: 16_384 };
+const TUNING: Tuning =
+    Tuning { checkpoint_every: Duration::from_millis(100), wal_restart_frames: 16_384, linger: Duration::from_millis(1) };
 
 /// A write for the writer: on its own connection, or through sqlx.
 enum Job {
-    Direct(DirectJob),
+    Direct(DirectJob, Shape),
     Sqlx(SqlxJob),
+}
+
+/// When a write on the writer's own connection is answered, and what it tells the writer of
+/// the writes to come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Once its transaction has committed.
+    Committed,
+    /// As soon as it has run: a claim whose only job is to keep a second caller out.
+    Early,
+    /// Early, and the claimant's result follows within microseconds (an in-process function):
+    /// the writer keeps the transaction open for it, up to `Tuning::linger`, so the claim, the
+    /// message's record and the result commit with one fsync instead of two or three in a row.
+    ClaimThenResult,
+    /// Committed; the result a `ClaimThenResult` announced.
+    Result,
 }
 
 /// Runs a job's statements inside the savepoint the writer opened; says whether they all
@@ -73,6 +93,10 @@ pub struct SqliteStore {
     /// The only path to the write connection; the writer task owns it.
     writer: mpsc::Sender<Job>,
     options: SqliteConnectOptions,
+    /// Transactions the writer's own connection committed: tests read it to see which writes
+    /// shared an fsync.
+    #[cfg_attr(not(test), allow(dead_code))]
+    commits: Arc<AtomicU64>,
 }
 
 impl SqliteStore {
@@ -99,9 +123,12 @@ impl SqliteStore {
             .await?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let wal_frames = Arc::new(AtomicI64::new(0));
-        let (frames, write_options) = (wal_frames.clone(), options.clone());
+        let commits = Arc::new(AtomicU64::new(0));
+        let (frames, write_options, committed) = (wal_frames.clone(), options.clone(), commits.clone());
         let (started_tx, started) = oneshot::channel();
+        // Timers for `Tuning::linger`.
         let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .map_err(|e| StoreError::Internal(format!("cannot start the SQLite writer: {e}")))?;
         std::thread::Builder::new()
@@ -116,7 +143,8 @@ impl SqliteStore {
                     match opened {
                         Ok((own, conn)) => {
                             let _ = started_tx.send(Ok(()));
-                            writer(own, conn, rx, frames, tuning.wal_restart_frames).await;
+                            let writer = Writer { own, conn, jobs: rx, wal_frames: frames, tuning, commits: committed };
+                            writer.run().await;
                         }
                         Err(e) => drop(started_tx.send(Err(e))),
                     }
@@ -126,7 +154,7 @@ impl SqliteStore {
         started.await.map_err(|_| StoreError::Internal("the SQLite writer stopped while starting".into()))??;
         tokio::spawn(checkpointer(options.connect().await?, tx.downgrade(), wal_frames, tuning.checkpoint_every));
         let readers = direct::Readers::new(options.get_filename(), max_connections as usize);
-        Ok(Self { reads, readers, writer: tx, options })
+        Ok(Self { reads, readers, writer: tx, options, commits })
     }
 
     async fn run_migrations(&self) -> Result<()> {
@@ -159,18 +187,20 @@ impl SqliteStore {
         self.submit(Job::Sqlx(job), rx).await
     }
 
-    /// Like `write`, on the writer's own connection. With `early`, resolves as soon as `f` has
-    /// run inside the open transaction: every later write sees it (there is one writer), before
-    /// its fsync. For claims whose only job is to keep a second caller out; whatever is promised
-    /// to a client still waits for a committed write behind it (commits happen in queue order).
+    /// Like `write`, on the writer's own connection. An early write (`Shape::Early`,
+    /// `ClaimThenResult`) resolves as soon as `f` has run inside the open transaction: every
+    /// later write sees it (there is one writer), before its fsync. For claims whose only job is
+    /// to keep a second caller out; whatever is promised to a client still waits for a committed
+    /// write behind it (commits happen in queue order).
     async fn write_direct<T: Send + 'static>(
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
-        early: bool,
+        shape: Shape,
     ) -> Result<T> {
         let (tx, rx) = oneshot::channel::<Result<T>>();
+        let early = matches!(shape, Shape::Early | Shape::ClaimThenResult);
         let job: DirectJob = Box::new(move |conn: &rusqlite::Connection| settle(f(conn).map_err(direct::error), tx, early));
-        self.submit(Job::Direct(job), rx).await
+        self.submit(Job::Direct(job, shape), rx).await
     }
 
     async fn submit<T>(&self, job: Job, rx: oneshot::Receiver<Result<T>>) -> Result<T> {
@@ -180,49 +210,50 @@ impl SqliteStore {
     }
 
     async fn ingest_write(&self, i: Ingest) -> Result<IngestOutcome> {
-        self.write_direct(move |c| direct::ingest(c, &i, crate::clock::now_ms()), false).await
+        self.write_direct(move |c| direct::ingest(c, &i, crate::clock::now_ms()), Shape::Committed).await
     }
 
     /// Seen by every later write is enough to keep a redelivery out; the result's commit, which
     /// the answer waits for, makes the claim durable with it.
     async fn claim_write(&self, n: NewInvocation) -> Result<Claim> {
-        self.write_direct(move |c| direct::claim_invocation(c, &n), true).await
+        let shape = if n.result_soon { Shape::ClaimThenResult } else { Shape::Early };
+        self.write_direct(move |c| direct::claim_invocation(c, &n), shape).await
     }
 
-    async fn finish_invocation_write(&self, d: Finished) -> Result<()> {
-        self.write_direct(move |c| direct::finish_invocation(c, &d), false).await
+    async fn finish_invocation_write(&self, d: Finished) -> Result<bool> {
+        self.write_direct(move |c| direct::finish_invocation(c, &d), Shape::Result).await
     }
 
     async fn create_chat_session_write(&self, s: NewChatSession) -> Result<()> {
-        self.write_direct(move |c| direct::create_chat_session(c, &s), false).await
+        self.write_direct(move |c| direct::create_chat_session(c, &s), Shape::Committed).await
     }
 
     async fn start_chat_run_write(&self, r: StartRun) -> Result<RunStart> {
-        self.write_direct(move |c| direct::start_chat_run(c, &r), false).await
+        self.write_direct(move |c| direct::start_chat_run(c, &r), Shape::Committed).await
     }
 
     async fn finish_chat_run_write(&self, f: FinishRun) -> Result<bool> {
-        self.write_direct(move |c| direct::finish_chat_run(c, &f), false).await
+        self.write_direct(move |c| direct::finish_chat_run(c, &f), Shape::Committed).await
     }
 
     async fn enqueue_job_write(&self, j: NewJob) -> Result<Enqueued> {
-        self.write_direct(move |c| direct::enqueue_job(c, &j), false).await
+        self.write_direct(move |c| direct::enqueue_job(c, &j), Shape::Committed).await
     }
 
     async fn claim_jobs_write(&self, k: ClaimJobs) -> Result<Vec<JobRow>> {
-        self.write_direct(move |c| direct::claim_jobs(c, &k), false).await
+        self.write_direct(move |c| direct::claim_jobs(c, &k), Shape::Committed).await
     }
 
     async fn complete_job_write(&self, l: JobLease, now: i64) -> Result<bool> {
-        self.write_direct(move |c| direct::complete_job(c, &l, now), false).await
+        self.write_direct(move |c| direct::complete_job(c, &l, now), Shape::Committed).await
     }
 
     async fn fail_job_write(&self, f: JobFailure) -> Result<Option<String>> {
-        self.write_direct(move |c| direct::fail_job(c, &f), false).await
+        self.write_direct(move |c| direct::fail_job(c, &f), Shape::Committed).await
     }
 
     async fn renew_job_write(&self, l: JobLease, lease_until: i64, now: i64) -> Result<bool> {
-        self.write_direct(move |c| direct::renew_job(c, &l, lease_until, now), false).await
+        self.write_direct(move |c| direct::renew_job(c, &l, lease_until, now), Shape::Committed).await
     }
 
     async fn get_chat_session_read(&self, id: &str) -> Result<Option<ChatSessionRow>> {
@@ -238,7 +269,7 @@ impl SqliteStore {
     }
 
     async fn renew_chat_run_write(&self, run_id: String, lease_until: i64) -> Result<bool> {
-        self.write_direct(move |c| direct::renew_chat_run(c, &run_id, lease_until), false).await
+        self.write_direct(move |c| direct::renew_chat_run(c, &run_id, lease_until), Shape::Committed).await
     }
 }
 
@@ -297,60 +328,106 @@ async fn checkpointer(mut conn: SqliteConnection, writer: mpsc::WeakSender<Job>,
     }
 }
 
-/// Between two batches nothing is being written, so a passive pass by the writer copies the
-/// last frames (the background pass did the rest) and the next transaction starts the WAL over.
-/// Done here rather than by a RESTART checkpoint elsewhere: that one waits for the write lock
-/// in SQLite's busy handler (sleeps of growing length), and the writer then waits for it the
-/// same way: pauses of hundreds of milliseconds. If a reader still holds old frames the WAL
-/// cannot start over yet; the next batch tries again.
-fn restart_wal(conn: &rusqlite::Connection, wal_frames: &AtomicI64, restart_frames: i64) {
-    if wal_frames.load(Ordering::Relaxed) < restart_frames {
-        return;
-    }
-    match direct::checkpoint(conn) {
-        Ok((log, copied)) => {
-            if log == copied {
-                wal_frames.store(0, Ordering::Relaxed);
+/// The writer's thread: its two connections and its queue.
+struct Writer {
+    own: rusqlite::Connection,
+    conn: SqliteConnection,
+    jobs: mpsc::Receiver<Job>,
+    wal_frames: Arc<AtomicI64>,
+    tuning: Tuning,
+    commits: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Takes the queued writes in order. Consecutive jobs for the same connection share a
+    /// transaction; where the queue switches connection the run so far commits first, so a
+    /// write still commits after everything queued before it (and the two connections never
+    /// hold a transaction at once: no lock waits between them).
+    async fn run(mut self) {
+        let mut queued: VecDeque<Job> = VecDeque::with_capacity(MAX_BATCH);
+        let mut received = Vec::with_capacity(MAX_BATCH);
+        loop {
+            if queued.is_empty() {
+                self.restart_wal();
+                if self.jobs.recv_many(&mut received, MAX_BATCH).await == 0 {
+                    return;
+                }
+                queued.extend(received.drain(..));
+            }
+            match queued.front() {
+                Some(Job::Direct(..)) => self.run_direct(&mut queued, &mut received).await,
+                Some(Job::Sqlx(_)) => {
+                    let mut run = Vec::new();
+                    while run.len() < MAX_BATCH
+                        && let Some(Job::Sqlx(_)) = queued.front()
+                        && let Some(Job::Sqlx(job)) = queued.pop_front()
+                    {
+                        run.push(job);
+                    }
+                    run_sqlx_batch(&mut self.conn, run).await;
+                }
+                None => {}
             }
         }
-        Err(e) => tracing::debug!(error = %e, "the writer's WAL checkpoint did not run"),
+    }
+
+    /// The direct jobs at the head of the queue as one transaction. While a claim's announced
+    /// result has not arrived, and nothing else is queued, the transaction stays open up to
+    /// `linger` and takes in what arrives meanwhile: the result and any other write, which then
+    /// commit with the claim. Without that, the claim's commit would start first and the result
+    /// would wait for it, then for its own.
+    async fn run_direct(&mut self, queued: &mut VecDeque<Job>, received: &mut Vec<Job>) {
+        let mut batch = direct::Batch::begin(&self.own);
+        let mut awaited = 0usize;
+        take_direct(queued, &mut batch, &mut awaited);
+        let until = tokio::time::Instant::now() + self.tuning.linger;
+        while awaited > 0 && queued.is_empty() && batch.len() < MAX_BATCH {
+            match tokio::time::timeout_at(until, self.jobs.recv_many(received, MAX_BATCH - batch.len())).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    queued.extend(received.drain(..));
+                    take_direct(queued, &mut batch, &mut awaited);
+                }
+            }
+        }
+        if batch.commit() {
+            self.commits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Between two batches nothing is being written, so a passive pass by the writer copies the
+    /// last frames (the background pass did the rest) and the next transaction starts the WAL
+    /// over. Done here rather than by a RESTART checkpoint elsewhere: that one waits for the
+    /// write lock in SQLite's busy handler (sleeps of growing length), and the writer then waits
+    /// for it the same way: pauses of hundreds of milliseconds. If a reader still holds old
+    /// frames the WAL cannot start over yet; the next batch tries again.
+    fn restart_wal(&self) {
+        if self.wal_frames.load(Ordering::Relaxed) < self.tuning.wal_restart_frames {
+            return;
+        }
+        match direct::checkpoint(&self.own) {
+            Ok((log, copied)) => {
+                if log == copied {
+                    self.wal_frames.store(0, Ordering::Relaxed);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "the writer's WAL checkpoint did not run"),
+        }
     }
 }
 
-/// Takes batches of queued writes. Consecutive jobs for the same connection share a
-/// transaction; a batch that mixes them commits one run after the other, in queue order, so a
-/// write still commits after everything queued before it (and the two connections never hold
-/// a transaction at once: no lock waits between them).
-async fn writer(
-    own: rusqlite::Connection,
-    mut conn: SqliteConnection,
-    mut jobs: mpsc::Receiver<Job>,
-    wal_frames: Arc<AtomicI64>,
-    restart_frames: i64,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let mut queued = batch.drain(..).peekable();
-        while let Some(job) = queued.next() {
-            match job {
-                Job::Direct(first) => {
-                    let mut run = vec![first];
-                    while let Some(Job::Direct(next)) = queued.next_if(|j| matches!(j, Job::Direct(_))) {
-                        run.push(next);
-                    }
-                    direct::run_batch(&own, run);
-                }
-                Job::Sqlx(first) => {
-                    let mut run = vec![first];
-                    while let Some(Job::Sqlx(next)) = queued.next_if(|j| matches!(j, Job::Sqlx(_))) {
-                        run.push(next);
-                    }
-                    run_sqlx_batch(&mut conn, run).await;
-                }
-            }
+/// Runs the direct jobs at the head of `queued` in `batch`, counting the results still awaited.
+fn take_direct(queued: &mut VecDeque<Job>, batch: &mut direct::Batch<'_>, awaited: &mut usize) {
+    while batch.len() < MAX_BATCH
+        && let Some(Job::Direct(..)) = queued.front()
+        && let Some(Job::Direct(job, shape)) = queued.pop_front()
+    {
+        match shape {
+            Shape::ClaimThenResult => *awaited += 1,
+            Shape::Result => *awaited = awaited.saturating_sub(1),
+            Shape::Committed | Shape::Early => {}
         }
-        drop(queued);
-        restart_wal(&own, &wal_frames, restart_frames);
+        batch.run(job);
     }
 }
 

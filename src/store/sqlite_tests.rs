@@ -1,3 +1,4 @@
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -22,7 +23,7 @@ async fn insert(store: &SqliteStore, bytes: usize) -> Result<()> {
 #[tokio::test]
 async fn the_wal_starts_over_under_sustained_writes_instead_of_growing() {
     let dir = tempfile::tempdir().unwrap();
-    let tuning = Tuning { checkpoint_every: Duration::from_millis(5), wal_restart_frames: 64 };
+    let tuning = Tuning { checkpoint_every: Duration::from_millis(5), wal_restart_frames: 64, ..TUNING };
     let store = Arc::new(store(&dir, tuning).await);
     // 24 MiB through the WAL with writers that never pause: without the writer's own pass the
     // passive checkpoints never reach the end, and the WAL holds all of it.
@@ -50,7 +51,7 @@ async fn an_early_claim_is_seen_by_the_next_write_on_the_other_connection_and_la
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir, TUNING).await;
     // Answered before its commit, on the writer's own connection…
-    let claimed = store.write_direct(|c| c.execute("INSERT INTO blobs (b) VALUES (x'01')", []), true).await.unwrap();
+    let claimed = store.write_direct(|c| c.execute("INSERT INTO blobs (b) VALUES (x'01')", []), Shape::Early).await.unwrap();
     assert_eq!(claimed, 1);
     // …and seen by the next write, which runs through sqlx.
     let seen: i64 = store
@@ -82,7 +83,7 @@ async fn writes_on_both_connections_commit_in_the_order_they_were_queued() {
                         })
                         .await
                 } else {
-                    store.write_direct(move |c| c.execute("INSERT INTO log (n) VALUES (?1)", [n]).map(drop), false).await
+                    store.write_direct(move |c| c.execute("INSERT INTO log (n) VALUES (?1)", [n]).map(drop), Shape::Committed).await
                 }
             }
             .boxed()
@@ -119,7 +120,7 @@ async fn an_early_write_is_answered_before_the_rest_of_its_batch_has_run() {
                 let _ = gate_rx.recv_timeout(Duration::from_secs(10));
                 Ok(())
             },
-            false,
+            Shape::Committed,
         )
         .await
     });
@@ -127,7 +128,7 @@ async fn an_early_write_is_answered_before_the_rest_of_its_batch_has_run() {
     // The claim, then a job that runs until the test lets it go.
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let s = store.clone();
-    let mut claim = async move { s.write_direct(|c| c.execute("INSERT INTO blobs (b) VALUES (x'01')", []), true).await }.boxed();
+    let mut claim = async move { s.write_direct(|c| c.execute("INSERT INTO blobs (b) VALUES (x'01')", []), Shape::Early).await }.boxed();
     let s = store.clone();
     let mut after = async move {
         s.write_direct(
@@ -135,7 +136,7 @@ async fn an_early_write_is_answered_before_the_rest_of_its_batch_has_run() {
                 let _ = release_rx.recv_timeout(Duration::from_secs(10));
                 c.execute("INSERT INTO blobs (b) VALUES (x'02')", [])
             },
-            false,
+            Shape::Committed,
         )
         .await
     }
@@ -153,4 +154,53 @@ async fn an_early_write_is_answered_before_the_rest_of_its_batch_has_run() {
     assert_eq!(claimed.unwrap(), 1);
     release_tx.send(()).unwrap();
     assert_eq!(after.await.unwrap(), 1);
+}
+
+fn blob(byte: u8) -> impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<usize> + Send + 'static {
+    move |c| c.execute("INSERT INTO blobs (b) VALUES (?1)", [vec![byte]])
+}
+
+#[tokio::test]
+async fn a_claim_and_the_result_it_announced_commit_together_with_one_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long linger, so that a slow test machine cannot make the result miss the transaction.
+    let store = store(&dir, Tuning { linger: Duration::from_secs(5), ..TUNING }).await;
+    let before = store.commits.load(Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    assert_eq!(store.write_direct(blob(1), Shape::ClaimThenResult).await.unwrap(), 1, "answered before its commit");
+    // The message's record and the result, as a handler sends them: at once.
+    let (record, result) = tokio::join!(store.write_direct(blob(2), Shape::Committed), store.write_direct(blob(3), Shape::Result));
+    assert_eq!((record.unwrap(), result.unwrap()), (1, 1));
+    assert!(started.elapsed() < Duration::from_secs(4), "the result ended the wait: {:?}", started.elapsed());
+    assert_eq!(store.commits.load(Ordering::Relaxed) - before, 1, "claim, record and result shared one commit");
+}
+
+#[tokio::test]
+async fn a_claim_whose_result_never_comes_commits_once_the_linger_is_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, Tuning { linger: Duration::from_millis(50), ..TUNING }).await;
+    let before = store.commits.load(Ordering::Relaxed);
+    store.write_direct(blob(1), Shape::ClaimThenResult).await.unwrap();
+    // A write that needs the commit, while no result comes: it waits out the linger, no more.
+    let started = std::time::Instant::now();
+    store.write_direct(blob(2), Shape::Committed).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(store.commits.load(Ordering::Relaxed) - before, 1);
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM blobs").fetch_one(&mut *store.conn().await.unwrap()).await.unwrap();
+    assert_eq!(kept, 2, "both committed");
+}
+
+#[tokio::test]
+async fn a_write_for_the_other_connection_ends_the_wait_for_a_result_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, Tuning { linger: Duration::from_secs(30), ..TUNING }).await;
+    store.write_direct(blob(1), Shape::ClaimThenResult).await.unwrap();
+    // Through sqlx: it must run after the claim's commit, so the claim's transaction ends now.
+    let seen = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.write(|c| Box::pin(async move { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM blobs").fetch_one(c).await })),
+    )
+    .await
+    .expect("the sqlx write waited out the linger");
+    assert_eq!(seen.unwrap(), 1);
 }

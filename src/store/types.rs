@@ -199,6 +199,9 @@ pub struct NewInvocation {
     pub started_at: i64,
     /// A claim older than this is taken over (its worker is presumed dead).
     pub lease_until: i64,
+    /// The result follows within microseconds (an in-process function): SQLite's writer then
+    /// keeps the claim's transaction open for it, so both commit with one fsync.
+    pub result_soon: bool,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

@@ -152,3 +152,22 @@ async fn a_tool_call_answer_says_how_long_the_function_took_and_how_long_the_hub
     let plain = app.post_raw(fixture("transcript.final.json").to_string()).await;
     assert!(plain.headers().get("server-timing").is_none());
 }
+
+#[tokio::test]
+async fn concurrent_deliveries_of_a_built_in_call_book_once_and_all_get_the_booking() {
+    let app = spawn_app().await;
+    let msg = tool_call("c-cb", "t-cb", "bookAppointment", json!({ "date": "2030-03-20", "time": "09:30" }));
+    // A built-in's claim, the message's record and its result share one transaction, which the
+    // redeliveries' claims join: they must find the first claim there and wait for its result.
+    let replies = futures::future::join_all((0..4).map(|_| app.post_vapi(&msg))).await;
+    for (status, reply) in &replies {
+        assert_eq!(*status, 200);
+        let text = reply["results"][0]["result"].as_str().unwrap_or_else(|| panic!("no result: {reply}"));
+        assert!(text.starts_with("Booked appointment for Jordan Lee on 2030-03-20 at 09:30"), "{text}");
+    }
+    let invs = app.state.store.invocations("c-cb").await.unwrap();
+    assert_eq!((invs.len(), invs[0].status.as_str()), (1, "ok"));
+    // Booked once: a second call for the same slot finds it taken.
+    let (_, again) = app.post_vapi(&tool_call("c-cb", "t-cb2", "bookAppointment", json!({ "date": "2030-03-20", "time": "09:30" }))).await;
+    assert!(again["results"][0]["error"].as_str().unwrap().contains("is taken"), "{again}");
+}

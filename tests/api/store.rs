@@ -74,3 +74,38 @@ async fn a_chat_run_holds_its_session_until_its_lease_runs_out_and_a_refusal_sto
     assert_eq!(ids, vec![(1, "m-r1".to_string()), (2, "m-r3".to_string())], "refusals took no position");
     assert_eq!(store.start_chat_run(start("r5", now + 1_300, 4)).await.unwrap(), RunStart::Started { message_seq: 3 });
 }
+
+#[tokio::test]
+async fn a_tool_call_result_is_stored_only_by_the_claim_that_still_holds_it() {
+    use switchboard::store::{Claim, Finished, NewInvocation};
+    let app = spawn_app().await;
+    let store = app.state.store.clone();
+    let now = switchboard::clock::now_ms();
+    let claim = |at: i64| NewInvocation {
+        tool_call_id: "tc-held".into(),
+        call_id: Some("c-held".into()),
+        org_id: ORG.into(),
+        name: "lookupCustomer".into(),
+        arguments: "{}".into(),
+        started_at: at,
+        lease_until: at + 100,
+        result_soon: true,
+    };
+    let finish = |claimed_at: i64, result: &str| Finished {
+        tool_call_id: "tc-held".into(),
+        claimed_at,
+        ok: true,
+        result: Some(result.into()),
+        error: None,
+        latency_ms: 1.0,
+        finished_at: claimed_at + 1,
+    };
+    assert!(matches!(store.claim_invocation(claim(now)).await.unwrap(), Claim::Claimed));
+    // The first claimant went quiet past its lease; a redelivery took the call over.
+    assert!(matches!(store.claim_invocation(claim(now + 200)).await.unwrap(), Claim::Claimed));
+    assert!(!store.finish_invocation(finish(now, "late")).await.unwrap(), "the first claimant's result is refused");
+    assert!(store.finish_invocation(finish(now + 200, "current")).await.unwrap());
+    let row = store.get_invocation("tc-held").await.unwrap().unwrap();
+    assert_eq!((row.status.as_str(), row.result.as_deref()), ("ok", Some("current")));
+    assert!(!store.finish_invocation(finish(now + 200, "again")).await.unwrap(), "a finished call is not written twice");
+}

@@ -131,11 +131,11 @@ pub fn claim_invocation(c: &Connection, n: &NewInvocation) -> rusqlite::Result<C
 }
 
 /// `queries::finish_invocation` for this driver.
-pub fn finish_invocation(c: &Connection, d: &Finished) -> rusqlite::Result<()> {
+pub fn finish_invocation(c: &Connection, d: &Finished) -> rusqlite::Result<bool> {
     let status = if d.ok { "ok" } else { "error" };
     let (result, error) = (clean(&d.result), clean(&d.error));
     let values: [&dyn ToSql; 7] = [&d.tool_call_id, &status, &result, &error, &d.latency_ms, &d.finished_at, &d.claimed_at];
-    execute(c, sql::FINISH_INVOCATION, &values).map(drop)
+    execute(c, sql::FINISH_INVOCATION, &values).map(|changed| changed == 1)
 }
 
 /// A `calls` row in `sql::CALL_COLUMNS` order.

@@ -84,40 +84,70 @@ impl Readers {
     }
 }
 
-/// Runs `jobs` as one transaction, each in its own savepoint so a failing one is undone alone,
-/// then tells every job the commit's outcome. On a failure of the transaction itself the jobs
-/// not yet run are dropped, which tells their callers the write did not happen.
-pub fn run_batch(conn: &Connection, jobs: Vec<DirectJob>) {
-    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
-        tracing::error!(error = %e, "SQLite writer could not begin a transaction");
-        let _ = exec(conn, "ROLLBACK");
-        return;
+/// One transaction on the writer's connection: jobs run in it one by one, each in its own
+/// savepoint so a failing one is undone alone; `commit` tells every job the outcome. Once the
+/// transaction itself has failed (it could not begin, or a savepoint could not be closed), the
+/// jobs still to come are dropped, which tells their callers the write did not happen.
+pub struct Batch<'c> {
+    conn: &'c Connection,
+    finishers: Vec<super::sqlite::Finish>,
+    broken: Option<String>,
+    began: bool,
+}
+
+impl<'c> Batch<'c> {
+    pub fn begin(conn: &'c Connection) -> Self {
+        let began = exec(conn, "BEGIN IMMEDIATE");
+        let broken = began.as_ref().err().map(|e| {
+            tracing::error!(error = %e, "SQLite writer could not begin a transaction");
+            let _ = exec(conn, "ROLLBACK");
+            e.to_string()
+        });
+        Self { conn, finishers: Vec::new(), broken, began: began.is_ok() }
     }
-    let mut finishers = Vec::with_capacity(jobs.len());
-    let mut broken: Option<String> = None;
-    for job in jobs {
-        if let Err(e) = exec(conn, "SAVEPOINT job") {
-            broken = Some(e.to_string());
-            break;
+
+    /// Jobs run so far.
+    pub fn len(&self) -> usize {
+        self.finishers.len()
+    }
+
+    pub fn run(&mut self, job: DirectJob) {
+        if self.broken.is_some() {
+            return;
         }
-        let (ok, finish) = job(conn);
-        finishers.push(finish);
-        let end = if ok { exec(conn, "RELEASE job") } else { exec(conn, "ROLLBACK TO job").and_then(|_| exec(conn, "RELEASE job")) };
+        if let Err(e) = exec(self.conn, "SAVEPOINT job") {
+            self.broken = Some(e.to_string());
+            return;
+        }
+        let (ok, finish) = job(self.conn);
+        self.finishers.push(finish);
+        let end = if ok {
+            exec(self.conn, "RELEASE job")
+        } else {
+            exec(self.conn, "ROLLBACK TO job").and_then(|_| exec(self.conn, "RELEASE job"))
+        };
         if let Err(e) = end {
-            broken = Some(e.to_string());
-            break;
+            self.broken = Some(e.to_string());
         }
     }
-    let commit = match broken {
-        Some(e) => Err(e),
-        None => exec(conn, "COMMIT").map(drop).map_err(|e| e.to_string()),
-    };
-    if let Err(e) = &commit {
-        tracing::error!(error = %e, "SQLite batch failed; rolling back");
-        let _ = exec(conn, "ROLLBACK");
-    }
-    for finish in finishers {
-        finish(commit.clone());
+
+    /// Commits (or, once broken, rolls back) and answers every job that ran; whether it committed.
+    pub fn commit(self) -> bool {
+        let commit = match self.broken {
+            Some(e) => Err(e),
+            None => exec(self.conn, "COMMIT").map(drop).map_err(|e| e.to_string()),
+        };
+        if self.began
+            && let Err(e) = &commit
+        {
+            tracing::error!(error = %e, "SQLite batch failed; rolling back");
+            let _ = exec(self.conn, "ROLLBACK");
+        }
+        let committed = commit.is_ok();
+        for finish in self.finishers {
+            finish(commit.clone());
+        }
+        committed
     }
 }
 
