@@ -249,14 +249,7 @@ pub fn ms(v: Option<f64>) -> String {
 }
 
 fn noise_line(s: &mut String, when: &str, n: &Noise) {
-    let _ = writeln!(
-        s,
-        "{when}: 1 ms timer sleeps overshoot p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms; CPU steal {}%",
-        n.timer_overshoot.p50_ms,
-        n.timer_overshoot.p99_ms,
-        n.timer_overshoot.max_ms,
-        f(n.steal_pct, 0)
-    );
+    let _ = writeln!(s, "{when}: {}", n.line());
 }
 
 fn table(s: &mut String, head: &[&str], widths: &[usize], rows: &[Vec<String>]) {

@@ -276,14 +276,7 @@ pub fn render(r: &FanoutReport) -> String {
         r.load_average_before.as_deref().unwrap_or("?")
     );
     if let Some(n) = &r.idle_noise {
-        let _ = writeln!(
-            s,
-            "idle machine noise before the run: 1 ms timer sleeps overshoot p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms; CPU steal {}%",
-            n.timer_overshoot.p50_ms,
-            n.timer_overshoot.p99_ms,
-            n.timer_overshoot.max_ms,
-            f(n.steal_pct, 0)
-        );
+        let _ = writeln!(s, "idle machine noise before the run: {}", n.line());
     }
     if let Some(i) = &r.idle {
         let _ = writeln!(s);

@@ -148,7 +148,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// 1000 sleeps of 1 ms on an idle runtime: how late they wake, and the CPU steal meanwhile.
+/// 1000 sleeps of 1 ms on an idle runtime: how late they wake, and the CPU steal meanwhile;
+/// then the disk: how long a small durable write takes, which bounds every answer that waits for
+/// a commit (the hub's temp database is in the same directory).
 async fn noise() -> Res<report::Noise> {
     let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let before = hub::system_cpu();
@@ -161,7 +163,32 @@ async fn noise() -> Res<report::Noise> {
         (Some(x), Some(y)) if y.total > x.total => Some(100.0 * y.steal.saturating_sub(x.steal) as f64 / (y.total - x.total) as f64),
         _ => None,
     };
-    Ok(report::Noise { timer_overshoot: load::Latency::of(&h), steal_pct })
+    let probed = tokio::task::spawn_blocking(disk_sync).await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()));
+    let disk_sync = probed.map_err(|e| eprintln!("loadtest: disk probe failed: {e}")).ok();
+    Ok(report::Noise { timer_overshoot: load::Latency::of(&h), steal_pct, disk_sync })
+}
+
+/// 500 writes of 4 KiB, each followed by `fdatasync` (what a SQLite commit waits for), at
+/// rotating offsets of a file in the temp directory, 1 ms apart.
+fn disk_sync() -> Res<load::Latency> {
+    use std::os::unix::fs::FileExt;
+    let path = std::env::temp_dir().join(format!("loadtest-disk-probe-{}.bin", std::process::id()));
+    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let page = [7u8; 4096];
+    let mut run = || -> Res<()> {
+        for i in 0..500u64 {
+            file.write_all_at(&page, (i % 64) * 4096)?;
+            let t = Instant::now();
+            file.sync_data()?;
+            h.saturating_record((t.elapsed().as_micros() as u64).max(1));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    };
+    let ran = run();
+    let _ = std::fs::remove_file(&path);
+    ran.map(|()| load::Latency::of(&h))
 }
 
 fn unix_now() -> u64 {

@@ -204,6 +204,26 @@ pub fn tool_overhead(function: &str, phase: &PhaseReport) -> Option<ToolOverhead
 pub struct Noise {
     pub timer_overshoot: Latency,
     pub steal_pct: Option<f64>,
+    /// 4 KiB write + fdatasync in the temp directory.
+    pub disk_sync: Option<Latency>,
+}
+
+impl Noise {
+    /// One line for the printed report, after `when: `.
+    pub fn line(&self) -> String {
+        let t = &self.timer_overshoot;
+        let mut line = format!(
+            "1 ms timer sleeps overshoot p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms; CPU steal {}%",
+            t.p50_ms,
+            t.p99_ms,
+            t.max_ms,
+            f(self.steal_pct, 0)
+        );
+        if let Some(d) = &self.disk_sync {
+            line += &format!("; 4 KiB fdatasync p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms", d.p50_ms, d.p99_ms, d.max_ms);
+        }
+        line
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -249,14 +269,7 @@ pub fn render(r: &Report) -> String {
     );
     let _ = writeln!(s);
     if let Some(n) = &r.idle_noise {
-        let _ = writeln!(
-            s,
-            "idle machine noise before the run: 1 ms timer sleeps overshoot p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms; CPU steal {}%",
-            n.timer_overshoot.p50_ms,
-            n.timer_overshoot.p99_ms,
-            n.timer_overshoot.max_ms,
-            f(n.steal_pct, 0)
-        );
+        let _ = writeln!(s, "idle machine noise before the run: {}", n.line());
         let _ = writeln!(s);
     }
     const HEAD: [&str; 18] = [
