@@ -74,9 +74,10 @@ impl Executor {
             result_soon,
         };
         let started = Instant::now();
-        let claimed = tokio::time::timeout(STORE_BUDGET, self.metrics.time_store("claim_invocation", self.store.claim_invocation(claim)))
-            .await
-            .unwrap_or_else(|_| Err(crate::store::StoreError::Unavailable("claim timed out".into())));
+        let claimed =
+            tokio::time::timeout(STORE_BUDGET, self.metrics.time_store("claim_invocation", self.store.claim_invocation(claim.clone())))
+                .await
+                .unwrap_or_else(|_| Err(crate::store::StoreError::Unavailable("claim timed out".into())));
         match claimed {
             Ok(Claim::Claimed) => {}
             // The same id from another call or org is not a redelivery: never hand over its result.
@@ -103,8 +104,7 @@ impl Executor {
             Outcome::Ok(r) => (true, Some(r.clone()), None),
             Outcome::Err(e) => (false, None, Some(e.clone())),
         };
-        let done =
-            Finished { tool_call_id: call.id.clone(), claimed_at: now, ok, result, error, latency_ms, finished_at: crate::clock::now_ms() };
+        let done = Finished { claim, ok, result, error, latency_ms, finished_at: crate::clock::now_ms() };
         let stored = tokio::time::timeout(STORE_BUDGET, self.metrics.time_store("finish_invocation", self.store.finish_invocation(done)))
             .await
             .unwrap_or_else(|_| Err(crate::store::StoreError::Unavailable("result write timed out".into())));
@@ -112,7 +112,7 @@ impl Executor {
             Ok(true) => {}
             // Answered all the same: the function ran, and VAPI is waiting for what it said.
             Ok(false) => {
-                tracing::warn!(tool_call_id = %call.id, "tool call ran but its claim was no longer ours; its result was not stored")
+                tracing::warn!(tool_call_id = %call.id, "tool call ran past its lease and another delivery took it over; this result was not stored")
             }
             Err(e) => tracing::error!(error = %e, tool_call_id = %call.id, "tool call ran but its result could not be stored"),
         }

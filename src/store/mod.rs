@@ -43,7 +43,8 @@ pub trait Store: Send + Sync + 'static {
     /// Claims a tool call for execution, or returns the row of whoever has it.
     async fn claim_invocation(&self, inv: NewInvocation) -> Result<Claim>;
     /// Stores a claimed call's result; `false` when the claim is no longer this caller's (its
-    /// lease ran out and another delivery took it over, or the claim was lost with its batch).
+    /// lease ran out and another delivery took it over). A claim lost altogether (rolled back
+    /// with a failed batch after later writes saw it) is written whole with the result.
     async fn finish_invocation(&self, done: Finished) -> Result<bool>;
     async fn get_invocation(&self, tool_call_id: &str) -> Result<Option<InvocationRow>>;
 

@@ -306,14 +306,20 @@ macro_rules! shared_queries {
         }
 
         pub async fn finish_invocation(c: &mut $conn, d: &Finished) -> sqlx::Result<bool> {
+            let n = &d.claim;
             let done = sqlx::query(sql::FINISH_INVOCATION)
-                .bind(&d.tool_call_id)
+                .bind(&n.tool_call_id)
+                .bind(&n.call_id)
+                .bind(&n.org_id)
+                .bind(&n.name)
+                .bind(sanitize_text(&n.arguments))
                 .bind(if d.ok { "ok" } else { "error" })
                 .bind(clean(&d.result))
                 .bind(clean(&d.error))
                 .bind(d.latency_ms)
+                .bind(n.started_at)
                 .bind(d.finished_at)
-                .bind(d.claimed_at)
+                .bind(n.lease_until)
                 .execute(&mut *c)
                 .await?;
             Ok(done.rows_affected() == 1)

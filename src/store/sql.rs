@@ -146,8 +146,14 @@ pub const CLAIM_INVOCATION: &str = "INSERT INTO function_invocations (tool_call_
 pub const TAKE_OVER_INVOCATION: &str = "UPDATE function_invocations SET started_at = $2, lease_until = $3 \
      WHERE tool_call_id = $1 AND status = 'running' AND lease_until < $2";
 
-pub const FINISH_INVOCATION: &str = "UPDATE function_invocations SET status = $2, result = $3, error = $4, latency_ms = $5, finished_at = $6 \
-     WHERE tool_call_id = $1 AND status = 'running' AND started_at = $7";
+/// The result, written only over its own claim (same `started_at`, still running); a claim that
+/// is gone altogether (rolled back with a failed batch after it was seen) is written whole.
+pub const FINISH_INVOCATION: &str = "INSERT INTO function_invocations \
+     (tool_call_id, call_id, org_id, name, arguments, status, result, error, latency_ms, started_at, finished_at, lease_until) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+     ON CONFLICT (tool_call_id) DO UPDATE SET status = excluded.status, result = excluded.result, error = excluded.error, \
+       latency_ms = excluded.latency_ms, finished_at = excluded.finished_at \
+     WHERE function_invocations.status = 'running' AND function_invocations.started_at = excluded.started_at";
 
 pub const CREATE_CHAT_SESSION: &str = "INSERT INTO chat_sessions (id, org_id, site_key, created_at, updated_at, message_count, metadata) \
      VALUES ($1, $2, $3, $4, $4, 0, $5)";

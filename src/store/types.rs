@@ -230,9 +230,9 @@ pub enum Claim {
 
 #[derive(Debug, Clone)]
 pub struct Finished {
-    pub tool_call_id: String,
-    /// The claim's `started_at`: only the current claimant may write the result.
-    pub claimed_at: i64,
+    /// The claim this result answers: only its claimant (same `started_at`) may write the
+    /// result, and should the claim's row be gone, it is written whole from this.
+    pub claim: NewInvocation,
     pub ok: bool,
     pub result: Option<String>,
     pub error: Option<String>,

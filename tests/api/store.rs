@@ -92,8 +92,7 @@ async fn a_tool_call_result_is_stored_only_by_the_claim_that_still_holds_it() {
         result_soon: true,
     };
     let finish = |claimed_at: i64, result: &str| Finished {
-        tool_call_id: "tc-held".into(),
-        claimed_at,
+        claim: claim(claimed_at),
         ok: true,
         result: Some(result.into()),
         error: None,
@@ -108,4 +107,31 @@ async fn a_tool_call_result_is_stored_only_by_the_claim_that_still_holds_it() {
     let row = store.get_invocation("tc-held").await.unwrap().unwrap();
     assert_eq!((row.status.as_str(), row.result.as_deref()), ("ok", Some("current")));
     assert!(!store.finish_invocation(finish(now + 200, "again")).await.unwrap(), "a finished call is not written twice");
+}
+
+#[tokio::test]
+async fn a_result_whose_claim_was_lost_is_stored_whole() {
+    use switchboard::store::{Finished, NewInvocation};
+    let app = spawn_app().await;
+    let store = app.state.store.clone();
+    let now = switchboard::clock::now_ms();
+    // No claim row: as after a batch that failed once later writes had seen the claim.
+    let claim = NewInvocation {
+        tool_call_id: "tc-lost".into(),
+        call_id: Some("c-lost".into()),
+        org_id: ORG.into(),
+        name: "lookupCustomer".into(),
+        arguments: "{\"phone\":\"+1\"}".into(),
+        started_at: now,
+        lease_until: now + 100,
+        result_soon: true,
+    };
+    let done = Finished { claim, ok: false, result: None, error: Some("not found".into()), latency_ms: 2.0, finished_at: now + 2 };
+    assert!(store.finish_invocation(done).await.unwrap());
+    let row = store.get_invocation("tc-lost").await.unwrap().unwrap();
+    assert_eq!(
+        (row.status.as_str(), row.error.as_deref(), row.name.as_str(), row.arguments.as_str(), row.call_id.as_deref()),
+        ("error", Some("not found"), "lookupCustomer", "{\"phone\":\"+1\"}", Some("c-lost"))
+    );
+    assert_eq!((row.started_at, row.finished_at), (now, Some(now + 2)));
 }

@@ -132,9 +132,23 @@ pub fn claim_invocation(c: &Connection, n: &NewInvocation) -> rusqlite::Result<C
 
 /// `queries::finish_invocation` for this driver.
 pub fn finish_invocation(c: &Connection, d: &Finished) -> rusqlite::Result<bool> {
+    let n = &d.claim;
     let status = if d.ok { "ok" } else { "error" };
-    let (result, error) = (clean(&d.result), clean(&d.error));
-    let values: [&dyn ToSql; 7] = [&d.tool_call_id, &status, &result, &error, &d.latency_ms, &d.finished_at, &d.claimed_at];
+    let (arguments, result, error) = (sanitize_text(&n.arguments), clean(&d.result), clean(&d.error));
+    let values: [&dyn ToSql; 12] = [
+        &n.tool_call_id,
+        &n.call_id,
+        &n.org_id,
+        &n.name,
+        &arguments,
+        &status,
+        &result,
+        &error,
+        &d.latency_ms,
+        &n.started_at,
+        &d.finished_at,
+        &n.lease_until,
+    ];
     execute(c, sql::FINISH_INVOCATION, &values).map(|changed| changed == 1)
 }
 
