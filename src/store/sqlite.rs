@@ -76,6 +76,8 @@ enum Shape {
     /// Early, and the claimant's result follows within microseconds (an in-process function):
     /// the writer keeps the transaction open for it, up to `Tuning::linger`, so the claim, the
     /// message's record and the result commit with one fsync instead of two or three in a row.
+    /// A write the function itself waits for (a booking) goes through sqlx, which ends the wait
+    /// at once; a direct one would join the open transaction and wait out the linger.
     ClaimThenResult,
     /// Committed; the result a `ClaimThenResult` announced.
     Result,
@@ -390,9 +392,7 @@ impl Writer {
                 }
             }
         }
-        if batch.commit() {
-            self.commits.fetch_add(1, Ordering::Relaxed);
-        }
+        batch.commit(&self.commits);
     }
 
     /// Between two batches nothing is being written, so a passive pass by the writer copies the

@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rusqlite::types::ToSql;
@@ -131,8 +132,9 @@ impl<'c> Batch<'c> {
         }
     }
 
-    /// Commits (or, once broken, rolls back) and answers every job that ran; whether it committed.
-    pub fn commit(self) -> bool {
+    /// Commits (or, once broken, rolls back) and answers every job that ran. A commit is
+    /// counted in `commits` before anyone is answered, so whoever was answered sees it counted.
+    pub fn commit(self, commits: &AtomicU64) {
         let commit = match self.broken {
             Some(e) => Err(e),
             None => exec(self.conn, "COMMIT").map(drop).map_err(|e| e.to_string()),
@@ -143,11 +145,12 @@ impl<'c> Batch<'c> {
             tracing::error!(error = %e, "SQLite batch failed; rolling back");
             let _ = exec(self.conn, "ROLLBACK");
         }
-        let committed = commit.is_ok();
+        if commit.is_ok() {
+            commits.fetch_add(1, Ordering::Relaxed);
+        }
         for finish in self.finishers {
             finish(commit.clone());
         }
-        committed
     }
 }
 
