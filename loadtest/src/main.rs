@@ -165,7 +165,26 @@ async fn noise() -> Res<report::Noise> {
     };
     let probed = tokio::task::spawn_blocking(disk_sync).await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()));
     let disk_sync = probed.map_err(|e| eprintln!("loadtest: disk probe failed: {e}")).ok();
-    Ok(report::Noise { timer_overshoot: load::Latency::of(&h), steal_pct, disk_sync })
+    let cpu_work_ms = tokio::task::spawn_blocking(cpu_work_ms).await.ok();
+    Ok(report::Noise { timer_overshoot: load::Latency::of(&h), steal_pct, disk_sync, cpu_work_ms })
+}
+
+/// A fixed piece of single-threaded work (50 M xorshift steps), best of three: its time tells
+/// a slower VM, or a slower day of the same one, from a slower hub.
+fn cpu_work_ms() -> f64 {
+    (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            let mut x = std::hint::black_box(0x9E37_79B9_7F4A_7C15u64);
+            for _ in 0..50_000_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+            }
+            std::hint::black_box(x);
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .fold(f64::INFINITY, f64::min)
 }
 
 /// 500 writes of 4 KiB, each followed by `fdatasync` (what a SQLite commit waits for), at

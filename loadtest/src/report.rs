@@ -206,6 +206,8 @@ pub struct Noise {
     pub steal_pct: Option<f64>,
     /// 4 KiB write + fdatasync in the temp directory.
     pub disk_sync: Option<Latency>,
+    /// A fixed piece of CPU work, best of three (see `cpu_work_ms`).
+    pub cpu_work_ms: Option<f64>,
 }
 
 impl Noise {
@@ -219,6 +221,9 @@ impl Noise {
             t.max_ms,
             f(self.steal_pct, 0)
         );
+        if let Some(ms) = self.cpu_work_ms {
+            line += &format!("; fixed CPU work {ms:.0} ms");
+        }
         if let Some(d) = &self.disk_sync {
             line += &format!("; 4 KiB fdatasync p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms", d.p50_ms, d.p99_ms, d.max_ms);
         }
