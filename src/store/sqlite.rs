@@ -383,7 +383,8 @@ impl Writer {
         let mut awaited = 0usize;
         take_direct(queued, &mut batch, &mut awaited);
         let until = tokio::time::Instant::now() + self.tuning.linger;
-        while awaited > 0 && queued.is_empty() && batch.len() < MAX_BATCH {
+        // A broken transaction takes nobody else in: what arrives now goes to a fresh one.
+        while awaited > 0 && batch.is_open() && queued.is_empty() && batch.len() < MAX_BATCH {
             match tokio::time::timeout_at(until, self.jobs.recv_many(received, MAX_BATCH - batch.len())).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {

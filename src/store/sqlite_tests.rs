@@ -204,3 +204,26 @@ async fn a_write_for_the_other_connection_ends_the_wait_for_a_result_at_once() {
     .expect("the sqlx write waited out the linger");
     assert_eq!(seen.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn a_transaction_that_broke_while_waiting_for_a_result_takes_no_later_write_down_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, Tuning { linger: Duration::from_secs(30), ..TUNING }).await;
+    // A claim whose job ends the transaction under the writer: its savepoint cannot be released.
+    let claimed = store
+        .write_direct(
+            |c| {
+                c.execute("INSERT INTO blobs (b) VALUES (x'01')", [])?;
+                c.execute_batch("ROLLBACK")
+            },
+            Shape::ClaimThenResult,
+        )
+        .await;
+    assert!(claimed.is_ok(), "answered early: {claimed:?}");
+    // The result it announced comes later; it must land in a transaction of its own.
+    let later =
+        tokio::time::timeout(Duration::from_secs(10), store.write_direct(blob(2), Shape::Result)).await.expect("waited out the linger");
+    assert_eq!(later.unwrap(), 1);
+    let kept: Vec<Vec<u8>> = sqlx::query_scalar("SELECT b FROM blobs").fetch_all(&mut *store.conn().await.unwrap()).await.unwrap();
+    assert_eq!(kept, vec![vec![2u8]], "the broken transaction's claim is gone, the later write is stored");
+}

@@ -112,6 +112,11 @@ impl<'c> Batch<'c> {
         self.finishers.len()
     }
 
+    /// Whether jobs can still join: not once the transaction itself has failed.
+    pub fn is_open(&self) -> bool {
+        self.broken.is_none()
+    }
+
     pub fn run(&mut self, job: DirectJob) {
         if self.broken.is_some() {
             return;
