@@ -145,7 +145,7 @@ impl Application {
             },
         );
         let control_http = crate::http::public_only_client(settings.live.control.allow_loopback);
-        let listener = TcpListener::bind(settings.listen).await.map_err(StartError::Bind)?;
+        let listener = crate::http::listen(settings.listen, settings.listen_backlog).map_err(StartError::Bind)?;
         let addr = listener.local_addr().map_err(StartError::Bind)?;
         let assets = crate::web::Assets::new(settings.web_dir.clone());
         let state = Arc::new(AppState {

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use futures::Stream;
 use serde_json::{Value, json};
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::events::error_frame;
 use super::sse_body::KeepAlive;
@@ -294,6 +295,9 @@ struct Cursor {
     /// timer for the whole stream, moved only when it fires early: not one per event.
     last_event: Instant,
     timer: Pin<Box<Sleep>>,
+    /// Made once per stream: a fresh `cancelled()` at every event joined and left the waiter
+    /// list every stream shares, under its lock, once per chunk.
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     shutting_down: bool,
 }
 
@@ -303,7 +307,8 @@ fn events(app: Arc<AppState>, follower: Follower, complete: bool) -> impl Stream
     let now = Instant::now();
     let run_id = follower.run_id().to_string();
     let timer = Box::pin(tokio::time::sleep_until(now + WATCHDOG));
-    let cursor = Cursor { app, follower, run_id, complete, over: false, last_event: now, timer, shutting_down: false };
+    let shutdown = Box::pin(app.shutdown.clone().cancelled_owned());
+    let cursor = Cursor { app, follower, run_id, complete, over: false, last_event: now, timer, shutdown, shutting_down: false };
     futures::stream::unfold(cursor, |mut c| async move {
         if c.over {
             return None;
@@ -320,7 +325,7 @@ fn events(app: Arc<AppState>, follower: Follower, complete: bool) -> impl Stream
                     tokio::select! {
                         biased;
                         n = &mut next => break Some(n),
-                        () = c.app.shutdown.cancelled(), if !c.shutting_down => {
+                        () = &mut c.shutdown, if !c.shutting_down => {
                             c.shutting_down = true;
                             c.last_event = Instant::now();
                             c.timer.as_mut().reset(c.last_event + SHUTDOWN_GRACE);

@@ -111,6 +111,9 @@ pub struct ConfigArgs {
     /// Open client connections at most [default: 10000]
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS")]
     pub max_connections: Option<String>,
+    /// Connections queued by the kernel before the hub accepts them [default: 4096]
+    #[arg(long, env = "SWITCHBOARD_LISTEN_BACKLOG")]
+    pub listen_backlog: Option<String>,
     /// Shared secret VAPI sends as x-vapi-secret or Authorization: Bearer
     #[arg(long, env = "SWITCHBOARD_VAPI_SECRET", hide_env_values = true)]
     pub vapi_secret: Option<String>,

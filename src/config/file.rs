@@ -22,6 +22,7 @@ pub struct FileConfig {
     pub header_read_timeout_ms: Option<u64>,
     pub body_read_timeout_ms: Option<u64>,
     pub max_connections: Option<usize>,
+    pub listen_backlog: Option<u32>,
     #[serde(default)]
     pub broker: super::live::BrokerFile,
     #[serde(default)]

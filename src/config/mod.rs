@@ -80,6 +80,11 @@ pub struct Settings {
     pub body_read_timeout: Duration,
     /// Accepted TCP connections at once; further ones wait in the kernel backlog.
     pub max_connections: usize,
+    /// Connections the kernel queues for the hub before it accepts them (capped by the
+    /// kernel's `somaxconn`). A burst beyond it (every supervisor reconnecting after a
+    /// restart, a wave of widget visitors) is dropped and retried by the clients a second
+    /// or more later.
+    pub listen_backlog: u32,
     pub live: LiveSettings,
     pub vapi: VapiSettings,
     pub functions: Vec<FunctionSpec>,
@@ -107,6 +112,7 @@ impl Settings {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            listen_backlog: 4096,
             live: LiveSettings::defaults(),
             vapi: VapiSettings::defaults(),
             functions: vapi::default_functions(Duration::from_secs(10)),
@@ -210,6 +216,12 @@ impl Settings {
                 return Err(ConfigError::new("max_connections", "must be at least 1"));
             }
             s.max_connections = n;
+        }
+        if let Some(n) = parse_num::<u32>(&args.listen_backlog, file.listen_backlog, "listen_backlog (SWITCHBOARD_LISTEN_BACKLOG)")? {
+            if n == 0 {
+                return Err(ConfigError::new("listen_backlog (SWITCHBOARD_LISTEN_BACKLOG)", "must be at least 1"));
+            }
+            s.listen_backlog = n;
         }
         s.live = LiveSettings::from_sources(&file.broker, &file.ws, &file.control, args)?;
         if let Some(prefix) = live::broker_prefix(&args.broker_prefix, &file.broker_prefix)? {

@@ -162,3 +162,15 @@ fn retention_ages_beyond_a_century_are_refused_naming_the_setting() {
     let e = Settings::from_sources(file("[retention]\nchats_days = 40000\n"), &ConfigArgs::default()).unwrap_err();
     assert!(e.to_string().contains("retention.chats_days"), "{e}");
 }
+
+#[test]
+fn the_listen_backlog_comes_from_the_file_or_the_environment_and_zero_is_refused() {
+    assert_eq!(Settings::from_sources(FileConfig::default(), &ConfigArgs::default()).unwrap().listen_backlog, 4096);
+    let s = Settings::from_sources(file("listen_backlog = 512\n"), &ConfigArgs::default()).unwrap();
+    assert_eq!(s.listen_backlog, 512);
+    let args = ConfigArgs { listen_backlog: Some("8192".into()), ..ConfigArgs::default() };
+    assert_eq!(Settings::from_sources(file("listen_backlog = 512\n"), &args).unwrap().listen_backlog, 8192);
+    let args = ConfigArgs { listen_backlog: Some("0".into()), ..ConfigArgs::default() };
+    let e = Settings::from_sources(FileConfig::default(), &args).unwrap_err();
+    assert!(e.to_string().contains("SWITCHBOARD_LISTEN_BACKLOG"), "{e}");
+}

@@ -23,7 +23,7 @@ pub use body::read_json;
 pub use error::ApiError;
 pub use outbound::{direct_client, public_only_client};
 pub use page::page_limit;
-pub use serve::{ServeOptions, serve};
+pub use serve::{ServeOptions, listen, serve};
 
 use crate::app::AppState;
 

@@ -3,13 +3,14 @@
 //! does all three. On shutdown each connection finishes its in-flight request and closes;
 //! whatever is still open at the deadline is dropped.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,6 +21,18 @@ pub struct ServeOptions {
     pub header_read_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub max_connections: usize,
+}
+
+/// Binds like `TcpListener::bind` (with `SO_REUSEADDR`, as tokio and std set it on Unix), but
+/// with `backlog` queued connections instead of tokio's fixed 1,024: two thousand browsers or
+/// supervisors arriving together overflowed that queue, and each dropped connection waited a
+/// second for its SYN to be retried.
+pub fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken, opts: ServeOptions) {
@@ -74,5 +87,44 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
         tracing::warn!("shutdown deadline reached; closing remaining connections");
     } else {
         tracing::info!("all connections drained");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    /// Connects within `within`, or `None` when the kernel kept the handshake waiting.
+    async fn connect(addr: SocketAddr, within: Duration) -> Option<TcpStream> {
+        tokio::time::timeout(within, TcpStream::connect(addr)).await.ok().and_then(Result::ok)
+    }
+
+    #[tokio::test]
+    async fn the_listener_queues_as_many_connections_as_its_backlog_and_no_more() {
+        // Nothing accepts: connections complete only while the kernel's queue has room.
+        let small = listen("127.0.0.1:0".parse().unwrap(), 4).unwrap();
+        let addr = small.local_addr().unwrap();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(connect(addr, Duration::from_secs(2)).await.expect("room in the backlog"));
+        }
+        let mut waited = 0;
+        for _ in 0..4 {
+            match connect(addr, Duration::from_millis(300)).await {
+                Some(c) => held.push(c),
+                None => waited += 1,
+            }
+        }
+        assert!(waited > 0, "a backlog of 4 took {} connections", held.len());
+
+        let large = listen("127.0.0.1:0".parse().unwrap(), 64).unwrap();
+        let addr = large.local_addr().unwrap();
+        for _ in 0..48 {
+            held.push(connect(addr, Duration::from_secs(2)).await.expect("room in the backlog"));
+        }
     }
 }

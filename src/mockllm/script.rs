@@ -79,7 +79,10 @@ pub fn streamed(env: &Envelope, reply: &Reply, usage: Usage, pacing: Pacing, fau
         if !pacing.delay.is_zero() {
             steps.push(Step::Wait(pacing.delay));
         }
-        steps.push(Step::Send(env.chunk(delta.clone(), None)));
+        steps.push(Step::Send(match delta {
+            Delta::Content(text) => env.content_chunk(text),
+            Delta::Tool(v) => env.chunk(v, None),
+        }));
     }
     if let Some(f) = fault {
         // Asked to fail after more chunks than there are: fail before the finish chunk, so
@@ -87,7 +90,7 @@ pub fn streamed(env: &Envelope, reply: &Reply, usage: Usage, pacing: Pacing, fau
         steps.extend(f.steps());
         return steps;
     }
-    steps.push(Step::Send(env.chunk(json!({}), Some(reply.finish_reason()))));
+    steps.push(Step::Send(env.chunk(&json!({}), Some(reply.finish_reason()))));
     if env.include_usage {
         steps.push(Step::Send(env.usage_chunk(usage)));
     }
@@ -95,11 +98,18 @@ pub fn streamed(env: &Envelope, reply: &Reply, usage: Usage, pacing: Pacing, fau
     steps
 }
 
+/// What one chunk after the role chunk carries.
+#[derive(Debug)]
+enum Delta<'a> {
+    Content(&'a str),
+    Tool(serde_json::Value),
+}
+
 /// The deltas after the role chunk: text pieces, or tool-call fragments interleaved by call
 /// (each call's header, then its argument pieces, round-robin) so clients must join by index.
-fn deltas(reply: &Reply, chunks: usize) -> Vec<serde_json::Value> {
+fn deltas(reply: &Reply, chunks: usize) -> Vec<Delta<'_>> {
     match reply {
-        Reply::Text { text, .. } => text_pieces(text, chunks).into_iter().map(|p| json!({ "content": p })).collect(),
+        Reply::Text { text, .. } => text_pieces(text, chunks).into_iter().map(Delta::Content).collect(),
         Reply::ToolCalls(calls) => {
             let pieces: Vec<Vec<&str>> = calls.iter().map(|c| argument_pieces(&c.arguments, chunks)).collect();
             let rounds = 1 + pieces.iter().map(Vec::len).max().unwrap_or(0);
@@ -107,9 +117,9 @@ fn deltas(reply: &Reply, chunks: usize) -> Vec<serde_json::Value> {
             for round in 0..rounds {
                 for (index, call) in calls.iter().enumerate() {
                     if round == 0 {
-                        out.push(wire::tool_call_delta(index, Some(call), ""));
+                        out.push(Delta::Tool(wire::tool_call_delta(index, Some(call), "")));
                     } else if let Some(piece) = pieces[index].get(round - 1) {
-                        out.push(wire::tool_call_delta(index, None, piece));
+                        out.push(Delta::Tool(wire::tool_call_delta(index, None, piece)));
                     }
                 }
             }
@@ -124,7 +134,7 @@ mod tests {
     use super::*;
 
     fn env() -> Envelope {
-        Envelope { id: "chatcmpl-1".into(), created: 1, model: "m".into(), include_usage: false }
+        Envelope::new("chatcmpl-1".into(), 1, "m".into(), false)
     }
 
     fn pacing(chunks: usize) -> Pacing {
@@ -179,7 +189,11 @@ mod tests {
     fn two_tool_calls_interleave_their_fragments_by_index() {
         let call = |id: &str, args: &str| ToolCall { id: id.into(), name: "f".into(), arguments: args.into() };
         let reply = Reply::ToolCalls(vec![call("call_a", r#"{"x":1}"#), call("call_b", "{}")]);
-        let indexes: Vec<u64> = deltas(&reply, 3).iter().map(|d| d["tool_calls"][0]["index"].as_u64().unwrap()).collect();
+        let index = |d: &Delta<'_>| match d {
+            Delta::Tool(v) => v["tool_calls"][0]["index"].as_u64().unwrap(),
+            Delta::Content(_) => panic!("a tool call's fragment"),
+        };
+        let indexes: Vec<u64> = deltas(&reply, 3).iter().map(index).collect();
         assert_eq!(indexes, vec![0, 1, 0, 1, 0, 1, 0]);
         let frames = sent(&streamed(&env(), &reply, USAGE, pacing(3), None));
         assert!(frames[frames.len() - 2].contains(r#""finish_reason":"tool_calls""#));

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use serde_json::Value;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -47,10 +46,14 @@ struct Shared {
     stop: CancellationToken,
 }
 
+/// Connections the kernel queues for the mock (capped by `somaxconn`).
+const MOCK_BACKLOG: u32 = 4096;
+
 impl MockLlm {
     /// Binds `cfg.listen` (port 0 picks a free port) and serves until `shutdown` or drop.
     pub async fn start(cfg: MockConfig) -> std::io::Result<MockLlm> {
-        let listener = TcpListener::bind(cfg.listen).await?;
+        // A real model's endpoint takes thousands of connections at once; so does the mock.
+        let listener = crate::http::listen(cfg.listen, MOCK_BACKLOG)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             cfg,
@@ -206,12 +209,12 @@ async fn complete(State(mock): State<Arc<Shared>>, headers: HeaderMap, body: Byt
     };
     let reply = Reply::for_request(&req, &d.tools, pacing.chunks, text);
     let usage = Usage { prompt: req.prompt_tokens(), completion: reply.tokens() };
-    let env = Envelope {
-        id: format!("chatcmpl-{}", short_id()),
-        created: crate::clock::now_ms() / 1000,
-        model: req.model.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| cfg.model.clone()),
-        include_usage: req.include_usage(),
-    };
+    let env = Envelope::new(
+        format!("chatcmpl-{}", short_id()),
+        crate::clock::now_ms() / 1000,
+        req.model.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| cfg.model.clone()),
+        req.include_usage(),
+    );
     let fault = Fault::from_directives(&d);
 
     if req.streams() {

@@ -2,13 +2,21 @@
 //! `tokio::time::sleep`. It is a body stream, so when the client goes away hyper drops it
 //! mid-script, and the `OpenStream` guard it owns gives the count of open streams back.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use tokio_util::sync::CancellationToken;
+use futures::Stream;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+/// A stalled body's timer, re-armed for as long as it stalls: only shutdown or the client ends it.
+const STALL: Duration = Duration::from_secs(86_400);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -41,33 +49,102 @@ impl Drop for OpenStream {
 /// Plays `steps`. On `stop` (server shutdown) a waiting or stalled body aborts, so shutdown
 /// never waits on a stream that would otherwise run forever.
 pub fn body(steps: Vec<Step>, open: OpenStream, stop: CancellationToken) -> Body {
-    let start = Some((steps.into_iter(), open, stop));
-    let stream = futures::stream::unfold(start, |state| async move {
-        // Returning `None` as the next state drops the guard as soon as the body is done.
-        let (mut steps, open, stop) = state?;
+    Body::from_stream(Script {
+        steps: steps.into_iter(),
+        open: Some(open),
+        timer: None,
+        waiting: false,
+        stalled: false,
+        stop: Box::pin(stop.cancelled_owned()),
+        abort_next: false,
+        done: false,
+    })
+}
+
+/// The body's state. One timer is re-armed for every wait and one shutdown waiter lives as
+/// long as the body: thousands of paced streams each waiting dozens of times would otherwise
+/// create a timer and join (then leave) the shared shutdown token's waiter list per chunk.
+struct Script {
+    steps: std::vec::IntoIter<Step>,
+    /// Dropped with the body, or as soon as the script is over.
+    open: Option<OpenStream>,
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The timer is armed for a `Wait` (or a stall).
+    waiting: bool,
+    /// A `Stall` step was reached: nothing but shutdown or the client ends the body.
+    stalled: bool,
+    stop: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// An `Abort` step was reached and the body has been pending once since.
+    abort_next: bool,
+    done: bool,
+}
+
+impl Script {
+    fn arm(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        match self.timer.as_mut() {
+            Some(t) => t.as_mut().reset(until),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(until))),
+        }
+        self.waiting = true;
+    }
+
+    fn end(&mut self, why: &'static str) -> Poll<Option<std::io::Result<Bytes>>> {
+        self.done = true;
+        self.open = None;
+        Poll::Ready(Some(Err(aborted(why))))
+    }
+}
+
+impl Stream for Script {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if this.abort_next {
+            return this.end("the mock dropped the connection");
+        }
         loop {
-            match steps.next()? {
-                Step::Wait(d) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(d) => {}
-                        _ = stop.cancelled() => return Some((Err(aborted("the mock is shutting down")), None)),
-                    }
+            if this.waiting
+                && let Some(timer) = this.timer.as_mut()
+            {
+                if this.stop.as_mut().poll(cx).is_ready() {
+                    return this.end("the mock is shutting down");
                 }
-                Step::Send(bytes) => return Some((Ok(bytes), Some((steps, open, stop)))),
-                Step::Abort => {
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.waiting = false;
+                if this.stalled {
+                    this.arm(STALL);
+                    continue;
+                }
+            }
+            match this.steps.next() {
+                None => {
+                    this.done = true;
+                    this.open = None;
+                    return Poll::Ready(None);
+                }
+                Some(Step::Wait(d)) => this.arm(d),
+                Some(Step::Send(bytes)) => return Poll::Ready(Some(Ok(bytes))),
+                Some(Step::Abort) => {
                     // Pending once, so hyper flushes the head and chunks written so far: the
                     // client sees a stream cut short, not a request that failed outright.
-                    tokio::task::yield_now().await;
-                    return Some((Err(aborted("the mock dropped the connection")), None));
+                    this.abort_next = true;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
-                Step::Stall => {
-                    stop.cancelled().await;
-                    return Some((Err(aborted("the mock is shutting down")), None));
+                Some(Step::Stall) => {
+                    this.stalled = true;
+                    this.arm(STALL);
                 }
             }
         }
-    });
-    Body::from_stream(stream)
+    }
 }
 
 fn aborted(why: &'static str) -> std::io::Error {
@@ -93,6 +170,48 @@ mod tests {
         assert_eq!(open.load(Ordering::SeqCst), 1);
         drop(stalled);
         assert_eq!(open.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn frames_come_after_their_waits_and_an_abort_after_the_frames_before_it() {
+        let open = Arc::new(AtomicUsize::new(0));
+        let wait = Duration::from_millis(30);
+        let steps = vec![
+            Step::Send(Bytes::from_static(b"a")),
+            Step::Wait(wait),
+            Step::Send(Bytes::from_static(b"b")),
+            Step::Wait(wait),
+            Step::Send(Bytes::from_static(b"c")),
+            Step::Abort,
+        ];
+        let mut body = body(steps, OpenStream::new(open.clone()), CancellationToken::new()).into_data_stream();
+        let t0 = std::time::Instant::now();
+        assert_eq!(body.next().await.unwrap().unwrap(), "a");
+        assert!(t0.elapsed() < wait, "{:?}", t0.elapsed());
+        assert_eq!(body.next().await.unwrap().unwrap(), "b");
+        assert!(t0.elapsed() >= wait, "{:?}", t0.elapsed());
+        assert_eq!(body.next().await.unwrap().unwrap(), "c");
+        assert!(t0.elapsed() >= wait * 2, "{:?}", t0.elapsed());
+        assert!(body.next().await.unwrap().is_err());
+        assert!(body.next().await.is_none());
+        assert_eq!(open.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_a_waiting_body_with_an_error() {
+        let open = Arc::new(AtomicUsize::new(0));
+        let stop = CancellationToken::new();
+        let steps = vec![Step::Send(Bytes::from_static(b"a")), Step::Wait(Duration::from_secs(60)), Step::Send(Bytes::from_static(b"b"))];
+        let mut waiting = body(steps, OpenStream::new(open.clone()), stop.clone()).into_data_stream();
+        assert_eq!(waiting.next().await.unwrap().unwrap(), "a");
+        let stopper = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            stop.cancel();
+        });
+        let ended = tokio::time::timeout(Duration::from_secs(5), waiting.next()).await.expect("shutdown ends the wait");
+        assert!(ended.unwrap().is_err());
+        assert_eq!(open.load(Ordering::SeqCst), 0);
+        stopper.await.unwrap();
     }
 
     #[tokio::test]

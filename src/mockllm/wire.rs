@@ -22,6 +22,11 @@ pub struct Envelope {
     pub model: String,
     /// With `stream_options.include_usage`, every chunk carries `usage` (null until the last).
     pub include_usage: bool,
+    /// `data: {"id":…,"object":…,"created":…,"model":…,"system_fingerprint":…,"choices":[`,
+    /// written once: a stream is dozens of chunks that differ only in their delta, and building
+    /// each as a JSON tree cost the mock more CPU than the hub spent relaying it (they share
+    /// the load test's two cores).
+    head: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +41,22 @@ impl Usage {
     }
 }
 
+/// A chunk's choice after its delta, when it carries no finish reason.
+const OPEN_CHOICE_END: &str = r#","logprobs":null,"finish_reason":null}]"#;
+
 impl Envelope {
+    pub fn new(id: String, created: i64, model: String, include_usage: bool) -> Self {
+        let mut head = String::with_capacity(160 + model.len());
+        head.push_str(r#"data: {"id":"#);
+        push_json(&mut head, &id);
+        head.push_str(r#","object":"chat.completion.chunk","created":"#);
+        head.push_str(&created.to_string());
+        head.push_str(r#","model":"#);
+        push_json(&mut head, &model);
+        head.push_str(r#","system_fingerprint":"fp_mock","choices":["#);
+        Self { id, created, model, include_usage, head }
+    }
+
     fn object(&self, object: &str, choices: Value, usage: Option<Value>) -> Value {
         let mut v = json!({
             "id": self.id,
@@ -54,21 +74,58 @@ impl Envelope {
         v
     }
 
+    /// Ends a chunk whose `choices` array is written up to its last element.
+    fn end_chunk(&self, mut out: Vec<u8>) -> Bytes {
+        if self.include_usage {
+            out.extend_from_slice(br#","usage":null"#);
+        }
+        out.extend_from_slice(b"}\n\n");
+        Bytes::from(out)
+    }
+
     /// A chunk with one choice: `delta` and, on the last one, a finish reason.
-    pub fn chunk(&self, delta: Value, finish: Option<&str>) -> Bytes {
-        let choice = json!([{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }]);
-        frame(&self.object("chat.completion.chunk", choice, None))
+    pub fn chunk(&self, delta: &Value, finish: Option<&str>) -> Bytes {
+        let mut out = Vec::with_capacity(self.head.len() + 128);
+        out.extend_from_slice(self.head.as_bytes());
+        out.extend_from_slice(br#"{"index":0,"delta":"#);
+        // Writing a `Value` into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, delta);
+        match finish {
+            None => out.extend_from_slice(OPEN_CHOICE_END.as_bytes()),
+            Some(f) => {
+                out.extend_from_slice(br#","logprobs":null,"finish_reason":"#);
+                let _ = serde_json::to_writer(&mut out, f);
+                out.extend_from_slice(b"}]");
+            }
+        }
+        self.end_chunk(out)
+    }
+
+    /// A chunk whose delta is `{"content": text}`: the bulk of every text answer.
+    pub fn content_chunk(&self, text: &str) -> Bytes {
+        let mut out = Vec::with_capacity(self.head.len() + text.len() + 96);
+        out.extend_from_slice(self.head.as_bytes());
+        out.extend_from_slice(br#"{"index":0,"delta":{"content":"#);
+        let _ = serde_json::to_writer(&mut out, text);
+        out.push(b'}');
+        out.extend_from_slice(OPEN_CHOICE_END.as_bytes());
+        self.end_chunk(out)
     }
 
     /// The first chunk: the role, and empty content (null when the answer is tool calls).
     pub fn role_chunk(&self, reply: &Reply) -> Bytes {
         let content = if matches!(reply, Reply::ToolCalls(_)) { Value::Null } else { json!("") };
-        self.chunk(json!({ "role": "assistant", "content": content, "refusal": null }), None)
+        self.chunk(&json!({ "role": "assistant", "content": content, "refusal": null }), None)
     }
 
     /// After the finish chunk, only with `include_usage`: no choices, the counts.
     pub fn usage_chunk(&self, usage: Usage) -> Bytes {
-        frame(&self.object("chat.completion.chunk", json!([]), Some(usage.json())))
+        let mut out = Vec::with_capacity(self.head.len() + 96);
+        out.extend_from_slice(self.head.as_bytes());
+        out.extend_from_slice(br#"],"usage":"#);
+        let _ = serde_json::to_writer(&mut out, &usage.json());
+        out.extend_from_slice(b"}\n\n");
+        Bytes::from(out)
     }
 
     /// The whole answer at once, for `stream: false`.
@@ -100,6 +157,12 @@ pub fn tool_call_delta(index: usize, first: Option<&ToolCall>, arguments: &str) 
     };
     fragment["index"] = json!(index);
     json!({ "tool_calls": [fragment] })
+}
+
+/// `text` as a JSON string.
+fn push_json(out: &mut String, text: &str) {
+    // Serialising a `&str` cannot fail.
+    out.push_str(&serde_json::to_string(text).unwrap_or_default());
 }
 
 /// One server-sent event: `data: <json>` and a blank line, no `event:` line.
@@ -135,7 +198,7 @@ mod tests {
     use super::*;
 
     fn envelope(include_usage: bool) -> Envelope {
-        Envelope { id: "chatcmpl-1".into(), created: 7, model: "m".into(), include_usage }
+        Envelope::new("chatcmpl-1".into(), 7, "m".into(), include_usage)
     }
 
     fn parse(frame: &Bytes) -> Value {
@@ -153,9 +216,25 @@ mod tests {
     }
 
     #[test]
+    fn a_content_chunk_is_the_general_chunk_with_that_delta_in_openais_field_order() {
+        for include_usage in [false, true] {
+            let env = Envelope::new("chatcmpl-\"q\"".into(), 7, "m\u{e9}".into(), include_usage);
+            let text = "Hel \"lo\"\n\u{1F600}";
+            let fast = env.content_chunk(text);
+            assert_eq!(parse(&fast), parse(&env.chunk(&json!({"content": text}), None)));
+            assert_eq!(parse(&fast)["choices"][0]["delta"]["content"], text);
+            let order: Vec<usize> = ["\"id\"", "\"object\"", "\"created\"", "\"model\"", "\"system_fingerprint\"", "\"choices\""]
+                .iter()
+                .map(|k| std::str::from_utf8(&fast).unwrap().find(k).unwrap())
+                .collect();
+            assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+        }
+    }
+
+    #[test]
     fn usage_is_null_on_every_chunk_only_when_it_was_asked_for() {
-        assert!(parse(&envelope(false).chunk(json!({}), Some("stop"))).get("usage").is_none());
-        assert_eq!(parse(&envelope(true).chunk(json!({}), Some("stop")))["usage"], Value::Null);
+        assert!(parse(&envelope(false).chunk(&json!({}), Some("stop"))).get("usage").is_none());
+        assert_eq!(parse(&envelope(true).chunk(&json!({}), Some("stop")))["usage"], Value::Null);
         let usage = parse(&envelope(true).usage_chunk(Usage { prompt: 3, completion: 4 }));
         assert_eq!(usage["choices"], json!([]));
         assert_eq!(usage["usage"], json!({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}));
