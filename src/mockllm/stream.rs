@@ -185,9 +185,9 @@ mod tests {
             Step::Abort,
         ];
         let mut body = body(steps, OpenStream::new(open.clone()), CancellationToken::new()).into_data_stream();
+        // Only lower bounds: a busy machine may delay any frame, never bring one forward.
         let t0 = std::time::Instant::now();
         assert_eq!(body.next().await.unwrap().unwrap(), "a");
-        assert!(t0.elapsed() < wait, "{:?}", t0.elapsed());
         assert_eq!(body.next().await.unwrap().unwrap(), "b");
         assert!(t0.elapsed() >= wait, "{:?}", t0.elapsed());
         assert_eq!(body.next().await.unwrap().unwrap(), "c");
