@@ -57,7 +57,6 @@ pub fn body(steps: Vec<Step>, open: OpenStream, stop: CancellationToken) -> Body
         stalled: false,
         stop: Box::pin(stop.cancelled_owned()),
         abort_next: false,
-        done: false,
     })
 }
 
@@ -66,7 +65,7 @@ pub fn body(steps: Vec<Step>, open: OpenStream, stop: CancellationToken) -> Body
 /// create a timer and join (then leave) the shared shutdown token's waiter list per chunk.
 struct Script {
     steps: std::vec::IntoIter<Step>,
-    /// Dropped with the body, or as soon as the script is over.
+    /// Dropped with the body, or as soon as the script is over: `None` means the body ended.
     open: Option<OpenStream>,
     timer: Option<Pin<Box<Sleep>>>,
     /// The timer is armed for a `Wait` (or a stall).
@@ -76,7 +75,6 @@ struct Script {
     stop: Pin<Box<WaitForCancellationFutureOwned>>,
     /// An `Abort` step was reached and the body has been pending once since.
     abort_next: bool,
-    done: bool,
 }
 
 impl Script {
@@ -90,7 +88,6 @@ impl Script {
     }
 
     fn end(&mut self, why: &'static str) -> Poll<Option<std::io::Result<Bytes>>> {
-        self.done = true;
         self.open = None;
         Poll::Ready(Some(Err(aborted(why))))
     }
@@ -101,7 +98,7 @@ impl Stream for Script {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.done {
+        if this.open.is_none() {
             return Poll::Ready(None);
         }
         if this.abort_next {
@@ -125,7 +122,6 @@ impl Stream for Script {
             }
             match this.steps.next() {
                 None => {
-                    this.done = true;
                     this.open = None;
                     return Poll::Ready(None);
                 }
