@@ -163,17 +163,21 @@ impl Pump {
         }
     }
 
-    /// Takes what is there and writes what the client takes, until neither moves.
+    /// Takes what is there and writes what the client takes. One pass per wake-up: every
+    /// source is polled until it is pending (so it will wake the task again) and the sink, if
+    /// it cannot take more, wakes it too; only a pass cut short by the batch cap goes round
+    /// again. A second pass just to find nothing new cost, per frame and socket, another lock
+    /// of the topic's broadcast queue and another look at the socket's own queue.
     fn poll_step(&mut self, cx: &mut Context<'_>, stopped: &mut oneshot::Receiver<()>) -> Poll<Step> {
         loop {
             // Sent or dropped: either way the socket is closing.
             if Pin::new(&mut *stopped).poll(cx).is_ready() {
                 return Poll::Ready(Step::Stop);
             }
-            let mut moved = false;
+            // The batch cap stopped a feed before it was pending: it has more, and no wake-up.
+            let mut cut_short = false;
             // The queue first: a `subscribed` frame goes before the events of the feed after it.
             while let Poll::Ready(out) = self.rx.poll_recv(cx) {
-                moved = true;
                 match out {
                     None => return Poll::Ready(Step::Stop),
                     Some(Out::Frame(m)) => {
@@ -192,14 +196,12 @@ impl Pump {
             for i in 0..self.feeds.len() {
                 loop {
                     if self.backlog.len() >= cap {
-                        // Not polled to the end, so no wake-up is registered: go round again.
-                        moved = true;
+                        cut_short = true;
                         break;
                     }
                     match self.feeds[i].poll_next(cx) {
                         Poll::Pending => break,
                         Poll::Ready(r) => {
-                            moved = true;
                             if let Err(step) = self.on_event(i, r) {
                                 return Poll::Ready(step);
                             }
@@ -224,7 +226,9 @@ impl Pump {
             } else {
                 self.deadline = None;
             }
-            if !moved && !wrote {
+            // A pass cut short goes round again (with no cap if the client stopped taking data,
+            // so the limit sees everything and every feed gets its wake-up).
+            if !cut_short {
                 return Poll::Pending;
             }
         }

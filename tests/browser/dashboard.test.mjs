@@ -244,6 +244,11 @@ test('a network blip resumes the live transcript with no duplicate and no missin
     const expected = [];
     for (let i = 1; i <= 3; i++) { expected.push(`Line number ${i}.`); await call.final(i % 2 ? 'user' : 'assistant', `Line number ${i}.`, 1000 * i); }
     await until(page, (n) => document.querySelectorAll('.transcript[role="log"] li.line').length === n, 3);
+    // The lines above may have come from the page's REST load alone. A partial only ever
+    // arrives over the socket, so seeing it means the page holds a position on the topic
+    // (without one, its resubscribe could not carry `since`).
+    await call.partial('user', 'Line number', 3500);
+    await until(page, () => /Line number/.test(document.querySelector('.transcript.partials')?.textContent || ''));
     await page.evaluate(() => {
       window.connStates = [];
       new MutationObserver(() => window.connStates.push(document.querySelector('#conn').dataset.state))
