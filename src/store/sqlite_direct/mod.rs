@@ -37,9 +37,13 @@ pub fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection>
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(busy_timeout)?;
     // No checkpoint inside a commit (see `sqlite::open_writer`); the WAL file is reused, not cut.
+    // Each job runs in a savepoint, whose journal SQLite otherwise spills to a temporary file
+    // once it passes 64 KiB: under load a file created, unlinked and written every few batches.
+    // In memory it is bounded by the pages one batch changes.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-         PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 134217728;",
+         PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 134217728; \
+         PRAGMA temp_store = MEMORY;",
     )?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
@@ -236,6 +240,20 @@ mod tests {
         let c = Connection::open_in_memory().unwrap();
         let got = first(&c, "SELECT $2 || '-' || $1 || '-' || $2", &[&"one", &"two"], |r| r.get::<_, String>(0)).unwrap();
         assert_eq!(got.as_deref(), Some("two-one-two"));
+    }
+
+    #[test]
+    fn the_writers_connection_keeps_savepoint_journals_in_memory_and_commits_fully_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        Connection::open(&path).unwrap();
+        let c = open(&path, Duration::from_secs(1)).unwrap();
+        let number = |name: &str| c.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0)).unwrap();
+        // 2 = MEMORY, 2 = FULL.
+        assert_eq!(number("temp_store"), 2);
+        assert_eq!(number("synchronous"), 2);
+        let mode = c.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0)).unwrap();
+        assert_eq!(mode, "wal");
     }
 
     #[test]
