@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use switchboard::hub::Event;
 
 use crate::helpers::*;
 use crate::ws::{Frame, Supervisor, ws_url};
@@ -201,6 +202,34 @@ async fn one_socket_follows_two_topics_and_an_unsubscribed_topic_goes_quiet_unti
     assert_eq!(seqs(&on_call), (again + 1..=again + on_call.len() as u64).collect::<Vec<_>>(), "from the new position");
     assert_eq!(on_call.last().unwrap()["event"]["data"]["text"], "third");
     assert!(on_call.iter().all(|e| e["event"]["data"]["text"] != "unseen"));
+}
+
+#[tokio::test]
+async fn a_burst_of_many_write_batches_reaches_a_socket_whole_and_in_order() {
+    let app = spawn_app().await;
+    live_call(&app, "c1", ORG).await;
+    let token = app.token("supervisor", &[ORG]).await;
+    let mut sup = Supervisor::connect(&app, &token).await;
+    let start = sup.subscribe("call:c1").await["seq"].as_u64().unwrap();
+    // Published back to back without yielding (on the in-process broker): the socket's writer
+    // wakes to find them all, several of its batches' worth, and must come back for the rest
+    // by itself, since no new event would wake it.
+    let burst = 300u64;
+    for i in 0..burst {
+        let data = json!({ "role": "user", "text": format!("burst {i}") });
+        let event = Event { kind: "transcript.partial".into(), at: "2026-12-02T12:00:00Z".into(), org_id: ORG.into(), data };
+        app.state.broker.publish("call:c1", event).await.unwrap();
+    }
+    let mut got = Vec::new();
+    while (got.len() as u64) < burst {
+        match sup.next_within(Duration::from_secs(10)).await {
+            Some(Frame::Json(v)) if v["type"] == "event" => got.push(v),
+            Some(Frame::Json(_)) => {}
+            other => panic!("the socket stopped after {} of {burst} events: {other:?}", got.len()),
+        }
+    }
+    assert_eq!(seqs(&got), (start + 1..=start + burst).collect::<Vec<_>>(), "every event, in order, no gap");
+    assert_eq!(got.last().unwrap()["event"]["data"]["text"], format!("burst {}", burst - 1));
 }
 
 #[tokio::test]
