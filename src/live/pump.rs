@@ -174,7 +174,8 @@ impl Pump {
             if Pin::new(&mut *stopped).poll(cx).is_ready() {
                 return Poll::Ready(Step::Stop);
             }
-            // The batch cap stopped a feed before it was pending: it has more, and no wake-up.
+            // The batch cap stopped the pass before every feed was polled to pending: some may
+            // have more and no wake-up registered.
             let mut cut_short = false;
             // The queue first: a `subscribed` frame goes before the events of the feed after it.
             while let Poll::Ready(out) = self.rx.poll_recv(cx) {
