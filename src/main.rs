@@ -6,6 +6,7 @@ use clap::Parser;
 /// small, short-lived values on one worker thread and frees them on another, the pattern
 /// glibc's arenas handle worst (its malloc and free were a fifth of the hub's instructions per
 /// chat answer; measured in README §Performance). The binary only: tests keep the system's.
+/// Built without transparent huge pages (`no_thp` in Cargo.toml): see there for why.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
