@@ -16,6 +16,7 @@ use redis::aio::{ConnectionManager, PubSub, PubSubSink};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use super::unpublished::Unpublished;
 use super::wire;
 use super::{COMMAND_TIMEOUT, CONNECT_TIMEOUT};
 use crate::hub::Published;
@@ -61,12 +62,13 @@ pub(super) struct Feed {
     pub commands: ConnectionManager,
     /// Whether the feed is connected (readiness reports it).
     pub up: Arc<AtomicBool>,
+    pub unpublished: Arc<Unpublished>,
 }
 
 /// Follows the live channel until `stop`, reconnecting (at most a second apart) whenever the
 /// connection breaks. `first` is the connection opened at start-up.
 pub(super) async fn run(feed: Feed, first: PubSub, stop: CancellationToken) {
-    let Feed { client, channel, senders, commands, up } = feed;
+    let Feed { client, channel, senders, commands, up, unpublished } = feed;
     let mut current = Some(first);
     let mut backoff = MIN_BACKOFF;
     loop {
@@ -80,6 +82,7 @@ pub(super) async fn run(feed: Feed, first: PubSub, stop: CancellationToken) {
                 match opened {
                     Ok(ps) => {
                         wake(commands.clone()).await;
+                        unpublished.redis_is_back();
                         up.store(true, Ordering::Relaxed);
                         // Everything published while the feed was down was missed.
                         let dropped = senders.len();
@@ -149,6 +152,12 @@ fn dispatch(senders: &Senders, payload: &[u8]) {
             return;
         }
     };
+    if wire::is_reset(body) {
+        // The topic has a new epoch (an event of it was never published): its receivers see
+        // `Closed`, catch up from history, find the new epoch and resync their clients.
+        senders.remove(&header.topic);
+        return;
+    }
     // Clone the sender out: no map guard is held while decoding.
     let Some(tx) = senders.get(&header.topic).map(|tx| tx.clone()) else { return };
     let event = match std::str::from_utf8(body).map_err(|e| e.to_string()).and_then(wire::decode_event) {

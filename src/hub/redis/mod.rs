@@ -15,6 +15,7 @@
 //! expire with their last watcher. Locally, a topic's sender is dropped once nobody listens.
 
 mod feed;
+mod unpublished;
 mod wire;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{Broker, BrokerError, BrokerLimits, Event, History, Position, Published, Watcher};
 use feed::Senders;
+use unpublished::Unpublished;
 
 /// A command (script) must be answered within this time; a webhook publishing through a dead
 /// Redis fails fast instead of hanging.
@@ -47,6 +49,8 @@ pub struct RedisBroker {
     senders: Arc<Senders>,
     /// Whether the live feed is connected.
     feed_up: Arc<AtomicBool>,
+    /// Topics with an event that did not reach Redis, to be given a new epoch.
+    unpublished: Arc<Unpublished>,
     scripts: Scripts,
     /// Stops the live feed task when the broker is dropped.
     _stop: DropGuard,
@@ -82,15 +86,26 @@ impl RedisBroker {
         let senders: Arc<Senders> = Arc::default();
         let feed_up = Arc::new(AtomicBool::new(true));
         let stop = CancellationToken::new();
-        let feed = feed::Feed { client, channel, senders: senders.clone(), commands: con.clone(), up: feed_up.clone() };
+        let meta_ttl = META_TTL.max(limits.history_age);
+        let unpublished = Arc::new(Unpublished::new(con.clone(), prefix, meta_ttl));
+        tokio::spawn(unpublished::run(unpublished.clone(), stop.clone()));
+        let feed = feed::Feed {
+            client,
+            channel,
+            senders: senders.clone(),
+            commands: con.clone(),
+            up: feed_up.clone(),
+            unpublished: unpublished.clone(),
+        };
         tokio::spawn(feed::run(feed, first, stop.clone()));
         Ok(Self {
             con,
             limits,
             prefix: prefix.to_string(),
-            meta_ttl: META_TTL.max(limits.history_age),
+            meta_ttl,
             senders,
             feed_up,
+            unpublished,
             scripts: Scripts {
                 publish: Script::new(include_str!("publish.lua")),
                 position: Script::new(include_str!("position.lua")),
@@ -101,9 +116,8 @@ impl RedisBroker {
         })
     }
 
-    /// The hash tag (`{topic}`) keeps a topic's keys in one slot, as a script needs on a cluster.
     fn key(&self, topic: &str, kind: &str) -> String {
-        format!("{}:{{{topic}}}:{kind}", self.prefix)
+        key(&self.prefix, topic, kind)
     }
 
     /// Topics with a local sender (some may have no receiver left until the next `maintain`).
@@ -158,6 +172,11 @@ impl RedisBroker {
     }
 }
 
+/// The hash tag (`{topic}`) keeps a topic's keys in one slot, as a script needs on a cluster.
+fn key(prefix: &str, topic: &str, kind: &str) -> String {
+    format!("{prefix}:{{{topic}}}:{kind}")
+}
+
 fn new_epoch() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
 }
@@ -190,8 +209,11 @@ impl Broker for RedisBroker {
 
     async fn publish(&self, topic: &str, event: Event) -> Result<Arc<Published>, BrokerError> {
         let body = wire::encode_event(&event)?;
+        // An earlier event of this topic may be missing: no event goes into the old numbering
+        // after that hole.
+        self.unpublished.settle(topic).await?;
         let mut con = self.con.clone();
-        let (epoch, seq): (String, String) = self
+        let published = self
             .run(
                 "publish",
                 self.scripts
@@ -205,9 +227,11 @@ impl Broker for RedisBroker {
                     .arg(format!("{}:live", self.prefix))
                     .arg(topic)
                     .arg(body)
-                    .invoke_async(&mut con),
+                    .invoke_async::<(String, String)>(&mut con),
             )
-            .await?;
+            .await;
+        // Maybe numbered (a reply lost on the way), maybe not: either way the topic is reset.
+        let (epoch, seq) = published.inspect_err(|_| self.unpublished.mark(topic))?;
         let seq = seq.parse().map_err(|_| BrokerError(format!("redis publish: bad sequence number {seq:?}")))?;
         Ok(Arc::new(Published::new(topic, epoch, seq, event)))
     }

@@ -323,3 +323,106 @@ async fn a_dropped_broker_closes_its_live_feed() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A TCP relay to a Redis that a test can cut (open connections end, new ones are closed at
+/// once) and restore: a network outage during which Redis keeps everything it has.
+struct Relay {
+    port: u16,
+    cut: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Relay {
+    async fn to(target: u16) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(tokio::sync::watch::Sender::new(false));
+        let state = cut.subscribe();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut state = state.clone();
+                if *state.borrow() {
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = state.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Relay { port, cut }
+    }
+
+    fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    fn restore(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+#[tokio::test]
+async fn an_event_lost_to_a_network_cut_gives_its_topic_a_new_epoch_on_every_instance() {
+    if redis_url().is_none() {
+        return;
+    }
+    let port = free_port();
+    let _server = start_redis(port).await;
+    let relay = Relay::to(port).await;
+    let p = prefix();
+    // Instance A reaches Redis through the relay; B directly, so B's feed never breaks.
+    let a = broker(&format!("redis://127.0.0.1:{}", relay.port), &p, BrokerLimits::default()).await;
+    let b = broker(&format!("redis://127.0.0.1:{port}"), &p, BrokerLimits::default()).await;
+    let mut on_b = b.subscribe("call:x");
+    let first = a.publish("call:x", ev(1)).await.unwrap();
+    assert_eq!(next(&mut on_b).await.seq, 1);
+
+    relay.cut();
+    assert!(a.publish("call:x", ev(2)).await.is_err(), "the network is cut");
+    // Redis kept everything: without the reset, history after event 1 would look whole.
+    assert!(matches!(b.since("call:x", &first.position()).await.unwrap(), History::Recovered(ref v) if v.is_empty()));
+    relay.restore();
+
+    // B's subscribers are told, although B never lost Redis: their topic missed an event.
+    let closed = tokio::time::timeout(Duration::from_secs(10), on_b.recv()).await.expect("the reset reaches B within seconds");
+    assert!(matches!(closed, Err(RecvError::Closed)), "{closed:?}");
+    assert!(matches!(b.since("call:x", &first.position()).await.unwrap(), History::Lost), "a subscriber at event 1 must reload");
+    let next_one = a.publish("call:x", ev(3)).await.unwrap();
+    assert_ne!(next_one.epoch, first.epoch, "nothing is numbered after the hole in the old epoch");
+    // Other topics are untouched.
+    let other = b.publish("call:y", ev(1)).await.unwrap();
+    let again = b.publish("call:y", ev(2)).await.unwrap();
+    assert_eq!((&again.epoch, again.seq), (&other.epoch, 2));
+}
+
+#[tokio::test]
+async fn a_publish_after_a_missed_one_opens_a_new_epoch_even_before_the_retry() {
+    if redis_url().is_none() {
+        return;
+    }
+    let port = free_port();
+    let _server = start_redis(port).await;
+    let relay = Relay::to(port).await;
+    let a = broker(&format!("redis://127.0.0.1:{}", relay.port), &prefix(), BrokerLimits::default()).await;
+    let first = a.publish("t", ev(1)).await.unwrap();
+    relay.cut();
+    assert!(a.publish("t", ev(2)).await.is_err());
+    relay.restore();
+    // Straight away: the command connection reconnects on this publish, before any retry.
+    let mut after = None;
+    for _ in 0..20 {
+        if let Ok(p) = a.publish("t", ev(3)).await {
+            after = Some(p);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = after.expect("Redis answers again");
+    assert_ne!(after.epoch, first.epoch);
+    assert_eq!(after.seq, 1);
+    let History::Recovered(rest) = a.since("t", &after.position()).await.unwrap() else { panic!("the new epoch is whole") };
+    assert!(rest.is_empty());
+}

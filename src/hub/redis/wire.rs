@@ -49,6 +49,11 @@ pub(super) fn split_live(payload: &[u8]) -> Result<(LiveHeader, &[u8]), String> 
     Ok((LiveHeader { topic, epoch, seq }, &payload[at + 1..]))
 }
 
+/// A live message with no event (`reset.lua`): the topic has a new epoch and nothing else.
+pub(super) fn is_reset(body: &[u8]) -> bool {
+    body.is_empty()
+}
+
 /// One history entry.
 pub(super) struct Entry {
     pub seq: u64,

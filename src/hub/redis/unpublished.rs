@@ -1,0 +1,140 @@
+//! Topics with an event that never reached Redis. A publish that fails (Redis down, the
+//! network cut, no answer in time) leaves a hole nobody can see: the event was never numbered,
+//! so once Redis is back, history after a subscriber's position looks whole without it. Such a
+//! topic gets a new epoch as soon as Redis answers again (`reset.lua`), and every instance is
+//! told, so each of its subscribers reloads a snapshot from the store (which has the event:
+//! events are published after their commit) instead of carrying on without it.
+//!
+//! The reset runs from a task, retried every second and at once when the live feed
+//! reconnects, and also before the topic's next publish, so no event is numbered in the old
+//! epoch after the hole. Kept in memory: an instance that dies during the outage takes its
+//! list with it (see README §What is not built yet).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use redis::Script;
+use redis::aio::ConnectionManager;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{COMMAND_TIMEOUT, key, ms, new_epoch};
+use crate::hub::BrokerError;
+
+/// How often resets are retried while Redis does not answer.
+const RETRY: Duration = Duration::from_secs(1);
+/// More topics than any outage of one instance touches (each is a call or a chat, or one of
+/// the two lists); past it the oldest marks are kept and the new topic is logged as an error.
+const MAX_TOPICS: usize = 100_000;
+
+pub(super) struct Unpublished {
+    con: ConnectionManager,
+    script: Script,
+    prefix: String,
+    channel: String,
+    meta_ttl: Duration,
+    /// Topic → the mark's number, so a reset only clears the mark it saw (a failure during the
+    /// reset marks the topic again).
+    topics: Mutex<HashMap<String, u64>>,
+    /// `topics.len()`, read without the lock on every publish.
+    count: AtomicUsize,
+    marks: AtomicUsize,
+    wake: Notify,
+}
+
+impl Unpublished {
+    pub fn new(con: ConnectionManager, prefix: &str, meta_ttl: Duration) -> Self {
+        Self {
+            con,
+            script: Script::new(include_str!("reset.lua")),
+            prefix: prefix.to_string(),
+            channel: format!("{prefix}:live"),
+            meta_ttl,
+            topics: Mutex::default(),
+            count: AtomicUsize::new(0),
+            marks: AtomicUsize::new(0),
+            wake: Notify::new(),
+        }
+    }
+
+    fn topics(&self) -> MutexGuard<'_, HashMap<String, u64>> {
+        self.topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// An event of `topic` may not have been published.
+    pub fn mark(&self, topic: &str) {
+        let mark = self.marks.fetch_add(1, Ordering::Relaxed) as u64;
+        let mut topics = self.topics();
+        if topics.len() >= MAX_TOPICS && !topics.contains_key(topic) {
+            tracing::error!(topic, "too many topics missed events during this Redis outage; this one is not reset");
+            return;
+        }
+        topics.insert(topic.to_string(), mark);
+        self.count.store(topics.len(), Ordering::Relaxed);
+    }
+
+    /// Resets `topic` if it is marked; an error when Redis does not take the reset.
+    pub async fn settle(&self, topic: &str) -> Result<(), BrokerError> {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
+        let Some(mark) = self.topics().get(topic).copied() else { return Ok(()) };
+        self.reset(topic).await?;
+        self.clear(topic, mark);
+        Ok(())
+    }
+
+    /// Resets every marked topic, stopping at the first failure (Redis is still away).
+    async fn flush(&self) {
+        let pending: Vec<(String, u64)> = self.topics().iter().map(|(t, m)| (t.clone(), *m)).collect();
+        for (topic, mark) in pending {
+            if let Err(e) = self.reset(&topic).await {
+                tracing::debug!(error = %e, "redis: resetting topics that missed events; retrying");
+                return;
+            }
+            self.clear(&topic, mark);
+        }
+    }
+
+    fn clear(&self, topic: &str, mark: u64) {
+        let mut topics = self.topics();
+        if topics.get(topic) == Some(&mark) {
+            topics.remove(topic);
+            self.count.store(topics.len(), Ordering::Relaxed);
+            tracing::info!(topic, "redis: a topic that missed events has a new epoch; its subscribers reload");
+        }
+    }
+
+    async fn reset(&self, topic: &str) -> Result<(), BrokerError> {
+        let mut con = self.con.clone();
+        let mut call = self.script.key(key(&self.prefix, topic, "meta"));
+        call.key(key(&self.prefix, topic, "log")).arg(new_epoch()).arg(ms(self.meta_ttl)).arg(&self.channel).arg(topic);
+        let call = call.invoke_async::<i64>(&mut con);
+        match tokio::time::timeout(COMMAND_TIMEOUT, call).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(BrokerError(format!("redis reset: {e}"))),
+            Err(_) => Err(BrokerError(format!("redis reset: no answer within {} ms", COMMAND_TIMEOUT.as_millis()))),
+        }
+    }
+
+    /// Redis answers again (the live feed reconnected): reset now rather than at the next retry.
+    pub fn redis_is_back(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Retries the resets until `stop`.
+pub(super) async fn run(u: Arc<Unpublished>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = u.wake.notified() => {}
+            _ = tokio::time::sleep(RETRY) => {}
+        }
+        if u.count.load(Ordering::Relaxed) > 0 {
+            u.flush().await;
+        }
+    }
+}
