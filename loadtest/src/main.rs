@@ -28,12 +28,12 @@ use serde::Serialize;
 use switchboard::simulate::Poster;
 
 use crate::load::{CallMix, Healthz, PhaseSpec, Source, Target, ToolCalls};
+use crate::report::{HubUse, PhaseReport, Report};
 
 /// The hub's allocator (see its `src/main.rs`): this tool shares the machine with the hub, and
 /// reading a supervisor frame or a chat chunk allocates and frees a few small values each time.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use crate::report::{HubUse, PhaseReport, Report};
 
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
