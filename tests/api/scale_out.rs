@@ -21,16 +21,21 @@ fn services() -> Option<(String, String)> {
 
 /// Two instances on one database schema and one Redis prefix.
 async fn pair(redis: &str) -> (TestApp, TestApp) {
+    pair_via(redis, redis).await
+}
+
+/// The same, each instance with its own URL to that Redis (say, another user).
+async fn pair_via(redis_a: &str, redis_b: &str) -> (TestApp, TestApp) {
     let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
     let a = spawn_with(|s| {
-        s.broker_url = redis.to_string();
+        s.broker_url = redis_a.to_string();
         s.live.broker_prefix = prefix.clone();
     })
     .await;
     let db = a.state.settings.database_url.clone();
     let b = spawn_with(|s| {
         s.database_url = db;
-        s.broker_url = redis.to_string();
+        s.broker_url = redis_b.to_string();
         s.live.broker_prefix = prefix.clone();
     })
     .await;
@@ -160,14 +165,79 @@ async fn after_a_redis_restart_subscribers_resync_and_keep_receiving() {
     let mut delivered = false;
     for n in 0..50 {
         a.post_vapi(&final_line("c1", &format!("after {n}"))).await;
-        if let Some(Frame::Json(v)) = sup.next_within(Duration::from_millis(200)).await
-            && v["event"]["kind"] == "transcript.final"
-        {
-            delivered = true;
-            break;
+        match sup.next_within(Duration::from_millis(200)).await {
+            Some(Frame::Json(v)) if v["event"]["kind"] == "transcript.final" => {
+                delivered = true;
+                break;
+            }
+            // "during" never reached Redis, so its topic is also given a new epoch once Redis is
+            // back, and that can come after the restart's own resync: a client subscribes again.
+            Some(Frame::Json(v)) if v["type"] == "resync" => {
+                sup.subscribe("call:c1").await;
+            }
+            _ => {}
         }
     }
     assert!(delivered, "live events flow again after the restart");
+}
+
+async fn redis_command(url: &str, args: &[&str]) {
+    let mut con = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let _: redis::Value = redis::cmd(args[0]).arg(&args[1..]).query_async(&mut con).await.unwrap();
+}
+
+/// Waits for the `resync` of `topic`, past any other frame.
+async fn resync_of(sup: &mut Supervisor, topic: &str) -> Value {
+    loop {
+        match sup.next_within(Duration::from_secs(15)).await {
+            Some(Frame::Json(v)) if v["type"] == "resync" && v["topic"] == topic => return v,
+            Some(Frame::Json(_)) => continue,
+            other => panic!("no resync of {topic}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn when_one_instance_loses_redis_supervisors_on_the_other_resync_and_see_what_it_stored() {
+    let Some(_) = services() else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _redis = PrivateRedis::start(port).await;
+    let admin = format!("redis://127.0.0.1:{port}");
+    // Instance A logs in as a user of its own, so the test can shut A out (as a network cut
+    // would) while B stays connected and Redis keeps everything.
+    redis_command(&admin, &["ACL", "SETUSER", "hub-a", "on", ">pw-a", "~*", "&*", "+@all"]).await;
+    let (a, b) = pair_via(&format!("redis://hub-a:pw-a@127.0.0.1:{port}"), &admin).await;
+    a.post_vapi(&message("c1", ORG, json!({ "type": "status-update", "status": "in-progress" }))).await;
+    let token = a.token("supervisor", &[ORG]).await;
+    let mut sup = Supervisor::connect(&b, &token).await;
+    sup.subscribe("call:c1").await;
+    a.post_vapi(&final_line("c1", "before")).await;
+    assert_eq!(sup.expect_event("transcript.final").await["event"]["data"]["text"], "before");
+
+    redis_command(&admin, &["ACL", "SETUSER", "hub-a", "off"]).await;
+    redis_command(&admin, &["CLIENT", "KILL", "USER", "hub-a"]).await;
+    // Stored and answered; its live event cannot reach Redis.
+    assert_eq!(a.post_vapi(&final_line("c1", "during")).await.0, 200);
+    redis_command(&admin, &["ACL", "SETUSER", "hub-a", "on"]).await;
+
+    // B never lost Redis and history still ends at "before", yet its supervisor is told…
+    resync_of(&mut sup, "call:c1").await;
+    // …and the snapshot has the line the bus never carried.
+    let sub = sup.subscribe("call:c1").await;
+    let lines: Vec<&str> = sub["snapshot"]["call"]["transcript"].as_array().unwrap().iter().map(|s| s["text"].as_str().unwrap()).collect();
+    assert_eq!(lines, vec!["before", "during"]);
+    // Live again once A is back (ready means its broker answers and its feed is up).
+    let mut ready = false;
+    for _ in 0..100 {
+        if a.http.get(a.url("/readyz")).send().await.unwrap().status() == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "A reconnects to Redis by itself");
+    a.post_vapi(&final_line("c1", "after")).await;
+    assert_eq!(sup.expect_event("transcript.final").await["event"]["data"]["text"], "after");
 }
 
 #[tokio::test]

@@ -12,10 +12,11 @@ use std::time::Duration;
 use dashmap::DashMap;
 use futures::StreamExt;
 use redis::Client;
-use redis::aio::{ConnectionManager, PubSub, PubSubSink};
+use redis::aio::{PubSub, PubSubSink};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use super::commands::Commands;
 use super::unpublished::Unpublished;
 use super::wire;
 use super::{COMMAND_TIMEOUT, CONNECT_TIMEOUT};
@@ -59,7 +60,7 @@ pub(super) struct Feed {
     pub channel: String,
     pub senders: Arc<Senders>,
     /// The command connection, woken up after an outage (see `wake`).
-    pub commands: ConnectionManager,
+    pub commands: Arc<Commands>,
     /// Whether the feed is connected (readiness reports it).
     pub up: Arc<AtomicBool>,
     pub unpublished: Arc<Unpublished>,
@@ -81,7 +82,7 @@ pub(super) async fn run(feed: Feed, first: PubSub, stop: CancellationToken) {
                 };
                 match opened {
                     Ok(ps) => {
-                        wake(commands.clone()).await;
+                        wake(&commands).await;
                         unpublished.redis_is_back();
                         up.store(true, Ordering::Relaxed);
                         // Everything published while the feed was down was missed.
@@ -115,11 +116,13 @@ pub(super) async fn run(feed: Feed, first: PubSub, stop: CancellationToken) {
 /// The command connection only notices a Redis restart when a command fails on it, which
 /// would be the next webhook's publish. Once Redis answers the feed again, a few pings make
 /// it reconnect now instead (the first one may fail and start the reconnection).
-async fn wake(mut commands: ConnectionManager) {
+async fn wake(commands: &Arc<Commands>) {
     for _ in 0..3 {
-        let pong = tokio::time::timeout(COMMAND_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut commands)).await;
-        if matches!(pong, Ok(Ok(_))) {
-            return;
+        let mut con = commands.get();
+        match tokio::time::timeout(COMMAND_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut con)).await {
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) => commands.check(&e),
+            Err(_) => {}
         }
     }
 }

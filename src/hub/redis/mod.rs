@@ -14,6 +14,7 @@
 //! epoch then changes, which the contract allows: the history is gone too); presence keys
 //! expire with their last watcher. Locally, a topic's sender is dropped once nobody listens.
 
+mod commands;
 mod feed;
 mod unpublished;
 mod wire;
@@ -23,12 +24,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use redis::{Client, RedisResult, Script};
 use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{Broker, BrokerError, BrokerLimits, Event, History, Position, Published, Watcher};
+use commands::Commands;
 use feed::Senders;
 use unpublished::Unpublished;
 
@@ -42,7 +44,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const META_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 pub struct RedisBroker {
-    con: ConnectionManager,
+    commands: Arc<Commands>,
     limits: BrokerLimits,
     prefix: String,
     meta_ttl: Duration,
@@ -77,29 +79,26 @@ impl RedisBroker {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500))
             .set_number_of_retries(2);
-        let con = tokio::time::timeout(CONNECT_TIMEOUT, client.get_connection_manager_with_config(config))
-            .await
-            .map_err(|_| unreachable("no answer".into()))?
-            .map_err(|e| unreachable(e.to_string()))?;
+        let commands = Commands::connect(client.clone(), config).await.map_err(unreachable)?;
         let channel = format!("{prefix}:live");
         let first = feed::open(&client, &channel).await.map_err(unreachable)?;
         let senders: Arc<Senders> = Arc::default();
         let feed_up = Arc::new(AtomicBool::new(true));
         let stop = CancellationToken::new();
         let meta_ttl = META_TTL.max(limits.history_age);
-        let unpublished = Arc::new(Unpublished::new(con.clone(), prefix, meta_ttl));
+        let unpublished = Arc::new(Unpublished::new(commands.clone(), prefix, meta_ttl));
         tokio::spawn(unpublished::run(unpublished.clone(), stop.clone()));
         let feed = feed::Feed {
             client,
             channel,
             senders: senders.clone(),
-            commands: con.clone(),
+            commands: commands.clone(),
             up: feed_up.clone(),
             unpublished: unpublished.clone(),
         };
         tokio::spawn(feed::run(feed, first, stop.clone()));
         Ok(Self {
-            con,
+            commands,
             limits,
             prefix: prefix.to_string(),
             meta_ttl,
@@ -128,14 +127,17 @@ impl RedisBroker {
     async fn run<T>(&self, what: &str, call: impl Future<Output = RedisResult<T>>) -> Result<T, BrokerError> {
         match tokio::time::timeout(COMMAND_TIMEOUT, call).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(BrokerError(format!("redis {what}: {e}"))),
+            Ok(Err(e)) => {
+                self.commands.check(&e);
+                Err(BrokerError(format!("redis {what}: {e}")))
+            }
             Err(_) => Err(BrokerError(format!("redis {what}: no answer within {} ms", COMMAND_TIMEOUT.as_millis()))),
         }
     }
 
     /// Position and entries of a topic as `history.lua` returns them; `None` without meta.
     async fn history(&self, topic: &str, args: &[String]) -> Result<Option<wire::HistoryReply>, BrokerError> {
-        let mut con = self.con.clone();
+        let mut con = self.commands.get();
         let mut call = self.scripts.history.key(self.key(topic, "meta"));
         call.key(self.key(topic, "log"));
         for a in args {
@@ -156,7 +158,7 @@ impl RedisBroker {
     }
 
     async fn presence_call(&self, topic: &str, args: &[&str]) -> Result<Vec<String>, BrokerError> {
-        let mut con = self.con.clone();
+        let mut con = self.commands.get();
         let mut call = self.scripts.presence.key(self.key(topic, "watchers"));
         call.key(self.key(topic, "cards"));
         for a in args {
@@ -194,7 +196,7 @@ impl Broker for RedisBroker {
     /// Ready means both connections work: without the live feed, this instance's subscribers
     /// would hear nothing.
     async fn ping(&self) -> Result<(), BrokerError> {
-        let mut con = self.con.clone();
+        let mut con = self.commands.get();
         let _: String = self.run("ping", redis::cmd("PING").query_async(&mut con)).await?;
         if !self.feed_up.load(Ordering::Relaxed) {
             return Err(BrokerError("redis live feed: reconnecting".into()));
@@ -212,7 +214,7 @@ impl Broker for RedisBroker {
         // An earlier event of this topic may be missing: no event goes into the old numbering
         // after that hole.
         self.unpublished.settle(topic).await?;
-        let mut con = self.con.clone();
+        let mut con = self.commands.get();
         let published = self
             .run(
                 "publish",
@@ -241,7 +243,7 @@ impl Broker for RedisBroker {
     }
 
     async fn position(&self, topic: &str) -> Result<Position, BrokerError> {
-        let mut con = self.con.clone();
+        let mut con = self.commands.get();
         let (epoch, seq): (String, String) = self
             .run(
                 "position",

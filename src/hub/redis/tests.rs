@@ -425,3 +425,33 @@ async fn a_publish_after_a_missed_one_never_continues_the_old_epoch() {
     let History::Recovered(rest) = a.since("t", &after.position()).await.unwrap() else { panic!("the new epoch is whole") };
     assert!(rest.is_empty());
 }
+
+#[tokio::test]
+async fn a_broker_refused_by_redis_for_a_while_recovers_by_itself_once_let_in() {
+    let Some((_server, port, _)) = cuttable_redis().await else { return };
+    let admin = format!("redis://127.0.0.1:{port}");
+    let acl = |args: &'static [&'static str]| {
+        let admin = admin.clone();
+        async move {
+            let _: redis::Value = redis::cmd(args[0]).arg(&args[1..]).query_async(&mut raw(&admin).await).await.unwrap();
+        }
+    };
+    acl(&["ACL", "SETUSER", "hub-a", "on", ">pw-a", "~*", "&*", "+@all"]).await;
+    let a = broker(&format!("redis://hub-a:pw-a@127.0.0.1:{port}"), &prefix(), BrokerLimits::default()).await;
+    a.publish("t", ev(1)).await.unwrap();
+    acl(&["ACL", "SETUSER", "hub-a", "off"]).await;
+    acl(&["CLIENT", "KILL", "USER", "hub-a"]).await;
+    // Commands while the login is refused: the manager's own reconnection fails with an
+    // authentication error, not an I/O one.
+    for _ in 0..5 {
+        assert!(a.ping().await.is_err());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    acl(&["ACL", "SETUSER", "hub-a", "on"]).await;
+    let began = Instant::now();
+    while a.ping().await.is_err() {
+        assert!(began.elapsed() < Duration::from_secs(10), "still refused long after Redis lets the broker in again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.publish("t", ev(2)).await.unwrap();
+}

@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use redis::Script;
-use redis::aio::ConnectionManager;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::commands::Commands;
 use super::{COMMAND_TIMEOUT, key, ms, new_epoch};
 use crate::hub::BrokerError;
 
@@ -30,7 +30,7 @@ const RETRY: Duration = Duration::from_secs(1);
 const MAX_TOPICS: usize = 100_000;
 
 pub(super) struct Unpublished {
-    con: ConnectionManager,
+    commands: Arc<Commands>,
     script: Script,
     prefix: String,
     channel: String,
@@ -42,12 +42,15 @@ pub(super) struct Unpublished {
     count: AtomicUsize,
     marks: AtomicUsize,
     wake: Notify,
+    /// One reset at a time, so the retry task and a publish never reset the same mark twice
+    /// (each reset is one more resync for every subscriber of the topic).
+    resetting: tokio::sync::Mutex<()>,
 }
 
 impl Unpublished {
-    pub fn new(con: ConnectionManager, prefix: &str, meta_ttl: Duration) -> Self {
+    pub fn new(commands: Arc<Commands>, prefix: &str, meta_ttl: Duration) -> Self {
         Self {
-            con,
+            commands,
             script: Script::new(include_str!("reset.lua")),
             prefix: prefix.to_string(),
             channel: format!("{prefix}:live"),
@@ -56,6 +59,7 @@ impl Unpublished {
             count: AtomicUsize::new(0),
             marks: AtomicUsize::new(0),
             wake: Notify::new(),
+            resetting: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -80,6 +84,11 @@ impl Unpublished {
         if self.count.load(Ordering::Relaxed) == 0 {
             return Ok(());
         }
+        if !self.topics().contains_key(topic) {
+            return Ok(());
+        }
+        let _one = self.resetting.lock().await;
+        // Looked up again under the lock: the retry task may have reset it meanwhile.
         let Some(mark) = self.topics().get(topic).copied() else { return Ok(()) };
         self.reset(topic).await?;
         self.clear(topic, mark);
@@ -88,6 +97,7 @@ impl Unpublished {
 
     /// Resets every marked topic, stopping at the first failure (Redis is still away).
     async fn flush(&self) {
+        let _one = self.resetting.lock().await;
         let pending: Vec<(String, u64)> = self.topics().iter().map(|(t, m)| (t.clone(), *m)).collect();
         for (topic, mark) in pending {
             if let Err(e) = self.reset(&topic).await {
@@ -108,13 +118,16 @@ impl Unpublished {
     }
 
     async fn reset(&self, topic: &str) -> Result<(), BrokerError> {
-        let mut con = self.con.clone();
+        let mut con = self.commands.get();
         let mut call = self.script.key(key(&self.prefix, topic, "meta"));
         call.key(key(&self.prefix, topic, "log")).arg(new_epoch()).arg(ms(self.meta_ttl)).arg(&self.channel).arg(topic);
         let call = call.invoke_async::<i64>(&mut con);
         match tokio::time::timeout(COMMAND_TIMEOUT, call).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(BrokerError(format!("redis reset: {e}"))),
+            Ok(Err(e)) => {
+                self.commands.check(&e);
+                Err(BrokerError(format!("redis reset: {e}")))
+            }
             Err(_) => Err(BrokerError(format!("redis reset: no answer within {} ms", COMMAND_TIMEOUT.as_millis()))),
         }
     }
