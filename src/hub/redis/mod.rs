@@ -167,6 +167,30 @@ impl RedisBroker {
         self.run("presence", call.invoke_async(&mut con)).await
     }
 
+    /// Numbers, stores and broadcasts one encoded event: (epoch, sequence number).
+    async fn number(&self, topic: &str, body: String) -> Result<(String, String), BrokerError> {
+        // An earlier event of this topic may be missing: none goes into the old numbering
+        // after that hole.
+        self.unpublished.settle(topic).await?;
+        let mut con = self.commands.get();
+        self.run(
+            "publish",
+            self.scripts
+                .publish
+                .key(self.key(topic, "meta"))
+                .key(self.key(topic, "log"))
+                .arg(new_epoch())
+                .arg(self.limits.history_size)
+                .arg(ms(self.limits.history_age))
+                .arg(ms(self.meta_ttl))
+                .arg(format!("{}:live", self.prefix))
+                .arg(topic)
+                .arg(body)
+                .invoke_async(&mut con),
+        )
+        .await
+    }
+
     #[cfg(test)]
     fn with_meta_ttl(mut self, ttl: Duration) -> Self {
         self.meta_ttl = ttl;
@@ -211,29 +235,9 @@ impl Broker for RedisBroker {
 
     async fn publish(&self, topic: &str, event: Event) -> Result<Arc<Published>, BrokerError> {
         let body = wire::encode_event(&event)?;
-        // An earlier event of this topic may be missing: no event goes into the old numbering
-        // after that hole.
-        self.unpublished.settle(topic).await?;
-        let mut con = self.commands.get();
-        let published = self
-            .run(
-                "publish",
-                self.scripts
-                    .publish
-                    .key(self.key(topic, "meta"))
-                    .key(self.key(topic, "log"))
-                    .arg(new_epoch())
-                    .arg(self.limits.history_size)
-                    .arg(ms(self.limits.history_age))
-                    .arg(ms(self.meta_ttl))
-                    .arg(format!("{}:live", self.prefix))
-                    .arg(topic)
-                    .arg(body)
-                    .invoke_async::<(String, String)>(&mut con),
-            )
-            .await;
-        // Maybe numbered (a reply lost on the way), maybe not: either way the topic is reset.
-        let (epoch, seq) = published.inspect_err(|_| self.unpublished.mark(topic))?;
+        // Not published, or maybe numbered with its reply lost on the way: either way the
+        // topic is reset later, so no subscriber takes history without this event as whole.
+        let (epoch, seq) = self.number(topic, body).await.inspect_err(|_| self.unpublished.mark(topic))?;
         let seq = seq.parse().map_err(|_| BrokerError(format!("redis publish: bad sequence number {seq:?}")))?;
         Ok(Arc::new(Published::new(topic, epoch, seq, event)))
     }

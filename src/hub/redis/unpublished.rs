@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::Script;
 use tokio::sync::Notify;
@@ -45,6 +45,8 @@ pub(super) struct Unpublished {
     /// One reset at a time, so the retry task and a publish never reset the same mark twice
     /// (each reset is one more resync for every subscriber of the topic).
     resetting: tokio::sync::Mutex<()>,
+    /// When the last reset failed (`None` after one succeeds).
+    failed_at: Mutex<Option<Instant>>,
 }
 
 impl Unpublished {
@@ -60,7 +62,12 @@ impl Unpublished {
             marks: AtomicUsize::new(0),
             wake: Notify::new(),
             resetting: tokio::sync::Mutex::new(()),
+            failed_at: Mutex::new(None),
         }
+    }
+
+    fn failed_lately(&self) -> bool {
+        self.failed_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some_and(|at| at.elapsed() < RETRY)
     }
 
     fn topics(&self) -> MutexGuard<'_, HashMap<String, u64>> {
@@ -79,7 +86,10 @@ impl Unpublished {
         self.count.store(topics.len(), Ordering::Relaxed);
     }
 
-    /// Resets `topic` if it is marked; an error when Redis does not take the reset.
+    /// Resets `topic` if it is marked; an error when Redis does not take the reset. While
+    /// Redis is still away (a reset failed less than `RETRY` ago) it fails at once instead of
+    /// waiting up to a second once more. The caller marks the topic again on any error, so
+    /// the event it could not publish is covered by a later reset.
     pub async fn settle(&self, topic: &str) -> Result<(), BrokerError> {
         if self.count.load(Ordering::Relaxed) == 0 {
             return Ok(());
@@ -87,7 +97,11 @@ impl Unpublished {
         if !self.topics().contains_key(topic) {
             return Ok(());
         }
-        let _one = self.resetting.lock().await;
+        let away = || BrokerError("redis: topics that missed events cannot be reset yet".into());
+        if self.failed_lately() {
+            return Err(away());
+        }
+        let Ok(_one) = tokio::time::timeout(COMMAND_TIMEOUT, self.resetting.lock()).await else { return Err(away()) };
         // Looked up again under the lock: the retry task may have reset it meanwhile.
         let Some(mark) = self.topics().get(topic).copied() else { return Ok(()) };
         self.reset(topic).await?;
@@ -122,18 +136,21 @@ impl Unpublished {
         let mut call = self.script.key(key(&self.prefix, topic, "meta"));
         call.key(key(&self.prefix, topic, "log")).arg(new_epoch()).arg(ms(self.meta_ttl)).arg(&self.channel).arg(topic);
         let call = call.invoke_async::<i64>(&mut con);
-        match tokio::time::timeout(COMMAND_TIMEOUT, call).await {
+        let result = match tokio::time::timeout(COMMAND_TIMEOUT, call).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => {
                 self.commands.check(&e);
                 Err(BrokerError(format!("redis reset: {e}")))
             }
             Err(_) => Err(BrokerError(format!("redis reset: no answer within {} ms", COMMAND_TIMEOUT.as_millis()))),
-        }
+        };
+        *self.failed_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = result.is_err().then(Instant::now);
+        result
     }
 
     /// Redis answers again (the live feed reconnected): reset now rather than at the next retry.
     pub fn redis_is_back(&self) {
+        *self.failed_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
         self.wake.notify_one();
     }
 }
