@@ -122,6 +122,12 @@ impl PrivateRedis {
         PrivateRedis { port, child }
     }
 
+    /// On a free port, with its URL.
+    async fn start_anywhere() -> (PrivateRedis, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        (PrivateRedis::start(port).await, format!("redis://127.0.0.1:{port}"))
+    }
+
     async fn stop(mut self) -> u16 {
         let _ = self.child.kill().await;
         let _ = self.child.wait().await;
@@ -129,19 +135,23 @@ impl PrivateRedis {
     }
 }
 
-#[tokio::test]
-async fn after_a_redis_restart_subscribers_resync_and_keep_receiving() {
-    let Some(_) = services() else { return };
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let redis = PrivateRedis::start(port).await;
-    let url = format!("redis://127.0.0.1:{port}");
-    let (a, b) = pair(&url).await;
+/// Call `c1` started on A and a supervisor on B watching it, who has seen its line "before".
+async fn watching_call_on_b(a: &TestApp, b: &TestApp) -> Supervisor {
     a.post_vapi(&message("c1", ORG, json!({ "type": "status-update", "status": "in-progress" }))).await;
     let token = a.token("supervisor", &[ORG]).await;
-    let mut sup = Supervisor::connect(&b, &token).await;
+    let mut sup = Supervisor::connect(b, &token).await;
     sup.subscribe("call:c1").await;
     a.post_vapi(&final_line("c1", "before")).await;
     assert_eq!(sup.expect_event("transcript.final").await["event"]["data"]["text"], "before");
+    sup
+}
+
+#[tokio::test]
+async fn after_a_redis_restart_subscribers_resync_and_keep_receiving() {
+    let Some(_) = services() else { return };
+    let (redis, url) = PrivateRedis::start_anywhere().await;
+    let (a, b) = pair(&url).await;
+    let mut sup = watching_call_on_b(&a, &b).await;
 
     let port = redis.stop().await;
     // Webhooks keep being answered: the store is the record; live events are best effort.
@@ -200,19 +210,12 @@ async fn resync_of(sup: &mut Supervisor, topic: &str) -> Value {
 #[tokio::test]
 async fn when_one_instance_loses_redis_supervisors_on_the_other_resync_and_see_what_it_stored() {
     let Some(_) = services() else { return };
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _redis = PrivateRedis::start(port).await;
-    let admin = format!("redis://127.0.0.1:{port}");
+    let (redis, admin) = PrivateRedis::start_anywhere().await;
     // Instance A logs in as a user of its own, so the test can shut A out (as a network cut
     // would) while B stays connected and Redis keeps everything.
     redis_command(&admin, &["ACL", "SETUSER", "hub-a", "on", ">pw-a", "~*", "&*", "+@all"]).await;
-    let (a, b) = pair_via(&format!("redis://hub-a:pw-a@127.0.0.1:{port}"), &admin).await;
-    a.post_vapi(&message("c1", ORG, json!({ "type": "status-update", "status": "in-progress" }))).await;
-    let token = a.token("supervisor", &[ORG]).await;
-    let mut sup = Supervisor::connect(&b, &token).await;
-    sup.subscribe("call:c1").await;
-    a.post_vapi(&final_line("c1", "before")).await;
-    assert_eq!(sup.expect_event("transcript.final").await["event"]["data"]["text"], "before");
+    let (a, b) = pair_via(&format!("redis://hub-a:pw-a@127.0.0.1:{}", redis.port), &admin).await;
+    let mut sup = watching_call_on_b(&a, &b).await;
 
     redis_command(&admin, &["ACL", "SETUSER", "hub-a", "off"]).await;
     redis_command(&admin, &["CLIENT", "KILL", "USER", "hub-a"]).await;
