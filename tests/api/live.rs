@@ -24,6 +24,13 @@ async fn live_call(app: &TestApp, call: &str, org: &str) {
     assert_eq!(code, 200);
 }
 
+/// `call` live in ORG, and a supervisor of ORG connected to the socket (not yet subscribed).
+async fn supervisor_of_live_call(app: &TestApp, call: &str) -> Supervisor {
+    live_call(app, call, ORG).await;
+    let token = app.token("supervisor", &[ORG]).await;
+    Supervisor::connect(app, &token).await
+}
+
 fn seqs(frames: &[Value]) -> Vec<u64> {
     frames.iter().map(|f| f["seq"].as_u64().unwrap()).collect()
 }
@@ -101,9 +108,7 @@ async fn a_reconnect_with_since_receives_exactly_what_it_missed() {
 #[tokio::test]
 async fn a_position_history_cannot_cover_gets_a_fresh_snapshot() {
     let app = spawn_with(|s| s.live.history_size = 2).await;
-    live_call(&app, "c1", ORG).await;
-    let token = app.token("supervisor", &[ORG]).await;
-    let mut sup = Supervisor::connect(&app, &token).await;
+    let mut sup = supervisor_of_live_call(&app, "c1").await;
     let epoch = sup.subscribe("call:c1").await["epoch"].as_str().unwrap().to_string();
     for text in ["a", "b", "c", "d", "e"] {
         app.post_vapi(&utterance("c1", ORG, "final", text)).await;
@@ -166,9 +171,7 @@ async fn watchers_see_each_other_arrive_and_leave() {
 #[tokio::test]
 async fn one_socket_follows_two_topics_and_an_unsubscribed_topic_goes_quiet_until_subscribed_again() {
     let app = spawn_app().await;
-    live_call(&app, "c1", ORG).await;
-    let token = app.token("supervisor", &[ORG]).await;
-    let mut sup = Supervisor::connect(&app, &token).await;
+    let mut sup = supervisor_of_live_call(&app, "c1").await;
     let calls_at = sup.subscribe("calls").await["seq"].as_u64().unwrap();
     let call_at = sup.subscribe("call:c1").await["seq"].as_u64().unwrap();
     // A final goes to both topics, a partial to the call's only.
@@ -207,9 +210,7 @@ async fn one_socket_follows_two_topics_and_an_unsubscribed_topic_goes_quiet_unti
 #[tokio::test]
 async fn a_burst_of_many_write_batches_reaches_a_socket_whole_and_in_order() {
     let app = spawn_app().await;
-    live_call(&app, "c1", ORG).await;
-    let token = app.token("supervisor", &[ORG]).await;
-    let mut sup = Supervisor::connect(&app, &token).await;
+    let mut sup = supervisor_of_live_call(&app, "c1").await;
     let start = sup.subscribe("call:c1").await["seq"].as_u64().unwrap();
     // Published back to back without yielding (on the in-process broker): the socket's writer
     // wakes to find them all, several of its batches' worth, and must come back for the rest
