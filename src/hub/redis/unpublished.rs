@@ -11,7 +11,7 @@
 //! list with it (see README §What is not built yet).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -40,7 +40,7 @@ pub(super) struct Unpublished {
     topics: Mutex<HashMap<String, u64>>,
     /// `topics.len()`, read without the lock on every publish.
     count: AtomicUsize,
-    marks: AtomicUsize,
+    marks: AtomicU64,
     wake: Notify,
     /// One reset at a time, so the retry task and a publish never reset the same mark twice
     /// (each reset is one more resync for every subscriber of the topic).
@@ -59,7 +59,7 @@ impl Unpublished {
             meta_ttl,
             topics: Mutex::default(),
             count: AtomicUsize::new(0),
-            marks: AtomicUsize::new(0),
+            marks: AtomicU64::new(0),
             wake: Notify::new(),
             resetting: tokio::sync::Mutex::new(()),
             failed_at: Mutex::new(None),
@@ -76,7 +76,7 @@ impl Unpublished {
 
     /// An event of `topic` may not have been published.
     pub fn mark(&self, topic: &str) {
-        let mark = self.marks.fetch_add(1, Ordering::Relaxed) as u64;
+        let mark = self.marks.fetch_add(1, Ordering::Relaxed);
         let mut topics = self.topics();
         if topics.len() >= MAX_TOPICS && !topics.contains_key(topic) {
             tracing::error!(topic, "too many topics missed events during this Redis outage; this one is not reset");
@@ -102,6 +102,11 @@ impl Unpublished {
             return Err(away());
         }
         let Ok(_one) = tokio::time::timeout(COMMAND_TIMEOUT, self.resetting.lock()).await else { return Err(away()) };
+        // The retry task may have just failed while this waited: no second attempt then, so a
+        // publish during an outage stays within about a second.
+        if self.failed_lately() {
+            return Err(away());
+        }
         // Looked up again under the lock: the retry task may have reset it meanwhile.
         let Some(mark) = self.topics().get(topic).copied() else { return Ok(()) };
         self.reset(topic).await?;
