@@ -84,7 +84,7 @@ pub struct FanoutArgs {
     /// The hub binary to start when no --url is given
     #[arg(long, default_value = "target/release/switchboard")]
     pub hub_bin: PathBuf,
-    /// Extra environment for the started hub, KEY=VALUE (repeatable), e.g. SWITCHBOARD_WS_QUEUE_BYTES=262144
+    /// Extra environment for the started hub, KEY=VALUE (repeatable): SWITCHBOARD_* settings, e.g. SWITCHBOARD_WS_QUEUE_BYTES=262144, or TOKIO_WORKER_THREADS
     #[arg(long)]
     pub hub_env: Vec<String>,
     /// Directory for the JSON results
@@ -159,8 +159,9 @@ fn validate(a: &FanoutArgs) -> Res<()> {
         crate::loopback_base(url)?;
     }
     for kv in &a.hub_env {
-        if !kv.split_once('=').is_some_and(|(k, _)| k.starts_with("SWITCHBOARD_")) {
-            return Err(format!("--hub-env {kv:?} must be SWITCHBOARD_…=value").into());
+        // The hub's settings, and the worker threads of its runtime (tokio reads the variable).
+        if !kv.split_once('=').is_some_and(|(k, _)| k.starts_with("SWITCHBOARD_") || k == "TOKIO_WORKER_THREADS") {
+            return Err(format!("--hub-env {kv:?} must be SWITCHBOARD_…=value or TOKIO_WORKER_THREADS=n").into());
         }
     }
     Ok(())

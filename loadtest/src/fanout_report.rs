@@ -140,7 +140,7 @@ pub struct IdleReport {
     pub hub_fds_held: Option<u64>,
     /// The hold: the hub's CPU with every socket idle (pings every 25 s).
     pub hold_window: WindowUse,
-    /// This tool's own RSS growth per socket (tungstenite client, read buffer), KiB.
+    /// This tool's own RSS growth per socket (its WebSocket client and read buffer), KiB.
     pub loadgen_rss_per_socket_kib: Option<f64>,
     pub ended_during_hold: usize,
     pub closed_by_hub: BTreeMap<u16, u64>,

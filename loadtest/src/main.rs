@@ -11,6 +11,7 @@ mod chat_report;
 mod fanout;
 mod fanout_report;
 mod hub;
+mod lean_ws;
 mod load;
 mod prom;
 mod recording;

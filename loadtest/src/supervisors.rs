@@ -10,14 +10,12 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::lean_ws::{Frame, LeanWs};
 use crate::load::Latency;
 
 /// What a delivered frame was, for latency by kind. The hub routes partials and speech to
@@ -249,14 +247,46 @@ impl SocketOutcome {
     }
 }
 
+/// A string of a frame, borrowed from it unless it has escapes. serde's `borrow` borrows a
+/// `Cow<str>` field but not one inside an `Option`: that one was copied into a new `String` for
+/// every field of every frame.
+#[derive(Debug)]
+struct Text<'a>(Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 #[derive(Deserialize)]
 struct FrameIn<'a> {
     #[serde(rename = "type", borrow)]
-    ty: Cow<'a, str>,
+    ty: Text<'a>,
     #[serde(default, borrow)]
-    topic: Option<Cow<'a, str>>,
+    topic: Option<Text<'a>>,
     #[serde(default, borrow)]
-    epoch: Option<Cow<'a, str>>,
+    epoch: Option<Text<'a>>,
     #[serde(default)]
     seq: Option<u64>,
     #[serde(default, borrow)]
@@ -266,7 +296,7 @@ struct FrameIn<'a> {
 #[derive(Deserialize)]
 struct EventIn<'a> {
     #[serde(borrow)]
-    kind: Cow<'a, str>,
+    kind: Text<'a>,
     #[serde(default, borrow)]
     data: Option<DataIn<'a>>,
 }
@@ -274,9 +304,15 @@ struct EventIn<'a> {
 #[derive(Deserialize)]
 struct DataIn<'a> {
     #[serde(default, borrow)]
-    text: Option<Cow<'a, str>>,
+    text: Option<Text<'a>>,
     #[serde(default)]
     turn: Option<serde_json::Value>,
+}
+
+/// A frame of the protocol's shape, or `None`. The text is checked as UTF-8 once, as a whole:
+/// reading bytes, serde_json checks each string apart, which cost four times as much.
+fn parse(text: &[u8]) -> Option<FrameIn<'_>> {
+    serde_json::from_str(std::str::from_utf8(text).ok()?).ok()
 }
 
 /// The generator's message id in an event, and what kind of delivery it is.
@@ -286,7 +322,7 @@ fn marked(ev: &EventIn<'_>, on_calls: bool) -> Option<(usize, Class)> {
         let t = data.text.as_deref()?.strip_prefix(MARK)?;
         t.split(' ').next()?.parse().ok()
     };
-    match ev.kind.as_ref() {
+    match &*ev.kind {
         "transcript.partial" => Some((from_text()?, Class::Partial)),
         "transcript.final" => Some((from_text()?, if on_calls { Class::FinalOnCalls } else { Class::FinalOnCall })),
         "speech" => Some((data.turn.as_ref()?.as_u64()? as usize, Class::Speech)),
@@ -308,13 +344,13 @@ struct Reader {
 }
 
 impl Reader {
-    fn frame(&mut self, text: &str, now_ns: u64) {
+    fn frame(&mut self, text: &[u8], now_ns: u64) {
         self.out.frames += 1;
-        let Ok(f) = serde_json::from_str::<FrameIn<'_>>(text) else {
+        let Some(f) = parse(text) else {
             self.out.bad_frames += 1;
             return;
         };
-        match f.ty.as_ref() {
+        match &*f.ty {
             "event" => {
                 self.out.events += 1;
                 if f.topic.as_deref() != Some(self.out.topic.as_str()) {
@@ -349,57 +385,45 @@ impl Reader {
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn close_code(m: &Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> (u16, Option<String>) {
-    match m {
-        Some(c) => (u16::from(c.code), Some(c.reason.to_string())),
-        None => (0, None),
-    }
-}
-
 /// Connects and subscribes; returns the socket and the `subscribed` position.
-async fn open_one(url: &str, topic: &str, cfg: WebSocketConfig) -> Result<(Ws, String, u64), String> {
-    let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async_with_config(url, Some(cfg), true))
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| format!("connect: {e}"))?;
+async fn open_one(url: &str, topic: &str, read_buffer: usize) -> Result<(LeanWs, String, u64), String> {
+    let mut ws =
+        tokio::time::timeout(CONNECT_TIMEOUT, LeanWs::connect(url, read_buffer)).await.map_err(|_| "connect timed out".to_string())??;
     if topic.is_empty() {
         // Connected and nothing else: the bare socket's cost.
         return Ok((ws, String::new(), 0));
     }
     let sub = serde_json::json!({ "type": "subscribe", "topic": topic }).to_string();
-    ws.send(Message::text(sub)).await.map_err(|e| format!("subscribe: {e}"))?;
+    ws.send_text(&sub).await.map_err(|e| format!("subscribe: {e}"))?;
     let deadline = tokio::time::Instant::now() + SUBSCRIBE_TIMEOUT;
     loop {
-        let msg = tokio::time::timeout_at(deadline, ws.next()).await.map_err(|_| "no `subscribed` in time".to_string())?;
-        match msg {
-            Some(Ok(Message::Text(t))) => {
-                let Ok(f) = serde_json::from_str::<FrameIn<'_>>(t.as_str()) else { continue };
-                match f.ty.as_ref() {
+        let frame = tokio::time::timeout_at(deadline, ws.next()).await.map_err(|_| "no `subscribed` in time".to_string())??;
+        match frame {
+            Frame::Text(t) => {
+                let Some(f) = parse(t) else { continue };
+                match &*f.ty {
                     "subscribed" if f.topic.as_deref() == Some(topic) => {
-                        return Ok((ws, f.epoch.map(|e| e.into_owned()).unwrap_or_default(), f.seq.unwrap_or(0)));
+                        let (epoch, seq) = (f.epoch.map(|e| e.0.into_owned()).unwrap_or_default(), f.seq.unwrap_or(0));
+                        return Ok((ws, epoch, seq));
                     }
-                    "error" => return Err(format!("error frame: {}", t.as_str().chars().take(200).collect::<String>())),
+                    "error" => return Err(format!("error frame: {}", String::from_utf8_lossy(t).chars().take(200).collect::<String>())),
                     _ => continue,
                 }
             }
-            Some(Ok(Message::Close(c))) => {
-                let (code, reason) = close_code(&c);
-                return Err(format!("closed by the hub with {code} {}", reason.unwrap_or_default()));
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(format!("read: {e}")),
-            None => return Err("the connection ended before `subscribed`".into()),
+            Frame::Close(code, reason) => return Err(format!("closed by the hub with {code} {reason}")),
+            Frame::Binary => continue,
+            Frame::End => return Err("the connection ended before `subscribed`".into()),
         }
     }
 }
 
 /// Our close; whatever the hub sends meanwhile (presence of other sockets leaving) is not counted.
-async fn close_ours(ws: &mut Ws) {
+async fn close_ours(ws: &mut LeanWs) {
     let _ = tokio::time::timeout(CLOSE_WAIT, async {
-        let _ = ws.close(None).await;
-        while let Some(Ok(_)) = ws.next().await {}
+        if ws.send_close().await.is_err() {
+            return;
+        }
+        while let Ok(Frame::Text(_) | Frame::Binary) = ws.next().await {}
     })
     .await;
 }
@@ -408,18 +432,18 @@ async fn close_ours(ws: &mut Ws) {
 #[derive(Clone)]
 struct Shared {
     url: Arc<str>,
-    cfg: WebSocketConfig,
+    read_buffer: usize,
     tally: Arc<Tally>,
     ready: mpsc::UnboundedSender<Ready>,
     stop: watch::Receiver<bool>,
 }
 
 async fn run_socket(id: usize, topic: String, sh: Shared, permit: OwnedSemaphorePermit) -> SocketOutcome {
-    let Shared { url, cfg, tally, ready, mut stop } = sh;
+    let Shared { url, read_buffer, tally, ready, mut stop } = sh;
     let on_calls = topic == "calls";
     let mut out = SocketOutcome { id, topic: topic.clone(), ..SocketOutcome::default() };
     let t0 = Instant::now();
-    let (mut ws, epoch, seq) = match open_one(&url, &topic, cfg).await {
+    let (mut ws, epoch, seq) = match open_one(&url, &topic, read_buffer).await {
         Ok(x) => x,
         Err(e) => {
             out.open_error = Some(e.clone());
@@ -457,20 +481,19 @@ async fn run_socket(id: usize, topic: String, sh: Shared, permit: OwnedSemaphore
                     break;
                 }
                 match msg {
-                    Some(Ok(Message::Text(t))) => r.frame(t.as_str(), now_ns),
-                    Some(Ok(Message::Close(c))) => {
-                        let (code, reason) = close_code(&c);
+                    Ok(Frame::Text(t)) => r.frame(t, now_ns),
+                    Ok(Frame::Close(code, reason)) => {
                         r.out.closed_by_hub = Some(code);
-                        r.out.close_reason = reason;
+                        r.out.close_reason = Some(reason);
                         break;
                     }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
+                    Ok(Frame::Binary) => r.out.bad_frames += 1,
+                    Err(e) => {
                         r.out.closed_by_hub = Some(0);
-                        r.out.close_reason = Some(e.to_string());
+                        r.out.close_reason = Some(e);
                         break;
                     }
-                    None => {
+                    Ok(Frame::End) => {
                         r.out.closed_by_hub = Some(0);
                         r.out.close_reason = Some("connection ended".into());
                         break;
@@ -518,11 +541,10 @@ pub async fn open(
     tally: Arc<Tally>,
     settle: usize,
 ) -> Result<Crowd, hdrhistogram::CreationError> {
-    let cfg = WebSocketConfig::default().read_buffer_size(read_buffer).write_buffer_size(0);
     let url: Arc<str> = Arc::from(url);
     let (stop, stop_rx) = watch::channel(false);
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Ready>();
-    let shared = Shared { url, cfg, tally, ready: ready_tx, stop: stop_rx };
+    let shared = Shared { url, read_buffer, tally, ready: ready_tx, stop: stop_rx };
     let gate = Arc::new(Semaphore::new(concurrency.max(1)));
     let started = Instant::now();
     let mut handles = Vec::with_capacity(topics.len());
@@ -662,6 +684,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(marked(f.event.as_ref().unwrap(), true), None);
+    }
+
+    #[test]
+    fn frames_with_escaped_text_are_read_and_frames_that_are_not_utf8_or_json_are_not() {
+        let f = parse(
+            br#"{"type":"event","topic":"calls","epoch":"e","seq":4,"event":{"kind":"transcript.final","data":{"text":"lt9 say \"hi\""}}}"#,
+        )
+        .unwrap();
+        assert!(matches!(f.event.as_ref().unwrap().data.as_ref().unwrap().text.as_ref().unwrap().0, Cow::Owned(_)));
+        assert_eq!(marked(f.event.as_ref().unwrap(), true), Some((9, Class::FinalOnCalls)));
+        let f = parse(br#"{"type":"event","topic":"calls","epoch":"e","seq":4}"#).unwrap();
+        assert!(matches!(f.topic.as_ref().unwrap().0, Cow::Borrowed("calls")));
+        assert!(parse(b"{\"type\":\"event\",\"topic\":\"\xff\"}").is_none());
+        assert!(parse(b"not json").is_none());
     }
 
     #[test]
