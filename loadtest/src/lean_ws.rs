@@ -4,8 +4,8 @@
 //! The crowd shares the two cores with the hub it measures, so what a socket costs here is
 //! taken from the hub. With tokio-tungstenite, reading one ~400-byte frame zeroed the whole
 //! read buffer first (8 KiB, on every read, including the one that finds nothing) and
-//! allocated for the frame: at 1,000 supervisors that zeroing, allocating and framing was a
-//! quarter of the load generator's own time (perf, `loadtest fanout`). This client does only
+//! allocated for the frame: at 1,000 supervisors that zeroing, allocating and framing was about
+//! a sixth of the load generator's own samples (perf, `loadtest fanout`). This client does only
 //! what a supervisor needs (RFC 6455): the opening handshake, text messages (fragmented or
 //! not), a pong for every ping, and the close handshake. The hub is the server: its frames
 //! come unmasked, ours go masked.
