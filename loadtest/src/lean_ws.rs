@@ -57,10 +57,10 @@ pub struct LeanWs {
     buf: BytesMut,
     /// Bytes of `buf` the last returned frame occupies: dropped when `next` is called again.
     consumed: usize,
-    /// The fragments of a text message so far (`None`: not inside one).
-    fragments: Option<Vec<u8>>,
-    /// The last message put together from fragments.
-    assembled: Vec<u8>,
+    /// A text message that came in fragments: the part so far while `in_message`, then the
+    /// whole of it.
+    message: Vec<u8>,
+    in_message: bool,
     read_size: usize,
     mask: [u8; 4],
 }
@@ -93,10 +93,9 @@ impl LeanWs {
         };
         check_response(&buf[..head_len])?;
         buf.advance(head_len);
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_usize(stream.local_addr().map(|a| a.port() as usize).unwrap_or(0));
-        let mask = (h.finish() as u32).to_ne_bytes();
-        Ok(LeanWs { stream, buf, consumed: 0, fragments: None, assembled: Vec::new(), read_size, mask })
+        // A fresh `RandomState` has random keys: its hasher's output is a random mask.
+        let mask = (std::collections::hash_map::RandomState::new().build_hasher().finish() as u32).to_ne_bytes();
+        Ok(LeanWs { stream, buf, consumed: 0, message: Vec::new(), in_message: false, read_size, mask })
     }
 
     /// The next message. A ping is answered and not returned; so is a pong.
@@ -108,20 +107,21 @@ impl LeanWs {
                 if self.buf.len() >= whole {
                     let payload = h.header..whole;
                     match h.opcode {
-                        OP_TEXT if h.fin && self.fragments.is_none() => {
+                        OP_TEXT if h.fin && !self.in_message => {
                             self.consumed = whole;
                             break Found::InBuffer(payload.start, payload.end);
                         }
                         OP_TEXT | OP_CONTINUATION => {
-                            match (&mut self.fragments, h.opcode) {
-                                (None, OP_TEXT) => self.fragments = Some(self.buf[payload].to_vec()),
-                                (Some(f), OP_CONTINUATION) if f.len() + h.len <= MAX_MESSAGE => f.extend_from_slice(&self.buf[payload]),
-                                (Some(_), OP_CONTINUATION) => return Err("a fragmented message is too large".into()),
+                            match (self.in_message, h.opcode) {
+                                (false, OP_TEXT) => self.message.clear(),
+                                (true, OP_CONTINUATION) if self.message.len() + h.len <= MAX_MESSAGE => {}
+                                (true, OP_CONTINUATION) => return Err("a fragmented message is too large".into()),
                                 _ => return Err("a frame out of its message's order".into()),
                             }
+                            self.message.extend_from_slice(&self.buf[payload]);
                             self.buf.advance(whole);
+                            self.in_message = !h.fin;
                             if h.fin {
-                                self.assembled = self.fragments.take().unwrap_or_default();
                                 break Found::Assembled;
                             }
                             continue;
@@ -162,7 +162,7 @@ impl LeanWs {
         };
         Ok(match found {
             Found::InBuffer(from, to) => Frame::Text(&self.buf[from..to]),
-            Found::Assembled => Frame::Text(&self.assembled),
+            Found::Assembled => Frame::Text(&self.message),
             Found::Close(code, reason) => Frame::Close(code, reason),
             Found::Binary => Frame::Binary,
             Found::End => Frame::End,
