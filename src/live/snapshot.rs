@@ -105,9 +105,10 @@ async fn call(socket: &Socket, id: &str, name: &str) -> Result<Value, String> {
     let (transcript, invocations, recordings) = tokio::join!(store.transcript(id), store.invocations(id), store.recordings(id));
     let e = |e: crate::store::StoreError| e.to_string();
     let detail = view::detail(&call, &transcript.map_err(e)?, &invocations.map_err(e)?, &recordings.map_err(e)?);
-    let recent = app.broker.recent(name, PARTIAL_LOOKBACK).await.map_err(|e| e.to_string())?;
-    let watchers = app.broker.presence(name).await.map_err(|e| e.to_string())?;
-    Ok(json!({ "call": detail, "partial": partials(&recent), "watchers": watchers }))
+    // The broker only adds the line being spoken and who is watching: while it is away (a
+    // Redis outage) the call is still shown, from the store, as on the `calls` list.
+    let (recent, watchers) = tokio::join!(app.broker.recent(name, PARTIAL_LOOKBACK), app.broker.presence(name));
+    Ok(json!({ "call": detail, "partial": partials(&recent.unwrap_or_default()), "watchers": watchers.unwrap_or_default() }))
 }
 
 /// Each speaker's line in progress: the newest partial not yet followed by a final.

@@ -21,6 +21,7 @@ mod live;
 mod mock_llm;
 mod openapi;
 mod operations;
+mod outage;
 mod reconcile;
 mod recordings;
 mod recordings_s3;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 use crate::ws::{Frame, Supervisor};
 
-fn final_line(call: &str, text: &str) -> Value {
+pub fn final_line(call: &str, text: &str) -> Value {
     message(call, ORG, json!({ "type": "transcript", "transcriptType": "final", "role": "user", "transcript": text }))
 }
 
@@ -100,13 +100,13 @@ async fn a_supervisor_resumes_on_the_other_instance_with_exactly_what_it_missed(
 }
 
 /// A Redis of the test's own, so it can be restarted without disturbing other tests.
-struct PrivateRedis {
-    port: u16,
+pub struct PrivateRedis {
+    pub port: u16,
     child: tokio::process::Child,
 }
 
 impl PrivateRedis {
-    async fn start(port: u16) -> PrivateRedis {
+    pub async fn start(port: u16) -> PrivateRedis {
         let child = tokio::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(std::process::Stdio::null())
@@ -123,12 +123,12 @@ impl PrivateRedis {
     }
 
     /// On a free port, with its URL.
-    async fn start_anywhere() -> (PrivateRedis, String) {
+    pub async fn start_anywhere() -> (PrivateRedis, String) {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         (PrivateRedis::start(port).await, format!("redis://127.0.0.1:{port}"))
     }
 
-    async fn stop(mut self) -> u16 {
+    pub async fn stop(mut self) -> u16 {
         let _ = self.child.kill().await;
         let _ = self.child.wait().await;
         self.port
@@ -197,7 +197,7 @@ async fn redis_command(url: &str, args: &[&str]) {
 }
 
 /// Waits for the `resync` of `topic`, past any other frame.
-async fn resync_of(sup: &mut Supervisor, topic: &str) -> Value {
+pub async fn resync_of(sup: &mut Supervisor, topic: &str) -> Value {
     loop {
         match sup.next_within(Duration::from_secs(15)).await {
             Some(Frame::Json(v)) if v["type"] == "resync" && v["topic"] == topic => return v,

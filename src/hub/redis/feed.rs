@@ -6,7 +6,6 @@
 //! subscriber to catch up from history (`since`) and subscribe again.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -17,6 +16,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::commands::Commands;
+use super::outage::Outage;
 use super::unpublished::Unpublished;
 use super::wire;
 use super::{COMMAND_TIMEOUT, CONNECT_TIMEOUT};
@@ -30,6 +30,9 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 /// Reconnection attempts start this fast and slow down to `MAX_BACKOFF`.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest the reconnected feed waits for the resets of topics that missed events before it
+/// tells subscribers to catch up (the retry task finishes any left over).
+const RESET_BUDGET: Duration = Duration::from_secs(2);
 
 pub(super) fn subscribe(senders: &Senders, topic: &str, capacity: usize) -> broadcast::Receiver<Arc<Published>> {
     if let Some(tx) = senders.get(topic) {
@@ -61,17 +64,21 @@ pub(super) struct Feed {
     pub senders: Arc<Senders>,
     /// The command connection, woken up after an outage (see `wake`).
     pub commands: Arc<Commands>,
-    /// Whether the feed is connected (readiness reports it).
-    pub up: Arc<AtomicBool>,
+    /// Whether the feed is connected (readiness reports it), and the local numbering while
+    /// it is not.
+    pub outage: Arc<Outage>,
     pub unpublished: Arc<Unpublished>,
 }
 
 /// Follows the live channel until `stop`, reconnecting (at most a second apart) whenever the
 /// connection breaks. `first` is the connection opened at start-up.
 pub(super) async fn run(feed: Feed, first: PubSub, stop: CancellationToken) {
-    let Feed { client, channel, senders, commands, up, unpublished } = feed;
+    let Feed { client, channel, senders, commands, outage, unpublished } = feed;
     let mut current = Some(first);
     let mut backoff = MIN_BACKOFF;
+    // The resets this instance made while reconnecting: their live messages follow on the new
+    // feed, after the senders they concern were dropped anyway (see `dispatch`).
+    let mut own_resets = Vec::new();
     loop {
         let ps = match current.take() {
             Some(ps) => ps,
@@ -84,7 +91,12 @@ pub(super) async fn run(feed: Feed, first: PubSub, stop: CancellationToken) {
                     Ok(ps) => {
                         wake(&commands).await;
                         unpublished.redis_is_back();
-                        up.store(true, Ordering::Relaxed);
+                        // Topics that missed events get their new epoch before anyone is told to
+                        // catch up, so a subscriber reloads once, into the new epoch, instead of
+                        // once now and again when the reset lands.
+                        own_resets = tokio::time::timeout(RESET_BUDGET, unpublished.flush()).await.unwrap_or_default();
+                        // Local numbering ends, then its subscribers are told.
+                        outage.feed_back();
                         // Everything published while the feed was down was missed.
                         let dropped = senders.len();
                         senders.clear();
@@ -107,9 +119,9 @@ pub(super) async fn run(feed: Feed, first: PubSub, stop: CancellationToken) {
         let (sink, stream) = ps.split();
         tokio::select! {
             _ = stop.cancelled() => return,
-            why = follow(&senders, sink, stream) => tracing::warn!(reason = why, "redis live feed lost; reconnecting"),
+            why = follow(&senders, sink, stream, &mut own_resets) => tracing::warn!(reason = why, "redis live feed lost; reconnecting"),
         }
-        up.store(false, Ordering::Relaxed);
+        outage.feed_lost();
     }
 }
 
@@ -128,13 +140,18 @@ async fn wake(commands: &Arc<Commands>) {
 }
 
 /// Forwards messages until the connection ends or stops answering; returns why.
-async fn follow(senders: &Senders, mut sink: PubSubSink, mut stream: redis::aio::PubSubStream) -> &'static str {
+async fn follow(
+    senders: &Senders,
+    mut sink: PubSubSink,
+    mut stream: redis::aio::PubSubStream,
+    own_resets: &mut Vec<(String, String)>,
+) -> &'static str {
     let mut health = tokio::time::interval(HEALTH_INTERVAL);
     health.tick().await;
     loop {
         tokio::select! {
             msg = stream.next() => match msg {
-                Some(msg) => dispatch(senders, msg.get_payload_bytes()),
+                Some(msg) => dispatch(senders, msg.get_payload_bytes(), own_resets),
                 None => return "connection closed",
             },
             _ = health.tick() => {
@@ -147,7 +164,7 @@ async fn follow(senders: &Senders, mut sink: PubSubSink, mut stream: redis::aio:
     }
 }
 
-fn dispatch(senders: &Senders, payload: &[u8]) {
+fn dispatch(senders: &Senders, payload: &[u8], own_resets: &mut Vec<(String, String)>) {
     let (header, body) = match wire::split_live(payload) {
         Ok(parts) => parts,
         Err(e) => {
@@ -156,6 +173,12 @@ fn dispatch(senders: &Senders, payload: &[u8]) {
         }
     };
     if wire::is_reset(body) {
+        // One of this instance's resets from its reconnect: every sender was dropped after it,
+        // so whoever listens now read its position in the new epoch already.
+        if let Some(i) = own_resets.iter().position(|(topic, epoch)| *topic == header.topic && *epoch == header.epoch) {
+            own_resets.swap_remove(i);
+            return;
+        }
         // The topic has a new epoch (an event of it was never published): its receivers see
         // `Closed`, catch up from history, find the new epoch and resync their clients.
         senders.remove(&header.topic);

@@ -9,6 +9,10 @@
 //! each instance the whole event rate in bandwidth, but needs no SUBSCRIBE/UNSUBSCRIBE churn
 //! per topic and keeps one ordered feed, so a reconnect is a single, clear break.
 //!
+//! While the live feed is down, events Redis does not take still reach this instance's own
+//! subscribers, numbered in a local epoch (`outage`), so an outage is a gap to resync over, not
+//! silence.
+//!
 //! Bounded memory: streams are trimmed to about `history_size` entries and expire
 //! `history_age` after their last event; topic meta expires a day after its last use (the
 //! epoch then changes, which the contract allows: the history is gone too); presence keys
@@ -16,11 +20,11 @@
 
 mod commands;
 mod feed;
+mod outage;
 mod unpublished;
 mod wire;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,6 +36,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::{Broker, BrokerError, BrokerLimits, Event, History, Position, Published, Watcher};
 use commands::Commands;
 use feed::Senders;
+use outage::Outage;
 use unpublished::Unpublished;
 
 /// A command (script) must be answered within this time; a webhook publishing through a dead
@@ -49,8 +54,8 @@ pub struct RedisBroker {
     prefix: String,
     meta_ttl: Duration,
     senders: Arc<Senders>,
-    /// Whether the live feed is connected.
-    feed_up: Arc<AtomicBool>,
+    /// Whether the live feed is connected, and the local numbering while it is not.
+    outage: Arc<Outage>,
     /// Topics with an event that did not reach Redis, to be given a new epoch.
     unpublished: Arc<Unpublished>,
     scripts: Scripts,
@@ -83,7 +88,7 @@ impl RedisBroker {
         let channel = format!("{prefix}:live");
         let first = feed::open(&client, &channel).await.map_err(unreachable)?;
         let senders: Arc<Senders> = Arc::default();
-        let feed_up = Arc::new(AtomicBool::new(true));
+        let outage = Arc::new(Outage::new(limits));
         let stop = CancellationToken::new();
         let meta_ttl = META_TTL.max(limits.history_age);
         let unpublished = Arc::new(Unpublished::new(commands.clone(), prefix, meta_ttl));
@@ -93,7 +98,7 @@ impl RedisBroker {
             channel,
             senders: senders.clone(),
             commands: commands.clone(),
-            up: feed_up.clone(),
+            outage: outage.clone(),
             unpublished: unpublished.clone(),
         };
         tokio::spawn(feed::run(feed, first, stop.clone()));
@@ -103,7 +108,7 @@ impl RedisBroker {
             prefix: prefix.to_string(),
             meta_ttl,
             senders,
-            feed_up,
+            outage,
             unpublished,
             scripts: Scripts {
                 publish: Script::new(include_str!("publish.lua")),
@@ -222,7 +227,7 @@ impl Broker for RedisBroker {
     async fn ping(&self) -> Result<(), BrokerError> {
         let mut con = self.commands.get();
         let _: String = self.run("ping", redis::cmd("PING").query_async(&mut con)).await?;
-        if !self.feed_up.load(Ordering::Relaxed) {
+        if !self.outage.feed_is_up() {
             return Err(BrokerError("redis live feed: reconnecting".into()));
         }
         Ok(())
@@ -237,7 +242,14 @@ impl Broker for RedisBroker {
         let body = wire::encode_event(&event)?;
         // Not published, or maybe numbered with its reply lost on the way: either way the
         // topic is reset later, so no subscriber takes history without this event as whole.
-        let (epoch, seq) = self.number(topic, body).await.inspect_err(|_| self.unpublished.mark(topic))?;
+        let (epoch, seq) = match self.number(topic, body).await {
+            Ok(numbered) => numbered,
+            Err(e) => {
+                self.unpublished.mark(topic);
+                // With the feed down, this instance's subscribers still get it (see `outage`).
+                return self.outage.publish(&self.senders, topic, event).ok_or(e);
+            }
+        };
         let seq = seq.parse().map_err(|_| BrokerError(format!("redis publish: bad sequence number {seq:?}")))?;
         Ok(Arc::new(Published::new(topic, epoch, seq, event)))
     }
@@ -248,7 +260,7 @@ impl Broker for RedisBroker {
 
     async fn position(&self, topic: &str) -> Result<Position, BrokerError> {
         let mut con = self.commands.get();
-        let (epoch, seq): (String, String) = self
+        let read = self
             .run(
                 "position",
                 self.scripts
@@ -257,18 +269,32 @@ impl Broker for RedisBroker {
                     .key(self.key(topic, "log"))
                     .arg(new_epoch())
                     .arg(ms(self.meta_ttl))
-                    .invoke_async(&mut con),
+                    .invoke_async::<(String, String)>(&mut con),
             )
-            .await?;
+            .await;
+        let (epoch, seq) = match read {
+            Ok(position) => position,
+            Err(e) => return self.outage.position(topic).ok_or(e),
+        };
         let seq = seq.parse().map_err(|_| BrokerError(format!("redis position: bad sequence number {seq:?}")))?;
         Ok(Position { epoch, seq })
     }
 
     async fn since(&self, topic: &str, from: &Position) -> Result<History, BrokerError> {
+        if let Some(local) = self.outage.since(topic, from) {
+            return Ok(local);
+        }
         let first = from.seq.saturating_add(1);
         let args =
             ["since".to_string(), from.epoch.clone(), from.seq.to_string(), format!("{first}-0"), self.limits.history_size.to_string()];
-        let Some(h) = self.history(topic, &args).await? else { return Ok(History::Lost) };
+        let h = match self.history(topic, &args).await {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(History::Lost),
+            // A Redis position cannot be served without Redis; while the feed is down its
+            // subscriber goes on from a snapshot in the local numbering.
+            Err(_) if !self.outage.feed_is_up() => return Ok(History::Lost),
+            Err(e) => return Err(e),
+        };
         if h.epoch != from.epoch || from.seq > h.seq {
             return Ok(History::Lost);
         }
@@ -291,7 +317,11 @@ impl Broker for RedisBroker {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let Some(h) = self.history(topic, &["recent".to_string(), count.to_string()]).await? else { return Ok(Vec::new()) };
+        let h = match self.history(topic, &["recent".to_string(), count.to_string()]).await {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(Vec::new()),
+            Err(e) => return self.outage.recent(topic, count).ok_or(e),
+        };
         let oldest = self.oldest_kept(h.seq);
         let mut out: Vec<Arc<Published>> = h
             .entries

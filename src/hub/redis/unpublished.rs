@@ -114,17 +114,25 @@ impl Unpublished {
         Ok(())
     }
 
-    /// Resets every marked topic, stopping at the first failure (Redis is still away).
-    async fn flush(&self) {
+    /// Resets every marked topic, stopping at the first failure (Redis is still away); the
+    /// topics reset and their new epochs.
+    pub async fn flush(&self) -> Vec<(String, String)> {
         let _one = self.resetting.lock().await;
         let pending: Vec<(String, u64)> = self.topics().iter().map(|(t, m)| (t.clone(), *m)).collect();
+        let mut done = Vec::new();
         for (topic, mark) in pending {
-            if let Err(e) = self.reset(&topic).await {
-                tracing::debug!(error = %e, "redis: resetting topics that missed events; retrying");
-                return;
+            match self.reset(&topic).await {
+                Ok(epoch) => {
+                    self.clear(&topic, mark);
+                    done.push((topic, epoch));
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "redis: resetting topics that missed events; retrying");
+                    break;
+                }
             }
-            self.clear(&topic, mark);
         }
+        done
     }
 
     fn clear(&self, topic: &str, mark: u64) {
@@ -136,13 +144,15 @@ impl Unpublished {
         }
     }
 
-    async fn reset(&self, topic: &str) -> Result<(), BrokerError> {
+    /// Gives `topic` a new epoch; which one.
+    async fn reset(&self, topic: &str) -> Result<String, BrokerError> {
         let mut con = self.commands.get();
+        let epoch = new_epoch();
         let mut call = self.script.key(key(&self.prefix, topic, "meta"));
-        call.key(key(&self.prefix, topic, "log")).arg(new_epoch()).arg(ms(self.meta_ttl)).arg(&self.channel).arg(topic);
+        call.key(key(&self.prefix, topic, "log")).arg(&epoch).arg(ms(self.meta_ttl)).arg(&self.channel).arg(topic);
         let call = call.invoke_async::<i64>(&mut con);
         let result = match tokio::time::timeout(COMMAND_TIMEOUT, call).await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(_)) => Ok(epoch),
             Ok(Err(e)) => {
                 self.commands.check(&e);
                 Err(BrokerError(format!("redis reset: {e}")))
