@@ -155,14 +155,20 @@ fn release(held: &AtomicUsize, n: usize) {
 
 /// Applies the per-topic limits; returns how many events were dropped.
 fn trim(inner: &mut TopicInner, limits: &BrokerLimits, now: Instant) -> usize {
-    let before = inner.history.len();
-    while inner.history.len() > limits.history_size {
-        inner.history.pop_front();
+    trim_history(&mut inner.history, limits, now)
+}
+
+/// The per-topic limits on a history of (time kept, event); how many events went. Shared with
+/// the Redis broker's local numbering during an outage.
+pub(super) fn trim_history(history: &mut VecDeque<(Instant, Arc<Published>)>, limits: &BrokerLimits, now: Instant) -> usize {
+    let before = history.len();
+    while history.len() > limits.history_size {
+        history.pop_front();
     }
-    while inner.history.front().is_some_and(|(t, _)| now.duration_since(*t) > limits.history_age) {
-        inner.history.pop_front();
+    while history.front().is_some_and(|(t, _)| now.duration_since(*t) > limits.history_age) {
+        history.pop_front();
     }
-    before - inner.history.len()
+    before - history.len()
 }
 
 #[async_trait]

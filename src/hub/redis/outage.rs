@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::feed::Senders;
+use crate::hub::memory::trim_history;
 use crate::hub::{BrokerLimits, Event, History, Position, Published};
 
 /// Marks an epoch as this instance's own numbering during an outage.
@@ -55,18 +56,6 @@ impl LocalTopic {
 
     fn position(&self) -> Position {
         Position { epoch: self.epoch.clone(), seq: self.seq }
-    }
-
-    /// Applies the per-topic limits; how many events went.
-    fn trim(&mut self, limits: &BrokerLimits, now: Instant) -> usize {
-        let before = self.history.len();
-        while self.history.len() > limits.history_size {
-            self.history.pop_front();
-        }
-        while self.history.front().is_some_and(|(at, _)| now.duration_since(*at) > limits.history_age) {
-            self.history.pop_front();
-        }
-        before - self.history.len()
     }
 }
 
@@ -120,7 +109,7 @@ impl Outage {
         let published = Arc::new(Published::new(topic, t.epoch.clone(), t.seq, event));
         t.history.push_back((now, published.clone()));
         t.last_publish = now;
-        let dropped = t.trim(&self.limits, now);
+        let dropped = trim_history(&mut t.history, &self.limits, now);
         // Sent under the lock, so live order is numbering order.
         if let Some(tx) = senders.get(topic) {
             let _ = tx.send(published.clone());
