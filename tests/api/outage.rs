@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::helpers::*;
 use crate::scale_out::{PrivateRedis, final_line, resync_of};
-use crate::ws::Supervisor;
+use crate::ws::{Frame, Supervisor};
 
 /// One instance on its own Redis.
 async fn instance_on(redis: &str, adjust: impl FnOnce(&mut switchboard::config::Settings)) -> TestApp {
@@ -53,16 +53,29 @@ async fn while_redis_is_down_a_supervisor_on_the_instance_taking_the_webhooks_st
 
     let port = redis.stop().await;
     until_ready(&a, false).await;
-    assert_eq!(a.post_vapi(&final_line("c1", "during 1")).await.0, 200);
-    // The numbering changed under the subscriber: it is told, and reloads from the store…
-    resync_of(&mut sup, "call:c1").await;
+    // Lines are stored and answered throughout. One posted before the live feed has noticed the
+    // outage is not delivered live; once it has, the numbering changes under the subscriber,
+    // which is told and reloads from the store…
+    let mut lines = vec!["before".to_string()];
+    'outage: for n in 0.. {
+        assert!(n < 50, "no resync while Redis is down");
+        lines.push(format!("during {n}"));
+        assert_eq!(a.post_vapi(&final_line("c1", lines.last().unwrap())).await.0, 200);
+        while let Some(Frame::Json(v)) = sup.next_within(Duration::from_millis(200)).await {
+            assert_ne!(v["event"]["kind"], "transcript.final", "a line delivered before the resync: {v}");
+            if v["type"] == "resync" && v["topic"] == "call:c1" {
+                break 'outage;
+            }
+        }
+    }
     let sub = sup.subscribe("call:c1").await;
     assert!(sub["epoch"].as_str().unwrap().starts_with("local-"), "{sub}");
-    assert_eq!(transcript(&sub), ["before", "during 1"]);
+    assert_eq!(transcript(&sub), lines);
     // …and from then on sees the call live, though Redis is still away.
-    assert_eq!(a.post_vapi(&final_line("c1", "during 2")).await.0, 200);
+    lines.push("live while down".into());
+    assert_eq!(a.post_vapi(&final_line("c1", "live while down")).await.0, 200);
     let live = sup.expect_event("transcript.final").await;
-    assert_eq!(live["event"]["data"]["text"], "during 2");
+    assert_eq!(live["event"]["data"]["text"], "live while down");
     assert_eq!(live["seq"].as_u64(), sub["seq"].as_u64().map(|s| s + 1));
 
     let _redis = PrivateRedis::start(port).await;
@@ -70,14 +83,19 @@ async fn while_redis_is_down_a_supervisor_on_the_instance_taking_the_webhooks_st
     resync_of(&mut sup, "call:c1").await;
     let sub = sup.subscribe("call:c1").await;
     assert!(!sub["epoch"].as_str().unwrap().starts_with("local-"), "{sub}");
-    assert_eq!(transcript(&sub), ["before", "during 1", "during 2"]);
+    assert_eq!(transcript(&sub), lines);
     until_ready(&a, true).await;
     // …once only: the topics that missed events had their new epoch before it was told, so
-    // the next line arrives with no other resync in between.
-    a.post_vapi(&final_line("c1", "after")).await;
-    let after = sup.expect_event("transcript.final").await;
-    assert_eq!(after["event"]["data"]["text"], "after");
-    assert_eq!(after["epoch"], sub["epoch"]);
+    // the next lines arrive with no other resync in between.
+    for text in ["after 1", "after 2"] {
+        a.post_vapi(&final_line("c1", text)).await;
+        match sup.next_within(Duration::from_secs(5)).await {
+            Some(Frame::Json(v)) if v["type"] == "event" => {
+                assert_eq!((&v["event"]["data"]["text"], &v["epoch"]), (&json!(text), &sub["epoch"]), "{v}");
+            }
+            other => panic!("expected the line {text:?}, got {other:?}"),
+        }
+    }
 }
 
 /// Reads up to `n` more events (fewer if the stream ends); a 10 s silence is a stall.
@@ -108,8 +126,8 @@ async fn a_chat_answer_keeps_streaming_to_its_reader_while_redis_goes_away_and_c
     let m = crate::chat::mock().await;
     let a = instance_on(&url, |s| crate::chat::use_mock(s, &m)).await;
     let session = crate::chat::new_session(&a).await;
-    // About 3 s of answer: Redis goes away and comes back in the middle of it.
-    let answer = crate::chat::send(&a, &session, "[mock:chunks=150] [mock:delay_ms=20] go").await;
+    // About 6 s of answer: Redis goes away and comes back in the middle of it.
+    let answer = crate::chat::send(&a, &session, "[mock:chunks=300] [mock:delay_ms=20] go").await;
     assert_eq!(answer.status(), 200);
     let mut stream = answer.bytes_stream().eventsource();
     let mut got: Vec<Event> = Vec::new();
@@ -119,7 +137,9 @@ async fn a_chat_answer_keeps_streaming_to_its_reader_while_redis_goes_away_and_c
     read(&mut stream, &mut got, 20).await;
     let _redis = PrivateRedis::start(port).await;
     until_ready(&a, true).await;
+    let back_at = got.len();
     read(&mut stream, &mut got, 1000).await;
+    assert!(got[back_at..].iter().filter(|e| e.event == "delta").count() > 5, "Redis came back before the answer ended");
 
     let last = got.last().unwrap();
     assert_eq!(last.event, "done", "the answer ended normally, not with a reload: {last:?}");

@@ -5,8 +5,9 @@
 //! it comes back, every local sender is dropped; their receivers see `Closed`, which tells each
 //! subscriber to catch up from history (`since`) and subscribe again.
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use futures::StreamExt;
@@ -78,7 +79,7 @@ pub(super) async fn run(feed: Feed, first: PubSub, stop: CancellationToken) {
     let mut backoff = MIN_BACKOFF;
     // The resets this instance made while reconnecting: their live messages follow on the new
     // feed, after the senders they concern were dropped anyway (see `dispatch`).
-    let mut own_resets = Vec::new();
+    let mut own_resets = HashSet::new();
     loop {
         let ps = match current.take() {
             Some(ps) => ps,
@@ -94,7 +95,7 @@ pub(super) async fn run(feed: Feed, first: PubSub, stop: CancellationToken) {
                         // Topics that missed events get their new epoch before anyone is told to
                         // catch up, so a subscriber reloads once, into the new epoch, instead of
                         // once now and again when the reset lands.
-                        own_resets = tokio::time::timeout(RESET_BUDGET, unpublished.flush()).await.unwrap_or_default();
+                        own_resets = unpublished.flush(Some(Instant::now() + RESET_BUDGET)).await;
                         // Local numbering ends, then its subscribers are told.
                         outage.feed_back();
                         // Everything published while the feed was down was missed.
@@ -144,7 +145,7 @@ async fn follow(
     senders: &Senders,
     mut sink: PubSubSink,
     mut stream: redis::aio::PubSubStream,
-    own_resets: &mut Vec<(String, String)>,
+    own_resets: &mut HashSet<(String, String)>,
 ) -> &'static str {
     let mut health = tokio::time::interval(HEALTH_INTERVAL);
     health.tick().await;
@@ -164,7 +165,7 @@ async fn follow(
     }
 }
 
-fn dispatch(senders: &Senders, payload: &[u8], own_resets: &mut Vec<(String, String)>) {
+fn dispatch(senders: &Senders, payload: &[u8], own_resets: &mut HashSet<(String, String)>) {
     let (header, body) = match wire::split_live(payload) {
         Ok(parts) => parts,
         Err(e) => {
@@ -175,13 +176,13 @@ fn dispatch(senders: &Senders, payload: &[u8], own_resets: &mut Vec<(String, Str
     if wire::is_reset(body) {
         // One of this instance's resets from its reconnect: every sender was dropped after it,
         // so whoever listens now read its position in the new epoch already.
-        if let Some(i) = own_resets.iter().position(|(topic, epoch)| *topic == header.topic && *epoch == header.epoch) {
-            own_resets.swap_remove(i);
+        let reset = (header.topic, header.epoch);
+        if own_resets.remove(&reset) {
             return;
         }
         // The topic has a new epoch (an event of it was never published): its receivers see
         // `Closed`, catch up from history, find the new epoch and resync their clients.
-        senders.remove(&header.topic);
+        senders.remove(&reset.0);
         return;
     }
     // Clone the sender out: no map guard is held while decoding.
@@ -197,5 +198,36 @@ fn dispatch(senders: &Senders, payload: &[u8], own_resets: &mut Vec<(String, Str
     if tx.send(published.clone()).is_err() {
         // Nobody listens any more: forget the topic (unless someone subscribed meanwhile).
         senders.remove_if(&published.topic, |_, tx| tx.receiver_count() == 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reset(topic: &str, epoch: &str) -> Vec<u8> {
+        format!("{}\n", serde_json::json!([topic, epoch, "0"])).into_bytes()
+    }
+
+    #[test]
+    fn a_reset_from_another_instance_closes_the_topics_local_subscribers() {
+        let senders = Senders::default();
+        let mut rx = subscribe(&senders, "t", 4);
+        dispatch(&senders, &reset("t", "e2"), &mut HashSet::new());
+        assert!(matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Closed)));
+    }
+
+    #[test]
+    fn this_instances_own_reset_from_its_reconnect_closes_nobody_and_only_once() {
+        let senders = Senders::default();
+        let mut own = HashSet::from([("t".to_string(), "e2".to_string())]);
+        // Subscribed after the reconnect dropped every sender: its position is in `e2` already.
+        let mut rx = subscribe(&senders, "t", 4);
+        dispatch(&senders, &reset("t", "e2"), &mut own);
+        assert!(matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Empty)));
+        assert!(own.is_empty());
+        // Another reset of the topic (a later outage, another instance) is not skipped.
+        dispatch(&senders, &reset("t", "e2"), &mut own);
+        assert!(matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Closed)));
     }
 }

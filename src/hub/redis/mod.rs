@@ -92,7 +92,7 @@ impl RedisBroker {
         let stop = CancellationToken::new();
         let meta_ttl = META_TTL.max(limits.history_age);
         let unpublished = Arc::new(Unpublished::new(commands.clone(), prefix, meta_ttl));
-        tokio::spawn(unpublished::run(unpublished.clone(), stop.clone()));
+        tokio::spawn(unpublished::run(unpublished.clone(), outage.clone(), stop.clone()));
         let feed = feed::Feed {
             client,
             channel,
@@ -243,7 +243,10 @@ impl Broker for RedisBroker {
         // Not published, or maybe numbered with its reply lost on the way: either way the
         // topic is reset later, so no subscriber takes history without this event as whole.
         let (epoch, seq) = match self.number(topic, body).await {
-            Ok(numbered) => numbered,
+            Ok(numbered) => {
+                self.outage.numbered_in_redis(topic);
+                numbered
+            }
             Err(e) => {
                 self.unpublished.mark(topic);
                 // With the feed down, this instance's subscribers still get it (see `outage`).
@@ -259,6 +262,9 @@ impl Broker for RedisBroker {
     }
 
     async fn position(&self, topic: &str) -> Result<Position, BrokerError> {
+        if let Some(local) = self.outage.numbering(topic) {
+            return Ok(local);
+        }
         let mut con = self.commands.get();
         let read = self
             .run(

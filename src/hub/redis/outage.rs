@@ -16,6 +16,7 @@
 //! Local positions are never mistaken for Redis ones, so nothing is skipped silently.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -25,10 +26,16 @@ use crate::hub::{BrokerLimits, Event, History, Position, Published};
 
 /// Marks an epoch as this instance's own numbering during an outage.
 const LOCAL_EPOCH_PREFIX: &str = "local-";
+/// Topics numbered locally at most (each a call, a chat or one of the lists; a position read
+/// adds one too, before the subscription is checked). Past it the least recently published
+/// tenth is dropped whole: their subscribers find a new epoch and reload.
+const MAX_TOPICS: usize = 100_000;
 
 pub(super) struct Outage {
     limits: BrokerLimits,
     state: Mutex<State>,
+    /// `state.feed_up`, read without the lock on every publish (set under it).
+    up: AtomicBool,
 }
 
 struct State {
@@ -62,7 +69,7 @@ impl LocalTopic {
 impl Outage {
     pub fn new(limits: BrokerLimits) -> Self {
         let state = State { feed_up: true, topics: HashMap::new(), held: 0, announced: false };
-        Self { limits, state: Mutex::new(state) }
+        Self { limits, state: Mutex::new(state), up: AtomicBool::new(true) }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -70,11 +77,13 @@ impl Outage {
     }
 
     pub fn feed_is_up(&self) -> bool {
-        self.state().feed_up
+        self.up.load(Ordering::Acquire)
     }
 
     pub fn feed_lost(&self) {
-        self.state().feed_up = false;
+        let mut s = self.state();
+        s.feed_up = false;
+        self.up.store(false, Ordering::Release);
     }
 
     /// The feed is back: local numbering ends. Under the lock, so no event is numbered locally
@@ -84,6 +93,7 @@ impl Outage {
         let mut s = self.state();
         let (topics, events) = (s.topics.len(), s.held);
         s.feed_up = true;
+        self.up.store(true, Ordering::Release);
         s.topics.clear();
         s.held = 0;
         if s.announced {
@@ -104,7 +114,7 @@ impl Outage {
             tracing::warn!("redis is unreachable: events reach this instance's subscribers only, in a local numbering, until it is back");
         }
         let now = Instant::now();
-        let t = s.topics.entry(topic.to_string()).or_insert_with(LocalTopic::new);
+        let t = entry(&mut s, topic);
         t.seq += 1;
         let published = Arc::new(Published::new(topic, t.epoch.clone(), t.seq, event));
         t.history.push_back((now, published.clone()));
@@ -128,15 +138,45 @@ impl Outage {
         if s.feed_up {
             return None;
         }
-        Some(s.topics.entry(topic.to_string()).or_insert_with(LocalTopic::new).position())
+        Some(entry(&mut s, topic).position())
     }
 
-    /// Answers `since` for a position in a local epoch: from local history while this instance
-    /// still numbers the topic in that epoch, `Lost` otherwise (no one else knows it). `None` for
-    /// any other position: Redis must answer.
+    /// The position of a topic this instance numbers now, without asking Redis: once a topic has
+    /// local events, its subscribers must follow them, even where Redis answers again before the
+    /// feed is back (a position read from Redis would see the next local event as a gap).
+    pub fn numbering(&self, topic: &str) -> Option<Position> {
+        if self.feed_is_up() {
+            return None;
+        }
+        let s = self.state();
+        if s.feed_up {
+            return None;
+        }
+        s.topics.get(topic).map(LocalTopic::position)
+    }
+
+    /// Redis numbered an event of `topic` while the feed is down: its subscribers here never
+    /// see it live, so the topic's local numbering must not go on past it as if whole. The next
+    /// local event starts a new local epoch.
+    pub fn numbered_in_redis(&self, topic: &str) {
+        if self.feed_is_up() {
+            return;
+        }
+        let mut s = self.state();
+        if !s.feed_up
+            && let Some(t) = s.topics.remove(topic)
+        {
+            s.held = s.held.saturating_sub(t.history.len());
+        }
+    }
+
+    /// Answers `since` where this instance numbers the topic: for a position in a local epoch,
+    /// from local history while that is still the topic's numbering, `Lost` otherwise (no one
+    /// else knows it); for a Redis position of a topic numbered locally now, `Lost` (what Redis
+    /// holds lacks the local events). `None` otherwise: Redis must answer.
     pub fn since(&self, topic: &str, from: &Position) -> Option<History> {
         if !from.epoch.starts_with(LOCAL_EPOCH_PREFIX) {
-            return None;
+            return self.numbering(topic).map(|_| History::Lost);
         }
         let s = self.state();
         let Some(t) = s.topics.get(topic).filter(|t| t.epoch == from.epoch && from.seq <= t.seq) else { return Some(History::Lost) };
@@ -162,6 +202,21 @@ impl Outage {
         let skip = t.history.len().saturating_sub(limit);
         Some(t.history.iter().skip(skip).filter(|(at, _)| at.elapsed() <= self.limits.history_age).map(|(_, p)| p.clone()).collect())
     }
+}
+
+/// The topic's local numbering, begun if it has none; past `MAX_TOPICS`, the least recently
+/// published tenth is forgotten first.
+fn entry<'s>(s: &'s mut State, topic: &str) -> &'s mut LocalTopic {
+    if s.topics.len() >= MAX_TOPICS && !s.topics.contains_key(topic) {
+        let mut by_age: Vec<(Instant, String)> = s.topics.iter().map(|(name, t)| (t.last_publish, name.clone())).collect();
+        by_age.sort();
+        for (_, name) in by_age.into_iter().take(MAX_TOPICS / 10) {
+            if let Some(t) = s.topics.remove(&name) {
+                s.held = s.held.saturating_sub(t.history.len());
+            }
+        }
+    }
+    s.topics.entry(topic.to_string()).or_insert_with(LocalTopic::new)
 }
 
 /// Drops whole local histories, least recently published first, until `target` events remain.
@@ -238,6 +293,28 @@ mod tests {
         o.feed_back();
         assert!(matches!(o.since("t", &p.position()), Some(History::Lost)));
         assert!(o.publish(&senders, "t", ev(2)).is_none());
+    }
+
+    #[test]
+    fn a_topic_numbered_locally_answers_its_position_here_and_a_redis_position_is_lost() {
+        let (o, senders) = (down(BrokerLimits::default()), Senders::default());
+        assert!(o.numbering("t").is_none(), "nothing numbered here yet: Redis answers");
+        let p = o.publish(&senders, "t", ev(1)).unwrap();
+        assert_eq!(o.numbering("t"), Some(p.position()));
+        let redis_position = Position { epoch: "abc".into(), seq: 5 };
+        assert!(matches!(o.since("t", &redis_position), Some(History::Lost)), "Redis lacks the local events");
+        assert!(o.since("u", &redis_position).is_none(), "other topics are Redis' to answer");
+    }
+
+    #[test]
+    fn an_event_redis_numbers_while_the_feed_is_down_ends_the_local_numbering_it_would_hole() {
+        let (o, senders) = (down(BrokerLimits::default()), Senders::default());
+        let before = o.publish(&senders, "t", ev(1)).unwrap();
+        // Redis took event 2, which no local subscriber sees live.
+        o.numbered_in_redis("t");
+        let after = o.publish(&senders, "t", ev(3)).unwrap();
+        assert_ne!(after.epoch, before.epoch, "event 3 must not look like the one after event 1");
+        assert!(matches!(o.since("t", &before.position()), Some(History::Lost)));
     }
 
     #[test]

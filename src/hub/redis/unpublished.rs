@@ -5,21 +5,22 @@
 //! told, so each of its subscribers reloads a snapshot from the store (which has the event:
 //! events are published after their commit) instead of carrying on without it.
 //!
-//! The reset runs from a task, retried every second and at once when the live feed
-//! reconnects, and also before the topic's next publish, so no event is numbered in the old
+//! The reset runs when the live feed reconnects (before its subscribers are told to catch up),
+//! from a task retrying every second while the feed is up, and before the topic's next
+//! publish, so no event is numbered in the old
 //! epoch after the hole. Kept in memory: an instance that dies during the outage takes its
 //! list with it (see README §What is not built yet).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use redis::Script;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::commands::Commands;
+use super::outage::Outage;
 use super::{COMMAND_TIMEOUT, key, ms, new_epoch};
 use crate::hub::BrokerError;
 
@@ -41,7 +42,6 @@ pub(super) struct Unpublished {
     /// `topics.len()`, read without the lock on every publish.
     count: AtomicUsize,
     marks: AtomicU64,
-    wake: Notify,
     /// One reset at a time, so the retry task and a publish never reset the same mark twice
     /// (each reset is one more resync for every subscriber of the topic).
     resetting: tokio::sync::Mutex<()>,
@@ -60,7 +60,6 @@ impl Unpublished {
             topics: Mutex::default(),
             count: AtomicUsize::new(0),
             marks: AtomicU64::new(0),
-            wake: Notify::new(),
             resetting: tokio::sync::Mutex::new(()),
             failed_at: Mutex::new(None),
         }
@@ -116,15 +115,26 @@ impl Unpublished {
 
     /// Resets every marked topic, stopping at the first failure (Redis is still away); the
     /// topics reset and their new epochs.
-    pub async fn flush(&self) -> Vec<(String, String)> {
-        let _one = self.resetting.lock().await;
+    /// With a deadline, no new reset starts after it (one under way finishes, within
+    /// `COMMAND_TIMEOUT`), so what was done is known.
+    pub async fn flush(&self, deadline: Option<Instant>) -> HashSet<(String, String)> {
+        let mut done = HashSet::new();
+        let _one = match deadline {
+            Some(at) => match tokio::time::timeout_at(at.into(), self.resetting.lock()).await {
+                Ok(one) => one,
+                Err(_) => return done,
+            },
+            None => self.resetting.lock().await,
+        };
         let pending: Vec<(String, u64)> = self.topics().iter().map(|(t, m)| (t.clone(), *m)).collect();
-        let mut done = Vec::new();
         for (topic, mark) in pending {
+            if deadline.is_some_and(|at| Instant::now() >= at) {
+                break;
+            }
             match self.reset(&topic).await {
                 Ok(epoch) => {
                     self.clear(&topic, mark);
-                    done.push((topic, epoch));
+                    done.insert((topic, epoch));
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "redis: resetting topics that missed events; retrying");
@@ -163,23 +173,23 @@ impl Unpublished {
         result
     }
 
-    /// Redis answers again (the live feed reconnected): reset now rather than at the next retry.
+    /// Redis answers again (the live feed reconnected): a publish may try a reset at once.
     pub fn redis_is_back(&self) {
         *self.failed_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
-        self.wake.notify_one();
     }
 }
 
-/// Retries the resets until `stop`.
-pub(super) async fn run(u: Arc<Unpublished>, stop: CancellationToken) {
+/// Retries the resets until `stop`. Not while the live feed is down: it resets every marked
+/// topic itself when it reconnects, before telling its subscribers, and a reset made here
+/// meanwhile would reach them as a second reload.
+pub(super) async fn run(u: Arc<Unpublished>, outage: Arc<Outage>, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = u.wake.notified() => {}
             _ = tokio::time::sleep(RETRY) => {}
         }
-        if u.count.load(Ordering::Relaxed) > 0 {
-            u.flush().await;
+        if u.count.load(Ordering::Relaxed) > 0 && outage.feed_is_up() {
+            u.flush(None).await;
         }
     }
 }
