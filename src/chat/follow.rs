@@ -55,7 +55,7 @@ impl Follower {
                 self.last = 0;
             }
         }
-        self.repair().await
+        self.repair(None).await
     }
 
     /// The next event, `Lost` once, or `None` after the run's last event.
@@ -71,25 +71,29 @@ impl Follower {
                 if ev.n == self.last + 1 {
                     return Some(self.deliver(ev));
                 }
+                let seen = ev.n;
                 self.pending.clear();
-                if !self.repair().await {
+                if !self.repair(Some(seen)).await {
                     return Some(self.lost());
                 }
                 continue;
             }
+            // A hole, and the event seen past it (which history must then hold).
             let hole = match self.rx.recv().await {
                 Ok(p) => match RunEvent::from_published(&p) {
                     Some(ev) if ev.run_id() == self.run_id && ev.n == self.last + 1 => return Some(self.deliver(ev)),
-                    Some(ev) if ev.run_id() == self.run_id && ev.n > self.last + 1 => true,
-                    _ => false,
+                    Some(ev) if ev.run_id() == self.run_id && ev.n > self.last + 1 => Some(Some(ev.n)),
+                    _ => None,
                 },
-                Err(RecvError::Lagged(_)) => true,
+                Err(RecvError::Lagged(_)) => Some(None),
                 Err(RecvError::Closed) => {
                     self.rx = self.broker.subscribe(&self.topic);
-                    true
+                    Some(None)
                 }
             };
-            if hole && !self.repair().await {
+            if let Some(seen) = hole
+                && !self.repair(seen).await
+            {
                 return Some(self.lost());
             }
         }
@@ -107,8 +111,11 @@ impl Follower {
     }
 
     /// Queues this run's events after `last` from history, in order; `false` when the next one
-    /// is not there although later ones are (trimmed away) or the broker cannot be read.
-    async fn repair(&mut self) -> bool {
+    /// is not there although later ones are (trimmed away), when history does not reach event
+    /// `seen` that was already received live past a hole (another numbering's history: taking
+    /// nothing from it would drop that event and every one after it), or when the broker
+    /// cannot be read.
+    async fn repair(&mut self, seen: Option<u64>) -> bool {
         let recent = match self.broker.recent(&self.topic, self.history_limit).await {
             Ok(r) => r,
             Err(e) => {
@@ -126,6 +133,11 @@ impl Follower {
             return false;
         }
         if mine.windows(2).any(|w| w[1].n != w[0].n + 1) {
+            return false;
+        }
+        if let Some(seen) = seen
+            && mine.last().is_none_or(|ev| ev.n < seen)
+        {
             return false;
         }
         self.pending = mine.into();
@@ -218,5 +230,20 @@ mod tests {
         let got = collect(&mut f).await;
         assert_eq!(got.len() as u64, total);
         assert_eq!(got.last().map(String::as_str), Some(format!("chat.done:{total}").as_str()));
+    }
+
+    #[tokio::test]
+    async fn a_hole_that_history_cannot_fill_is_lost_not_waited_on_forever() {
+        // No history at all (as when the history read is another numbering's): event 2 never
+        // arrived, event 3 did.
+        let b = broker(0);
+        let mut f = Follower::new(b.clone(), "chat:s".into(), "r1".into(), 0, 100);
+        emit(&b, "r1", 1, DELTA).await;
+        emit(&b, "r1", 3, DELTA).await;
+        emit(&b, "r1", 4, DONE).await;
+        let got = tokio::time::timeout(std::time::Duration::from_secs(2), collect(&mut f))
+            .await
+            .expect("the follower gives up, it does not hang");
+        assert_eq!(got, ["chat.delta:1", "lost"]);
     }
 }

@@ -92,7 +92,7 @@ impl RedisBroker {
         let stop = CancellationToken::new();
         let meta_ttl = META_TTL.max(limits.history_age);
         let unpublished = Arc::new(Unpublished::new(commands.clone(), prefix, meta_ttl));
-        tokio::spawn(unpublished::run(unpublished.clone(), outage.clone(), stop.clone()));
+        tokio::spawn(unpublished::run(unpublished.clone(), stop.clone()));
         let feed = feed::Feed {
             client,
             channel,
@@ -244,7 +244,7 @@ impl Broker for RedisBroker {
         // topic is reset later, so no subscriber takes history without this event as whole.
         let (epoch, seq) = match self.number(topic, body).await {
             Ok(numbered) => {
-                self.outage.numbered_in_redis(topic);
+                self.outage.also_here(&self.senders, topic, &event);
                 numbered
             }
             Err(e) => {
@@ -322,6 +322,9 @@ impl Broker for RedisBroker {
         let count = limit.min(self.limits.history_size);
         if count == 0 {
             return Ok(Vec::new());
+        }
+        if let Some(local) = self.outage.recent_here(topic, count) {
+            return Ok(local);
         }
         let h = match self.history(topic, &["recent".to_string(), count.to_string()]).await {
             Ok(Some(h)) => h,

@@ -113,8 +113,26 @@ impl Outage {
             s.announced = true;
             tracing::warn!("redis is unreachable: events reach this instance's subscribers only, in a local numbering, until it is back");
         }
+        Some(self.number(&mut s, senders, topic, event))
+    }
+
+    /// Redis numbered an event of `topic` while the feed is down: no subscriber here sees it
+    /// live. If the topic is numbered here, its subscribers follow the local numbering, so the
+    /// event joins it too (a hole there would be skipped as easily as a gap is seen).
+    pub fn also_here(&self, senders: &Senders, topic: &str, event: &Event) {
+        if self.feed_is_up() {
+            return;
+        }
+        let mut s = self.state();
+        if !s.feed_up && s.topics.contains_key(topic) {
+            self.number(&mut s, senders, topic, event.clone());
+        }
+    }
+
+    /// Numbers, keeps and sends one event in the topic's local numbering.
+    fn number(&self, s: &mut State, senders: &Senders, topic: &str, event: Event) -> Arc<Published> {
         let now = Instant::now();
-        let t = entry(&mut s, topic);
+        let t = entry(s, topic);
         t.seq += 1;
         let published = Arc::new(Published::new(topic, t.epoch.clone(), t.seq, event));
         t.history.push_back((now, published.clone()));
@@ -126,9 +144,9 @@ impl Outage {
         }
         s.held = (s.held + 1).saturating_sub(dropped);
         if s.held > self.limits.max_total_events {
-            evict(&mut s, self.limits.max_total_events - self.limits.max_total_events / 10);
+            evict(s, self.limits.max_total_events - self.limits.max_total_events / 10);
         }
-        Some(published)
+        published
     }
 
     /// The topic's local position (a new local epoch if it has none yet); `None` while the feed
@@ -155,21 +173,6 @@ impl Outage {
         s.topics.get(topic).map(LocalTopic::position)
     }
 
-    /// Redis numbered an event of `topic` while the feed is down: its subscribers here never
-    /// see it live, so the topic's local numbering must not go on past it as if whole. The next
-    /// local event starts a new local epoch.
-    pub fn numbered_in_redis(&self, topic: &str) {
-        if self.feed_is_up() {
-            return;
-        }
-        let mut s = self.state();
-        if !s.feed_up
-            && let Some(t) = s.topics.remove(topic)
-        {
-            s.held = s.held.saturating_sub(t.history.len());
-        }
-    }
-
     /// Answers `since` where this instance numbers the topic: for a position in a local epoch,
     /// from local history while that is still the topic's numbering, `Lost` otherwise (no one
     /// else knows it); for a Redis position of a topic numbered locally now, `Lost` (what Redis
@@ -189,6 +192,12 @@ impl Outage {
             None => from.seq == t.seq,
         };
         Some(if whole { History::Recovered(missed.map(|(_, p)| p.clone()).collect()) } else { History::Lost })
+    }
+
+    /// `recent` for a topic numbered here now: Redis' history lacks its local events.
+    pub fn recent_here(&self, topic: &str, limit: usize) -> Option<Vec<Arc<Published>>> {
+        self.numbering(topic)?;
+        self.recent(topic, limit)
     }
 
     /// Up to `limit` of the topic's newest local events, oldest first; `None` while the feed
@@ -307,14 +316,21 @@ mod tests {
     }
 
     #[test]
-    fn an_event_redis_numbers_while_the_feed_is_down_ends_the_local_numbering_it_would_hole() {
+    fn an_event_redis_numbers_while_the_feed_is_down_joins_the_local_numbering_of_its_topic() {
         let (o, senders) = (down(BrokerLimits::default()), Senders::default());
+        let (tx, mut rx) = broadcast::channel(8);
+        senders.insert("t".into(), tx);
+        o.also_here(&senders, "t", &ev(0));
+        assert!(o.numbering("t").is_none(), "a topic not numbered here stays Redis'");
         let before = o.publish(&senders, "t", ev(1)).unwrap();
-        // Redis took event 2, which no local subscriber sees live.
-        o.numbered_in_redis("t");
+        // Redis took event 2, which no subscriber here would see live.
+        o.also_here(&senders, "t", &ev(2));
         let after = o.publish(&senders, "t", ev(3)).unwrap();
-        assert_ne!(after.epoch, before.epoch, "event 3 must not look like the one after event 1");
-        assert!(matches!(o.since("t", &before.position()), Some(History::Lost)));
+        let got: Vec<(u64, serde_json::Value)> = std::iter::from_fn(|| rx.try_recv().ok()).map(|p| (p.seq, p.event.data.clone())).collect();
+        assert_eq!(got, vec![(1, json!({"n": 1})), (2, json!({"n": 2})), (3, json!({"n": 3}))]);
+        assert_eq!((&after.epoch, after.seq), (&before.epoch, 3));
+        assert_eq!(o.recent_here("t", 10).unwrap().len(), 3);
+        assert!(o.recent_here("u", 10).is_none());
     }
 
     #[test]

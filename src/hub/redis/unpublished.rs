@@ -6,7 +6,7 @@
 //! events are published after their commit) instead of carrying on without it.
 //!
 //! The reset runs when the live feed reconnects (before its subscribers are told to catch up),
-//! from a task retrying every second while the feed is up, and before the topic's next
+//! from a task retrying every second, and before the topic's next
 //! publish, so no event is numbered in the old
 //! epoch after the hole. Kept in memory: an instance that dies during the outage takes its
 //! list with it (see README §What is not built yet).
@@ -20,7 +20,6 @@ use redis::Script;
 use tokio_util::sync::CancellationToken;
 
 use super::commands::Commands;
-use super::outage::Outage;
 use super::{COMMAND_TIMEOUT, key, ms, new_epoch};
 use crate::hub::BrokerError;
 
@@ -126,11 +125,14 @@ impl Unpublished {
             },
             None => self.resetting.lock().await,
         };
-        let pending: Vec<(String, u64)> = self.topics().iter().map(|(t, m)| (t.clone(), *m)).collect();
-        for (topic, mark) in pending {
+        let pending: Vec<String> = self.topics().keys().cloned().collect();
+        for topic in pending {
             if deadline.is_some_and(|at| Instant::now() >= at) {
                 break;
             }
+            // Read now: a publish that failed while this waited marked it again, and this
+            // reset covers that event too.
+            let Some(mark) = self.topics().get(&topic).copied() else { continue };
             match self.reset(&topic).await {
                 Ok(epoch) => {
                     self.clear(&topic, mark);
@@ -179,16 +181,15 @@ impl Unpublished {
     }
 }
 
-/// Retries the resets until `stop`. Not while the live feed is down: it resets every marked
-/// topic itself when it reconnects, before telling its subscribers, and a reset made here
-/// meanwhile would reach them as a second reload.
-pub(super) async fn run(u: Arc<Unpublished>, outage: Arc<Outage>, stop: CancellationToken) {
+/// Retries the resets until `stop`. (While this instance's feed is down, a reset reaches its
+/// own subscribers only as the feed's reconnect does: they reload once either way.)
+pub(super) async fn run(u: Arc<Unpublished>, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(RETRY) => {}
         }
-        if u.count.load(Ordering::Relaxed) > 0 && outage.feed_is_up() {
+        if u.count.load(Ordering::Relaxed) > 0 {
             u.flush(None).await;
         }
     }
