@@ -34,13 +34,13 @@ const MAX_TOPICS: usize = 100_000;
 pub(super) struct Outage {
     limits: BrokerLimits,
     state: Mutex<State>,
-    /// `state.feed_up`, read without the lock on every publish (set under it).
+    /// Whether the live feed is connected; while it is, nothing is numbered here. Read without
+    /// the lock on every publish, written only under it, so a check made under the lock holds
+    /// until the lock is released.
     up: AtomicBool,
 }
 
 struct State {
-    /// Whether the live feed is connected; while it is, nothing is numbered here.
-    feed_up: bool,
     topics: HashMap<String, LocalTopic>,
     /// Events held in all local histories, bounded by `max_total_events` as in memory.
     held: usize,
@@ -68,7 +68,7 @@ impl LocalTopic {
 
 impl Outage {
     pub fn new(limits: BrokerLimits) -> Self {
-        let state = State { feed_up: true, topics: HashMap::new(), held: 0, announced: false };
+        let state = State { topics: HashMap::new(), held: 0, announced: false };
         Self { limits, state: Mutex::new(state), up: AtomicBool::new(true) }
     }
 
@@ -81,8 +81,7 @@ impl Outage {
     }
 
     pub fn feed_lost(&self) {
-        let mut s = self.state();
-        s.feed_up = false;
+        let _s = self.state();
         self.up.store(false, Ordering::Release);
     }
 
@@ -92,7 +91,6 @@ impl Outage {
     pub fn feed_back(&self) {
         let mut s = self.state();
         let (topics, events) = (s.topics.len(), s.held);
-        s.feed_up = true;
         self.up.store(true, Ordering::Release);
         s.topics.clear();
         s.held = 0;
@@ -106,7 +104,7 @@ impl Outage {
     /// while the feed is up (the publish failed for another reason, and the caller says so).
     pub fn publish(&self, senders: &Senders, topic: &str, event: Event) -> Option<Arc<Published>> {
         let mut s = self.state();
-        if s.feed_up {
+        if self.feed_is_up() {
             return None;
         }
         if !s.announced {
@@ -124,7 +122,7 @@ impl Outage {
             return;
         }
         let mut s = self.state();
-        if !s.feed_up && s.topics.contains_key(topic) {
+        if !self.feed_is_up() && s.topics.contains_key(topic) {
             self.number(&mut s, senders, topic, event.clone());
         }
     }
@@ -153,7 +151,7 @@ impl Outage {
     /// is up.
     pub fn position(&self, topic: &str) -> Option<Position> {
         let mut s = self.state();
-        if s.feed_up {
+        if self.feed_is_up() {
             return None;
         }
         Some(entry(&mut s, topic).position())
@@ -167,7 +165,7 @@ impl Outage {
             return None;
         }
         let s = self.state();
-        if s.feed_up {
+        if self.feed_is_up() {
             return None;
         }
         s.topics.get(topic).map(LocalTopic::position)
@@ -204,7 +202,7 @@ impl Outage {
     /// is up.
     pub fn recent(&self, topic: &str, limit: usize) -> Option<Vec<Arc<Published>>> {
         let s = self.state();
-        if s.feed_up {
+        if self.feed_is_up() {
             return None;
         }
         let Some(t) = s.topics.get(topic) else { return Some(Vec::new()) };
@@ -217,9 +215,7 @@ impl Outage {
 /// published tenth is forgotten first.
 fn entry<'s>(s: &'s mut State, topic: &str) -> &'s mut LocalTopic {
     if s.topics.len() >= MAX_TOPICS && !s.topics.contains_key(topic) {
-        let mut by_age: Vec<(Instant, String)> = s.topics.iter().map(|(name, t)| (t.last_publish, name.clone())).collect();
-        by_age.sort();
-        for (_, name) in by_age.into_iter().take(MAX_TOPICS / 10) {
+        for name in least_recent_first(s).into_iter().take(MAX_TOPICS / 10) {
             if let Some(t) = s.topics.remove(&name) {
                 s.held = s.held.saturating_sub(t.history.len());
             }
@@ -228,12 +224,17 @@ fn entry<'s>(s: &'s mut State, topic: &str) -> &'s mut LocalTopic {
     s.topics.entry(topic.to_string()).or_insert_with(LocalTopic::new)
 }
 
+/// The local topics, least recently published first.
+fn least_recent_first(s: &State) -> Vec<String> {
+    let mut by_age: Vec<(Instant, &String)> = s.topics.iter().map(|(name, t)| (t.last_publish, name)).collect();
+    by_age.sort();
+    by_age.into_iter().map(|(_, name)| name.clone()).collect()
+}
+
 /// Drops whole local histories, least recently published first, until `target` events remain.
 /// Numbering stays, so a subscriber behind an evicted history is told to reload.
 fn evict(s: &mut State, target: usize) {
-    let mut by_age: Vec<(Instant, String)> = s.topics.iter().map(|(name, t)| (t.last_publish, name.clone())).collect();
-    by_age.sort();
-    for (_, name) in by_age {
+    for name in least_recent_first(s) {
         if s.held <= target {
             break;
         }
@@ -252,10 +253,7 @@ mod tests {
     use tokio::sync::broadcast;
 
     use super::*;
-
-    fn ev(n: u64) -> Event {
-        Event { kind: "test".into(), at: "2026-01-01T00:00:00Z".into(), org_id: "o".into(), data: json!({ "n": n }) }
-    }
+    use crate::hub::conformance::ev;
 
     fn down(limits: BrokerLimits) -> Outage {
         let o = Outage::new(limits);

@@ -6,10 +6,9 @@
 //! events are published after their commit) instead of carrying on without it.
 //!
 //! The reset runs when the live feed reconnects (before its subscribers are told to catch up),
-//! from a task retrying every second, and before the topic's next
-//! publish, so no event is numbered in the old
-//! epoch after the hole. Kept in memory: an instance that dies during the outage takes its
-//! list with it (see README §What is not built yet).
+//! from a task retrying every second, and before the topic's next publish, so no event is
+//! numbered in the old epoch after the hole. Kept in memory: an instance that dies during the
+//! outage takes its list with it (see README §What is not built yet).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -114,6 +113,7 @@ impl Unpublished {
 
     /// Resets every marked topic, stopping at the first failure (Redis is still away); the
     /// topics reset and their new epochs.
+    ///
     /// With a deadline, no new reset starts after it (one under way finishes, within
     /// `COMMAND_TIMEOUT`), so what was done is known.
     pub async fn flush(&self, deadline: Option<Instant>) -> HashSet<(String, String)> {
