@@ -1,5 +1,6 @@
 //! Prometheus metrics, held in the application state (no global recorder): webhooks by type
-//! and outcome, authentication failures, tool-call latency, and store latency.
+//! and outcome, authentication failures, tool-call latency, store latency, supervisor sockets,
+//! chat runs and the broker's feed.
 
 use std::future::Future;
 use std::time::Instant;
@@ -10,6 +11,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::hub::BrokerHealth;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -32,6 +35,12 @@ pub struct Metrics {
     chat_runs: Family<Labels, Counter>,
     /// Chat answers streaming now.
     pub chat_active_runs: Gauge,
+    broker_feed_up: Gauge,
+    broker_local_events: Counter,
+    broker_local_topics: Gauge,
+    broker_topics_to_reset: Gauge,
+    /// Two scrapes at once must not both add the same difference to the counter.
+    broker_observe: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -67,6 +76,26 @@ impl Metrics {
         registry.register("chat_runs", "Chat answers, by how they ended (done, stopped, failed)", chat_runs.clone());
         let chat_active_runs = Gauge::default();
         registry.register("chat_active_runs", "Chat answers being generated now", chat_active_runs.clone());
+        let broker_feed_up = Gauge::default();
+        registry.register(
+            "broker_feed_up",
+            "1 while the shared bus's live feed is connected (always 1 in-process)",
+            broker_feed_up.clone(),
+        );
+        let broker_local_events = Counter::default();
+        registry.register(
+            "broker_local_events",
+            "Events this instance numbered alone while the bus was unreachable (its own subscribers only)",
+            broker_local_events.clone(),
+        );
+        let broker_local_topics = Gauge::default();
+        registry.register("broker_local_topics", "Topics numbered by this instance alone now", broker_local_topics.clone());
+        let broker_topics_to_reset = Gauge::default();
+        registry.register(
+            "broker_topics_to_reset",
+            "Topics that missed events on the bus and still wait for a new epoch",
+            broker_topics_to_reset.clone(),
+        );
         Self {
             registry,
             webhooks,
@@ -81,7 +110,21 @@ impl Metrics {
             ws_resyncs,
             chat_runs,
             chat_active_runs,
+            broker_feed_up,
+            broker_local_events,
+            broker_local_topics,
+            broker_topics_to_reset,
+            broker_observe: std::sync::Mutex::new(()),
         }
+    }
+
+    /// The broker's state, read at each scrape (the broker keeps its own counts).
+    pub fn observe_broker(&self, h: BrokerHealth) {
+        let _one = self.broker_observe.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.broker_feed_up.set(i64::from(h.feed_up));
+        self.broker_local_events.inc_by(h.local_events.saturating_sub(self.broker_local_events.get()));
+        self.broker_local_topics.set(i64::try_from(h.local_topics).unwrap_or(i64::MAX));
+        self.broker_topics_to_reset.set(i64::try_from(h.topics_to_reset).unwrap_or(i64::MAX));
     }
 
     pub fn webhook(&self, kind: &str, outcome: &'static str, started: Instant) {

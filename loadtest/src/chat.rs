@@ -60,6 +60,13 @@ pub struct ChatArgs {
     /// Paced: the same (a round takes chunks x delay, ~1.3 s); 1 = one round whatever K
     #[arg(long, default_value_t = 20)]
     pub min_streams_paced: usize,
+    /// Paced streams with steady arrivals: K kept open, their starts spread over one answer's
+    /// length (chunks x delay), each lane sending again as its answer ends (0 skips the mode)
+    #[arg(long, value_delimiter = ',', default_value = "500")]
+    pub steady_k: Vec<usize>,
+    /// Streams each steady lane runs back to back; the first lap is the ramp and is not timed
+    #[arg(long, default_value_t = 3)]
+    pub steady_laps: usize,
     /// Unreported zero-delay streams, direct and through the hub, before the first round (0 skips)
     #[arg(long, default_value_t = 20)]
     pub warmup_streams: usize,
@@ -74,10 +81,16 @@ pub struct ChatArgs {
 const MAX_K: usize = 10_000;
 
 fn validate(a: &ChatArgs) -> Res<()> {
-    if a.zero_k.iter().chain(&a.paced_k).any(|k| *k > MAX_K) {
+    if a.zero_k.iter().chain(&a.paced_k).chain(&a.steady_k).any(|k| *k > MAX_K) {
         return Err(format!("every K must be at most {MAX_K}").into());
     }
-    if a.zero_k.iter().chain(&a.paced_k).all(|k| *k == 0) {
+    if !(1..=100).contains(&a.steady_laps) {
+        return Err("--steady-laps must be in [1, 100]".into());
+    }
+    if a.steady_k.iter().any(|k| *k > 0) && a.delay_ms == 0 {
+        return Err("--steady-k needs --delay-ms > 0: its starts are spread over one paced answer".into());
+    }
+    if a.zero_k.iter().chain(&a.paced_k).chain(&a.steady_k).all(|k| *k == 0) {
         return Err("nothing to run: every K is 0".into());
     }
     if !(1..=1000).contains(&a.chunks) || a.delay_ms > 1000 {
@@ -106,6 +119,16 @@ pub struct Mode {
     pub min_streams: usize,
     /// The user message: the mock's directives, which the hub forwards as user text.
     pub content: String,
+    pub arrival: Arrival,
+}
+
+/// How a phase's streams are sent.
+#[derive(Debug, Clone, Copy)]
+pub enum Arrival {
+    /// All K at once (a thundering herd), in rounds until `min_streams`.
+    Burst,
+    /// K lanes started evenly over `spread`, each running `laps` streams back to back.
+    Steady { laps: usize, spread: Duration },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -556,18 +579,92 @@ async fn rss_sampler(pid: Option<u32>, stop: Arc<AtomicBool>, cap: Duration) -> 
     Some(max_kib as f64 / 1024.0)
 }
 
+/// What a phase's streams add up to while they end.
+struct Tally {
+    ttfb: Histogram<u64>,
+    gap: Histogram<u64>,
+    headers: Histogram<u64>,
+    tail: Histogram<u64>,
+    content_events: u64,
+    first_sent: Option<Instant>,
+    last_headers: Option<Instant>,
+    ok: u64,
+    failures: BTreeMap<String, u64>,
+    samples: Vec<String>,
+}
+
+impl Tally {
+    fn new() -> Res<Self> {
+        Ok(Self {
+            ttfb: new_hist()?,
+            gap: new_hist()?,
+            headers: new_hist()?,
+            tail: new_hist()?,
+            content_events: 0,
+            first_sent: None,
+            last_headers: None,
+            ok: 0,
+            failures: BTreeMap::new(),
+            samples: Vec::new(),
+        })
+    }
+
+    fn fail(&mut self, code: &str, detail: &str) {
+        *self.failures.entry(code.to_string()).or_insert(0) += 1;
+        if self.samples.len() < 5 && !self.samples.iter().any(|s| s.starts_with(code)) {
+            self.samples.push(format!("{code}: {detail}"));
+        }
+    }
+
+    /// Every stream counts for `ok`/`lost`; only `timed` ones for the latencies (a steady
+    /// phase leaves out its ramp).
+    fn add(&mut self, out: StreamOut, timed: bool) {
+        if timed {
+            if let Some(v) = out.headers_us {
+                self.headers.saturating_record(v.max(1));
+            }
+            // Timing of every stream that produced content, lost or not (lost ones are counted anyway).
+            if let Some(v) = out.ttfb_us {
+                self.ttfb.saturating_record(v.max(1));
+            }
+            for g in &out.gaps_us {
+                self.gap.saturating_record(*g);
+            }
+            if let Some(v) = out.tail_us {
+                self.tail.saturating_record(v.max(1));
+            }
+        }
+        self.content_events += out.content_events;
+        if let Some(t) = out.sent_at {
+            self.first_sent = Some(self.first_sent.map_or(t, |f| f.min(t)));
+        }
+        if let Some(t) = out.headers_at {
+            self.last_headers = Some(self.last_headers.map_or(t, |l| l.max(t)));
+        }
+        match &out.failure {
+            None => self.ok += 1,
+            Some(code) => self.fail(code, out.detail.as_deref().unwrap_or("")),
+        }
+    }
+}
+
+fn stream_request(ctx: &Ctx, path: Path, session: Option<&str>, content: &str) -> Option<reqwest::RequestBuilder> {
+    match (path, session) {
+        (Path::Direct, _) => Some(direct_request(ctx, content)),
+        (Path::Hub, Some(session)) => Some(hub_request(ctx, session, content)),
+        // Not created: already counted as lost.
+        (Path::Hub, None) => None,
+    }
+}
+
 async fn phase(ctx: &Arc<Ctx>, probe: &Probe, mode: &Mode, path: Path, k: usize, expected: &Arc<String>) -> Res<PhaseResult> {
     let mut r = PhaseResult::new(mode.name, mode.delay_ms, path, k);
-    let rounds = mode.min_streams.div_ceil(k).max(1);
-    r.rounds = rounds as u64;
-    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
-    let mut samples: Vec<String> = Vec::new();
-    let mut note = |failures: &mut BTreeMap<String, u64>, code: &str, detail: &str| {
-        *failures.entry(code.to_string()).or_insert(0) += 1;
-        if samples.len() < 5 && !samples.iter().any(|s| s.starts_with(code)) {
-            samples.push(format!("{code}: {detail}"));
-        }
+    let rounds = match mode.arrival {
+        Arrival::Burst => mode.min_streams.div_ceil(k).max(1),
+        Arrival::Steady { laps, .. } => laps,
     };
+    r.rounds = rounds as u64;
+    let mut tally = Tally::new()?;
 
     // Sessions first, outside the measured time.
     let mut sessions = Vec::new();
@@ -582,14 +679,14 @@ async fn phase(ctx: &Arc<Ctx>, probe: &Probe, mode: &Mode, path: Path, k: usize,
         while let Ok(Some(res)) = tokio::time::timeout_at(deadline, set.join_next()).await {
             match res {
                 Ok(Ok(id)) => sessions.push(id),
-                Ok(Err(e)) => note(&mut failures, "session_create", &e),
-                Err(e) => note(&mut failures, "session_create", &e.to_string()),
+                Ok(Err(e)) => tally.fail("session_create", &e),
+                Err(e) => tally.fail("session_create", &e.to_string()),
             }
         }
         let unfinished = set.len();
         set.abort_all();
         for _ in 0..unfinished {
-            note(&mut failures, "session_create", "not created within the phase timeout");
+            tally.fail("session_create", "not created within the phase timeout");
         }
         r.sessions_s = Some(t.elapsed().as_secs_f64());
     }
@@ -599,92 +696,136 @@ async fn phase(ctx: &Arc<Ctx>, probe: &Probe, mode: &Mode, path: Path, k: usize,
     let before = probe.before();
     let stop_rss = Arc::new(AtomicBool::new(false));
     let rss = tokio::spawn(rss_sampler(probe.hub_pid, stop_rss.clone(), ctx.phase_timeout + Duration::from_secs(10)));
-    let (mut ttfb, mut gap, mut headers, mut tail) = (new_hist()?, new_hist()?, new_hist()?, new_hist()?);
-    let mut content_events = 0u64;
-    let (mut first_sent, mut last_headers): (Option<Instant>, Option<Instant>) = (None, None);
     let overflows_before = listen_overflows();
     let deadline = tokio::time::Instant::now() + ctx.phase_timeout;
-    let mut sessions = sessions.into_iter();
-    'rounds: for _ in 0..rounds {
-        let mut set = JoinSet::new();
-        for _ in 0..k {
-            let (c, content, exp) = (ctx.clone(), mode.content.clone(), expected.clone());
-            let req = match path {
-                Path::Direct => direct_request(&c, &content),
-                Path::Hub => match sessions.next() {
-                    Some(session) => hub_request(&c, &session, &content),
-                    // Not created: already counted as lost.
-                    None => continue,
-                },
-            };
-            r.started += 1;
-            set.spawn(async move { one_stream(&c, path, req, Some(exp.as_str())).await });
-        }
-        while let Ok(Some(res)) = tokio::time::timeout_at(deadline, set.join_next()).await {
-            let out = match res {
-                Ok(o) => o,
-                Err(e) => StreamOut::failed("task", e.to_string()),
-            };
-            if let Some(v) = out.headers_us {
-                headers.saturating_record(v.max(1));
-            }
-            // Timing of every stream that produced content, lost or not (lost ones are counted anyway).
-            if let Some(v) = out.ttfb_us {
-                ttfb.saturating_record(v.max(1));
-            }
-            for g in &out.gaps_us {
-                gap.saturating_record(*g);
-            }
-            if let Some(v) = out.tail_us {
-                tail.saturating_record(v.max(1));
-            }
-            content_events += out.content_events;
-            if let Some(t) = out.sent_at {
-                first_sent = Some(first_sent.map_or(t, |f| f.min(t)));
-            }
-            if let Some(t) = out.headers_at {
-                last_headers = Some(last_headers.map_or(t, |l| l.max(t)));
-            }
-            match &out.failure {
-                None => r.ok += 1,
-                Some(code) => note(&mut failures, code, out.detail.as_deref().unwrap_or("")),
-            }
-        }
-        let unfinished = set.len();
-        set.abort_all();
-        for _ in 0..unfinished {
-            note(&mut failures, "phase_timeout", "stream still open at the phase timeout");
-        }
-        if unfinished > 0 {
-            break 'rounds;
+    match mode.arrival {
+        Arrival::Burst => bursts(ctx, path, mode, k, rounds, sessions, expected, deadline, &mut tally, &mut r).await,
+        Arrival::Steady { laps, spread } => {
+            steady(ctx, path, mode, k, laps, spread, sessions, expected, deadline, &mut tally, &mut r).await
         }
     }
     stop_rss.store(true, Ordering::Relaxed);
     r.hub_rss_max_mib = rss.await.ok().flatten();
     probe.after(before, &mut r);
     r.peak_open = ctx.peak_open.load(Ordering::Relaxed);
-    r.lost = failures.values().sum();
-    r.failures = failures;
-    r.failure_samples = samples;
+    r.ok = tally.ok;
+    r.lost = tally.failures.values().sum();
+    r.failures = tally.failures;
+    r.failure_samples = tally.samples;
     let lat = |h: &Histogram<u64>| (!h.is_empty()).then(|| Latency::of(h));
-    r.ttfb = lat(&ttfb);
-    r.gap = lat(&gap);
-    r.headers = lat(&headers);
-    r.tail = lat(&tail);
-    r.content_events_per_stream = (r.started > 0).then(|| content_events as f64 / r.started as f64);
+    r.ttfb = lat(&tally.ttfb);
+    r.gap = lat(&tally.gap);
+    r.headers = lat(&tally.headers);
+    r.tail = lat(&tally.tail);
+    r.content_events_per_stream = (r.started > 0).then(|| tally.content_events as f64 / r.started as f64);
     r.streams = (k * rounds) as u64;
     r.listen_overflows = match (overflows_before, listen_overflows()) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
         _ => None,
     };
     if rounds == 1
-        && let (Some(f), Some(l)) = (first_sent, last_headers)
+        && let (Some(f), Some(l)) = (tally.first_sent, tally.last_headers)
     {
         let span = l.saturating_duration_since(f).as_secs_f64();
         r.setup_span_s = Some(span);
         r.setup_per_s = (span > 0.0).then(|| r.started as f64 / span);
     }
     Ok(r)
+}
+
+/// Rounds of K streams sent together (at most `--connect-concurrency` being set up at a time),
+/// each round once the previous one has ended.
+#[allow(clippy::too_many_arguments)]
+async fn bursts(
+    ctx: &Arc<Ctx>,
+    path: Path,
+    mode: &Mode,
+    k: usize,
+    rounds: usize,
+    sessions: Vec<String>,
+    expected: &Arc<String>,
+    deadline: tokio::time::Instant,
+    tally: &mut Tally,
+    r: &mut PhaseResult,
+) {
+    let mut sessions = sessions.into_iter();
+    for _ in 0..rounds {
+        let mut set = JoinSet::new();
+        for _ in 0..k {
+            let (c, content, exp) = (ctx.clone(), mode.content.clone(), expected.clone());
+            let session = if path == Path::Hub { sessions.next() } else { None };
+            let Some(req) = stream_request(&c, path, session.as_deref(), &content) else { continue };
+            r.started += 1;
+            set.spawn(async move { one_stream(&c, path, req, Some(exp.as_str())).await });
+        }
+        while let Ok(Some(res)) = tokio::time::timeout_at(deadline, set.join_next()).await {
+            tally.add(res.unwrap_or_else(|e| StreamOut::failed("task", e.to_string())), true);
+        }
+        let unfinished = set.len();
+        set.abort_all();
+        for _ in 0..unfinished {
+            tally.fail("phase_timeout", "stream still open at the phase timeout");
+        }
+        if unfinished > 0 {
+            return;
+        }
+    }
+}
+
+/// K lanes, each sending its next stream as soon as its previous one ended (a user who reads
+/// the answer and types at once), the lanes' first sends spread evenly over `spread`: K streams
+/// stay open with arrivals spread in time, as K users in a steady state, instead of K arriving
+/// in the same instant. The first lap is the ramp and is not timed (its streams still count
+/// for `ok`/`lost`).
+#[allow(clippy::too_many_arguments)]
+async fn steady(
+    ctx: &Arc<Ctx>,
+    path: Path,
+    mode: &Mode,
+    k: usize,
+    laps: usize,
+    spread: Duration,
+    sessions: Vec<String>,
+    expected: &Arc<String>,
+    deadline: tokio::time::Instant,
+    tally: &mut Tally,
+    r: &mut PhaseResult,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, StreamOut)>();
+    let mut lanes = JoinSet::new();
+    let mut sessions = sessions.into_iter();
+    let t0 = tokio::time::Instant::now();
+    let started = Arc::new(AtomicU64::new(0));
+    let mut planned = 0u64;
+    for lane in 0..k {
+        let mine: Vec<Option<String>> = (0..laps).map(|_| if path == Path::Hub { sessions.next() } else { None }).collect();
+        planned += mine.iter().filter(|s| path == Path::Direct || s.is_some()).count() as u64;
+        let (c, content, exp, tx, started) = (ctx.clone(), mode.content.clone(), expected.clone(), tx.clone(), started.clone());
+        let at = t0 + spread.mul_f64(lane as f64 / k as f64);
+        lanes.spawn(async move {
+            tokio::time::sleep_until(at).await;
+            for (lap, session) in mine.into_iter().enumerate() {
+                let Some(req) = stream_request(&c, path, session.as_deref(), &content) else { continue };
+                started.fetch_add(1, Ordering::Relaxed);
+                let out = one_stream(&c, path, req, Some(exp.as_str())).await;
+                if tx.send((lap, out)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut received = 0u64;
+    while let Ok(Some((lap, out))) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        received += 1;
+        tally.add(out, lap > 0 || laps == 1);
+    }
+    lanes.abort_all();
+    r.started = started.load(Ordering::Relaxed);
+    // Open at the deadline, or never sent because their lane was still busy.
+    for _ in received..planned {
+        tally.fail("phase_timeout", "stream not finished within the phase timeout");
+    }
 }
 
 /// Machine-wide TcpExt ListenOverflows (accept queues that were full: the SYN is dropped and
@@ -715,7 +856,7 @@ pub async fn run(args: ChatArgs) -> Res<()> {
     let ticks = hub::clock_ticks();
     let machine = crate::report::machine(ticks);
     let idle_noise = crate::noise().await.map_err(|e| eprintln!("loadtest: noise probe failed: {e}")).ok();
-    let max_k = args.zero_k.iter().chain(&args.paced_k).copied().max().unwrap_or(1);
+    let max_k = args.zero_k.iter().chain(&args.paced_k).chain(&args.steady_k).copied().max().unwrap_or(1);
     if let Some(limit) = machine.open_files_limit
         && limit < (max_k as u64) * 3 + 1000
     {
@@ -753,18 +894,23 @@ pub async fn run(args: ChatArgs) -> Res<()> {
     });
     let probe = Probe { hub_pid: stack.hub_pid(), mock_pid: stack.mock_pid(), ticks, nproc: machine.nproc };
     let content = |d: u64| format!("loadtest chat stream [mock:chunks={}] [mock:delay_ms={d}]", args.chunks);
-    let modes: Vec<Mode> =
-        [("zero-delay", 0, &args.zero_k, args.min_streams_zero), ("paced", args.delay_ms, &args.paced_k, args.min_streams_paced)]
-            .into_iter()
-            .map(|(name, delay_ms, ks, min_streams)| Mode {
-                name,
-                delay_ms,
-                ks: ks.iter().copied().filter(|k| *k > 0).collect(),
-                min_streams,
-                content: content(delay_ms),
-            })
-            .filter(|m| !m.ks.is_empty())
-            .collect();
+    let steady = Arrival::Steady { laps: args.steady_laps, spread: Duration::from_millis(args.delay_ms * u64::from(args.chunks)) };
+    let modes: Vec<Mode> = [
+        ("zero-delay", 0, &args.zero_k, args.min_streams_zero, Arrival::Burst),
+        ("paced", args.delay_ms, &args.paced_k, args.min_streams_paced, Arrival::Burst),
+        ("steady", args.delay_ms, &args.steady_k, 0, steady),
+    ]
+    .into_iter()
+    .map(|(name, delay_ms, ks, min_streams, arrival)| Mode {
+        name,
+        delay_ms,
+        ks: ks.iter().copied().filter(|k| *k > 0).collect(),
+        min_streams,
+        content: content(delay_ms),
+        arrival,
+    })
+    .filter(|m| !m.ks.is_empty())
+    .collect();
     let run_started = Instant::now();
     let result = drive(&ctx, &probe, &modes, &args).await;
     let hub_log_warnings = log_lines(stack.hub.as_ref().map(|h| h.log_tail(400)));
@@ -867,6 +1013,7 @@ async fn drive(ctx: &Arc<Ctx>, probe: &Probe, modes: &[Mode], args: &ChatArgs) -
             let zero = Mode {
                 content: format!("loadtest warm-up [mock:chunks={}] [mock:delay_ms=0]", args.chunks),
                 min_streams: 1,
+                arrival: Arrival::Burst,
                 ..mode.clone()
             };
             let wtext = Arc::new(expected_text(ctx, &zero.content).await?);
@@ -970,5 +1117,45 @@ mod tests {
         a.direct_event(t, &data("[DONE]"));
         assert!(a.failure.is_none());
         assert_eq!((a.text.as_str(), a.ends, a.content_events), ("This ", 1, 1));
+    }
+
+    #[test]
+    fn a_ramp_stream_counts_for_loss_but_not_for_latency() {
+        let mut t = Tally::new().unwrap();
+        let timed = StreamOut { ttfb_us: Some(1_000), gaps_us: vec![500], ..Default::default() };
+        let ramp = StreamOut { ttfb_us: Some(90_000), gaps_us: vec![70_000], ..Default::default() };
+        t.add(timed, true);
+        t.add(ramp, false);
+        t.add(StreamOut::failed("timeout", "x"), false);
+        assert_eq!((t.ok, t.failures.get("timeout").copied()), (2, Some(1)));
+        assert_eq!((t.ttfb.len(), t.ttfb.max(), t.gap.max()), (1, 1_000, 500));
+    }
+
+    #[test]
+    fn steady_arrivals_need_a_pacing_to_spread_over() {
+        let mut a = ChatArgs {
+            zero_k: vec![0],
+            paced_k: vec![0],
+            chunks: 64,
+            delay_ms: 0,
+            hub_bin: PathBuf::new(),
+            out: PathBuf::new(),
+            connect_concurrency: 64,
+            stream_timeout: 60.0,
+            phase_timeout: 180.0,
+            pause: 1.0,
+            min_streams_zero: 200,
+            min_streams_paced: 20,
+            steady_k: vec![500],
+            steady_laps: 3,
+            warmup_streams: 20,
+            client_threads: 2,
+            keep_temp: false,
+        };
+        assert!(validate(&a).is_err());
+        a.delay_ms = 20;
+        assert!(validate(&a).is_ok());
+        a.steady_laps = 0;
+        assert!(validate(&a).is_err());
     }
 }

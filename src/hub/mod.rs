@@ -114,6 +114,23 @@ pub trait Broker: Send + Sync + 'static {
     async fn presence(&self, topic: &str) -> Result<Vec<Watcher>, BrokerError>;
     /// Periodic upkeep (dropping idle topics and expired watchers); called about once a minute.
     async fn maintain(&self) {}
+    /// The shared feed's state, for `/metrics`. An in-process broker has nothing to lose.
+    fn health(&self) -> BrokerHealth {
+        BrokerHealth { feed_up: true, ..BrokerHealth::default() }
+    }
+}
+
+/// What operators watch during a bus outage (see the Redis broker's `outage`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BrokerHealth {
+    /// The live feed from the shared bus is connected.
+    pub feed_up: bool,
+    /// Events numbered by this instance alone while the feed was down, since start.
+    pub local_events: u64,
+    /// Topics numbered locally now.
+    pub local_topics: usize,
+    /// Topics that missed events and still wait for their new epoch.
+    pub topics_to_reset: usize,
 }
 
 /// Opens the broker the settings name: `memory`, or `redis://…` / `rediss://…` with its keys

@@ -32,6 +32,9 @@ async fn metrics_count_webhooks_and_time_tool_calls_and_the_store() {
     assert!(text.contains("switchboard_webhooks_total{type=\"status-update\",outcome=\"processed\"} 1"), "{text}");
     assert!(text.contains("switchboard_tool_call_duration_seconds_count{function=\"transferCall\",outcome=\"ok\"} 1"));
     assert!(text.contains("switchboard_store_operation_duration_seconds_count{op=\"ingest\"}"));
+    // The in-process broker has no feed to lose.
+    assert!(text.contains("\nswitchboard_broker_feed_up 1\n"), "{text}");
+    assert!(text.contains("\nswitchboard_broker_local_events_total 0\n"), "{text}");
 }
 
 #[tokio::test]

@@ -35,6 +35,13 @@ async fn until_ready(app: &TestApp, ready: bool) {
     panic!("/readyz never turned {}", if ready { "ready" } else { "unready" });
 }
 
+/// One unlabelled sample of `/metrics`.
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_else(|| panic!("no {name} in {text}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 fn transcript(sub: &serde_json::Value) -> Vec<String> {
     sub["snapshot"]["call"]["transcript"].as_array().unwrap().iter().map(|s| s["text"].as_str().unwrap().to_string()).collect()
 }
@@ -77,6 +84,12 @@ async fn while_redis_is_down_a_supervisor_on_the_instance_taking_the_webhooks_st
     let live = sup.expect_event("transcript.final").await;
     assert_eq!(live["event"]["data"]["text"], "live while down");
     assert_eq!(live["seq"].as_u64(), sub["seq"].as_u64().map(|s| s + 1));
+    // Operators see the outage and what this instance delivered alone.
+    assert_eq!(metric(&a, "switchboard_broker_feed_up").await, 0.0);
+    assert!(metric(&a, "switchboard_broker_local_events_total").await >= 1.0);
+    // `call:c1`, and `calls` when the line also went there.
+    assert!(metric(&a, "switchboard_broker_local_topics").await >= 1.0);
+    assert!(metric(&a, "switchboard_broker_topics_to_reset").await >= 1.0);
 
     let _redis = PrivateRedis::start(port).await;
     // Back on Redis: the local numbering ends and the subscriber reloads once more…
@@ -85,6 +98,8 @@ async fn while_redis_is_down_a_supervisor_on_the_instance_taking_the_webhooks_st
     assert!(!sub["epoch"].as_str().unwrap().starts_with("local-"), "{sub}");
     assert_eq!(transcript(&sub), lines);
     until_ready(&a, true).await;
+    assert_eq!(metric(&a, "switchboard_broker_feed_up").await, 1.0);
+    assert_eq!(metric(&a, "switchboard_broker_local_topics").await, 0.0);
     // …once only: the topics that missed events had their new epoch before it was told, so
     // the next lines arrive with no other resync in between.
     for text in ["after 1", "after 2"] {

@@ -33,7 +33,7 @@ use redis::{Client, RedisResult, Script};
 use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::{Broker, BrokerError, BrokerLimits, Event, History, Position, Published, Watcher};
+use super::{Broker, BrokerError, BrokerHealth, BrokerLimits, Event, History, Position, Published, Watcher};
 use commands::Commands;
 use feed::Senders;
 use outage::Outage;
@@ -236,6 +236,11 @@ impl Broker for RedisBroker {
     /// Drops local senders nobody listens to (keys in Redis expire by themselves).
     async fn maintain(&self) {
         self.senders.retain(|_, tx| tx.receiver_count() > 0);
+    }
+
+    fn health(&self) -> BrokerHealth {
+        let (local_events, local_topics) = self.outage.counts();
+        BrokerHealth { feed_up: self.outage.feed_is_up(), local_events, local_topics, topics_to_reset: self.unpublished.pending() }
     }
 
     async fn publish(&self, topic: &str, event: Event) -> Result<Arc<Published>, BrokerError> {

@@ -16,7 +16,7 @@
 //! Local positions are never mistaken for Redis ones, so nothing is skipped silently.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -38,6 +38,8 @@ pub(super) struct Outage {
     /// the lock on every publish, written only under it, so a check made under the lock holds
     /// until the lock is released.
     up: AtomicBool,
+    /// Events numbered here since start, for `/metrics`.
+    numbered: AtomicU64,
 }
 
 struct State {
@@ -69,7 +71,13 @@ impl LocalTopic {
 impl Outage {
     pub fn new(limits: BrokerLimits) -> Self {
         let state = State { topics: HashMap::new(), held: 0, announced: false };
-        Self { limits, state: Mutex::new(state), up: AtomicBool::new(true) }
+        Self { limits, state: Mutex::new(state), up: AtomicBool::new(true), numbered: AtomicU64::new(0) }
+    }
+
+    /// Events numbered here since start, and topics numbered here now.
+    pub fn counts(&self) -> (u64, usize) {
+        let topics = self.state().topics.len();
+        (self.numbered.load(Ordering::Relaxed), topics)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -132,6 +140,7 @@ impl Outage {
         let now = Instant::now();
         let t = entry(s, topic);
         t.seq += 1;
+        self.numbered.fetch_add(1, Ordering::Relaxed);
         let published = Arc::new(Published::new(topic, t.epoch.clone(), t.seq, event));
         t.history.push_back((now, published.clone()));
         t.last_publish = now;

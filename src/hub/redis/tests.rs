@@ -317,9 +317,13 @@ async fn while_redis_is_down_this_instances_subscribers_still_get_its_events_in_
     assert_eq!(missed.iter().map(|p| (&p.epoch, p.seq)).collect::<Vec<_>>(), vec![(&more.epoch, 2)]);
     let recent = b.recent("t", 10).await.unwrap();
     assert_eq!(recent.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![1, 2]);
+    // What /metrics shows meanwhile.
+    assert_eq!(b.health(), BrokerHealth { feed_up: false, local_events: 2, local_topics: 1, topics_to_reset: 1 });
 
     let _server = start_redis(port).await;
     until_closed(&mut rx).await;
+    let back = b.health();
+    assert_eq!((back.feed_up, back.local_events, back.local_topics, back.topics_to_reset), (true, 2, 0, 0));
     // The local numbering ended with the outage; no one may continue it.
     assert!(matches!(b.since("t", &more.position()).await.unwrap(), History::Lost));
     // The topic's new epoch was set before its subscribers were told: the position they read

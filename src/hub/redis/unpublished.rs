@@ -71,6 +71,11 @@ impl Unpublished {
         self.topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Topics marked and not reset yet.
+    pub fn pending(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
     /// An event of `topic` may not have been published.
     pub fn mark(&self, topic: &str) {
         let mark = self.marks.fetch_add(1, Ordering::Relaxed);
