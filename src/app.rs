@@ -182,6 +182,7 @@ impl Application {
         let s = &state.settings;
         let opts = ServeOptions {
             header_read_timeout: s.header_read_timeout,
+            keep_alive_timeout: s.keep_alive_timeout,
             shutdown_timeout: s.shutdown_timeout,
             max_connections: s.max_connections,
         };

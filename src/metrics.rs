@@ -85,7 +85,7 @@ impl Metrics {
         let broker_local_events = Counter::default();
         registry.register(
             "broker_local_events",
-            "Events this instance numbered alone while the bus was unreachable (its own subscribers only)",
+            "Events numbered in this instance's own epoch while the bus's feed was down (delivered to its own subscribers only)",
             broker_local_events.clone(),
         );
         let broker_local_topics = Gauge::default();

@@ -102,9 +102,12 @@ pub struct ConfigArgs {
     /// Grace period for in-flight requests at shutdown [default: 25000]
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_TIMEOUT_MS")]
     pub shutdown_timeout_ms: Option<String>,
-    /// Time a client has to send its request headers [default: 10000]
+    /// Time a client has to send a request's headers, from their first byte [default: 10000]
     #[arg(long, env = "SWITCHBOARD_HEADER_READ_TIMEOUT_MS")]
     pub header_read_timeout_ms: Option<String>,
+    /// Time a kept-alive connection may wait for its next request [default: 120000]
+    #[arg(long, env = "SWITCHBOARD_KEEP_ALIVE_TIMEOUT_MS")]
+    pub keep_alive_timeout_ms: Option<String>,
     /// Time a client has to send its request body [default: 30000]
     #[arg(long, env = "SWITCHBOARD_BODY_READ_TIMEOUT_MS")]
     pub body_read_timeout_ms: Option<String>,

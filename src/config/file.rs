@@ -20,6 +20,7 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     pub shutdown_timeout_ms: Option<u64>,
     pub header_read_timeout_ms: Option<u64>,
+    pub keep_alive_timeout_ms: Option<u64>,
     pub body_read_timeout_ms: Option<u64>,
     pub max_connections: Option<usize>,
     pub listen_backlog: Option<u32>,

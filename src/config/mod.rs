@@ -74,8 +74,13 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// How long shutdown waits for in-flight requests before closing them.
     pub shutdown_timeout: Duration,
-    /// Slowloris guard: a client must finish sending headers within this time.
+    /// Slowloris guard: a client must finish sending a request's headers within this time
+    /// from their first byte (a new connection's first request: from the accept).
     pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request. Longer than common
+    /// clients' pools keep idle connections (reqwest and Go: 90 s), so the hub is not the one
+    /// closing a connection just as a client sends on it.
+    pub keep_alive_timeout: Duration,
     /// A request body must arrive within this time (slow-body guard), else 408.
     pub body_read_timeout: Duration,
     /// Accepted TCP connections at once; further ones wait in the kernel backlog.
@@ -110,6 +115,7 @@ impl Settings {
             log_format: LogFormat::Text,
             shutdown_timeout: Duration::from_secs(25),
             header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(120),
             body_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             listen_backlog: 4096,
@@ -205,6 +211,13 @@ impl Settings {
             "header_read_timeout_ms (SWITCHBOARD_HEADER_READ_TIMEOUT_MS)",
         )? {
             s.header_read_timeout = d;
+        }
+        if let Some(d) = positive_ms(
+            &args.keep_alive_timeout_ms,
+            file.keep_alive_timeout_ms,
+            "keep_alive_timeout_ms (SWITCHBOARD_KEEP_ALIVE_TIMEOUT_MS)",
+        )? {
+            s.keep_alive_timeout = d;
         }
         if let Some(d) =
             positive_ms(&args.body_read_timeout_ms, file.body_read_timeout_ms, "body_read_timeout_ms (SWITCHBOARD_BODY_READ_TIMEOUT_MS)")?

@@ -123,6 +123,17 @@ fn a_zero_read_timeout_is_refused_with_its_name() {
 }
 
 #[test]
+fn the_keep_alive_timeout_is_its_own_setting_and_outlasts_common_client_pools_by_default() {
+    let s = Settings::from_sources(FileConfig::default(), &ConfigArgs::default()).unwrap();
+    assert!(s.keep_alive_timeout > std::time::Duration::from_secs(90) && s.header_read_timeout < s.keep_alive_timeout);
+    let file = FileConfig { keep_alive_timeout_ms: Some(5_000), ..FileConfig::default() };
+    assert_eq!(Settings::from_sources(file, &ConfigArgs::default()).unwrap().keep_alive_timeout, std::time::Duration::from_secs(5));
+    let args = ConfigArgs { keep_alive_timeout_ms: Some("0".into()), ..ConfigArgs::default() };
+    let e = Settings::from_sources(FileConfig::default(), &args).unwrap_err();
+    assert!(e.to_string().contains("SWITCHBOARD_KEEP_ALIVE_TIMEOUT_MS"), "{e}");
+}
+
+#[test]
 fn the_broker_prefix_comes_from_the_file_or_the_environment_and_is_validated() {
     assert_eq!(Settings::from_sources(FileConfig::default(), &ConfigArgs::default()).unwrap().live.broker_prefix, "switchboard");
     let s = Settings::from_sources(file("broker_prefix = \"hub-eu.1\"\n"), &ConfigArgs::default()).unwrap();

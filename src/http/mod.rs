@@ -3,6 +3,7 @@
 
 mod address;
 mod body;
+mod conn_clock;
 mod error;
 mod health;
 pub mod openapi;

@@ -1,6 +1,7 @@
 //! The accept loop. `axum::serve` sets no TCP_NODELAY (a 40 ms delayed-ACK stall in every
 //! tail), has no header-read timeout (slowloris), and does not bound connections; this loop
-//! does all three. On shutdown each connection finishes its in-flight request and closes;
+//! does all three, and keeps idle connections alive longer than a head may take to arrive
+//! (`conn_clock`). On shutdown each connection finishes its in-flight request and closes;
 //! whatever is still open at the deadline is dropped.
 
 use std::net::SocketAddr;
@@ -16,9 +17,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use super::conn_clock::{Check, ClockedBody, ClockedIo, ConnClock, Watchdog};
+
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
+    /// A request's head must arrive within this, from its first byte (a new connection's
+    /// first request: from the accept).
     pub header_read_timeout: Duration,
+    /// A kept-alive connection waiting for its next request is closed after this.
+    pub keep_alive_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub max_connections: usize,
 }
@@ -56,23 +63,43 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
             _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        // The peer address, for handlers that limit per client (`ConnectInfo`, as axum::serve gives).
-        let service = TowerToHyperService::new(router.clone().map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-            req
-        }));
+        let clock = ConnClock::new();
+        let (on_request, on_response) = (clock.clone(), clock.clone());
+        let service = TowerToHyperService::new(
+            router
+                .clone()
+                .map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    on_request.busy();
+                    // The peer address, for handlers that limit per client (`ConnectInfo`, as axum::serve gives).
+                    req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                    req
+                })
+                .map_response(move |res: axum::response::Response| res.map(|body| ClockedBody::wrap(body, on_response.clone()))),
+        );
+        // hyper's own header timer would also close idle connections (see `conn_clock`).
         let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new()).header_read_timeout(opts.header_read_timeout);
-        let conn = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
+        http.timer(TokioTimer::new()).header_read_timeout(None);
+        let conn = http.serve_connection(TokioIo::new(ClockedIo::new(stream, clock.clone())), service).with_upgrades();
         let stop = shutdown.clone();
         connections.spawn(async move {
             tokio::pin!(conn);
+            let watchdog = Watchdog::new(clock, opts.header_read_timeout, opts.keep_alive_timeout);
+            tokio::pin!(watchdog);
             let result = tokio::select! {
+                // The connection first, then the watchdog: bytes read on this wake-up start a
+                // head, and the watchdog times it from them.
+                biased;
                 r = conn.as_mut() => r,
                 _ = stop.cancelled() => {
                     // Finish the request in flight, then close instead of keeping alive.
                     conn.as_mut().graceful_shutdown();
                     conn.await
+                }
+                expired = &mut watchdog => {
+                    if expired == Check::HeadTimedOut {
+                        tracing::debug!(%peer, "request head not received in time; closing the connection");
+                    }
+                    Ok(())
                 }
             };
             if let Err(e) = result {
@@ -126,5 +153,97 @@ mod tests {
         for _ in 0..48 {
             held.push(connect(addr, Duration::from_secs(2)).await.expect("room in the backlog"));
         }
+    }
+
+    /// A hub on port 0 with these limits, answering `/` with "ok" and `/slow` with a body
+    /// that takes 600 ms.
+    async fn server(header: Duration, keep_alive: Duration) -> (SocketAddr, CancellationToken) {
+        use axum::routing::get;
+        use futures::StreamExt;
+        let slow = || async {
+            let parts = futures::stream::iter(["a", "b", "c"]).then(|p| async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Ok::<_, std::convert::Infallible>(p)
+            });
+            axum::body::Body::from_stream(parts)
+        };
+        let router = Router::new().route("/", get(|| async { "ok" })).route("/slow", get(slow));
+        let listener = listen("127.0.0.1:0".parse().unwrap(), 64).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let opts = ServeOptions {
+            header_read_timeout: header,
+            keep_alive_timeout: keep_alive,
+            shutdown_timeout: Duration::from_secs(1),
+            max_connections: 16,
+        };
+        tokio::spawn(serve(listener, router, stop.clone(), opts));
+        (addr, stop)
+    }
+
+    /// Sends `raw` and reads until the response's end (a body of `body_len` bytes after the
+    /// head; chunked bodies end with `0\r\n\r\n`); `None` when the connection was closed.
+    async fn exchange(c: &mut TcpStream, raw: &str) -> Option<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        c.write_all(raw.as_bytes()).await.ok()?;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            let text = String::from_utf8_lossy(&got).to_string();
+            if text.ends_with("\r\n\r\nok") || text.ends_with("0\r\n\r\n") {
+                return Some(text);
+            }
+            match tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Whether the server closed the connection within `within`.
+    async fn closed_within(c: &mut TcpStream, within: Duration) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 64];
+        matches!(tokio::time::timeout(within, c.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+    }
+
+    const GET: &str = "GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+
+    #[tokio::test]
+    async fn a_kept_alive_connection_outlives_the_header_timeout_and_closes_after_the_keep_alive_one() {
+        let (addr, _stop) = server(Duration::from_millis(200), Duration::from_millis(900)).await;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        assert!(exchange(&mut c, GET).await.is_some());
+        // Idle for twice the header limit: the next request still goes through on it.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(exchange(&mut c, GET).await.is_some(), "an idle connection was closed at the header timeout");
+        // Then idle past the keep-alive limit: closed.
+        assert!(!closed_within(&mut c, Duration::from_millis(500)).await, "closed before the keep-alive timeout");
+        assert!(closed_within(&mut c, Duration::from_secs(2)).await, "not closed after the keep-alive timeout");
+    }
+
+    #[tokio::test]
+    async fn a_head_that_trickles_in_is_cut_at_the_header_timeout_counted_from_its_first_byte() {
+        use tokio::io::AsyncWriteExt;
+        let (addr, _stop) = server(Duration::from_millis(300), Duration::from_secs(10)).await;
+        // A connection that sends nothing is closed at the header timeout.
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        assert!(closed_within(&mut silent, Duration::from_secs(2)).await);
+
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        assert!(exchange(&mut c, GET).await.is_some());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        c.write_all(b"host: x\r\n").await.unwrap();
+        assert!(closed_within(&mut c, Duration::from_secs(2)).await, "a head still unfinished after the header timeout");
+    }
+
+    #[tokio::test]
+    async fn a_response_that_takes_longer_than_both_limits_is_not_cut() {
+        let (addr, _stop) = server(Duration::from_millis(150), Duration::from_millis(150)).await;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let got = exchange(&mut c, "GET /slow HTTP/1.1\r\nhost: x\r\n\r\n").await.expect("the whole response");
+        assert!(got.starts_with("HTTP/1.1 200") && got.contains("\r\nc\r\n"), "{got}");
     }
 }

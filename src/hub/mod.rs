@@ -125,7 +125,7 @@ pub trait Broker: Send + Sync + 'static {
 pub struct BrokerHealth {
     /// The live feed from the shared bus is connected.
     pub feed_up: bool,
-    /// Events numbered by this instance alone while the feed was down, since start.
+    /// Events numbered in this instance's own epoch while the feed was down, since start.
     pub local_events: u64,
     /// Topics numbered locally now.
     pub local_topics: usize,

@@ -70,6 +70,7 @@ impl MockLlm {
             .with_state(shared.clone());
         let opts = crate::http::ServeOptions {
             header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(120),
             // Streams abort on shutdown, so connections close at once; this only bounds a
             // client that never reads.
             shutdown_timeout: Duration::from_secs(2),
