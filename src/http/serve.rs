@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use super::conn_clock::{Check, ClockedBody, ClockedIo, ConnClock, Watchdog};
+use super::conn_clock::{Check, ClockedBody, ClockedIo, ClockedRequestBody, ConnClock, Limits, Watchdog};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
@@ -45,6 +45,9 @@ pub fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken, opts: ServeOptions) {
     let connections = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(opts.max_connections));
+    let limits = Limits { header: opts.header_read_timeout, keep_alive: opts.keep_alive_timeout };
+    // Fewer free slots than this: idle connections get only the header limit.
+    let low_water = opts.max_connections / 10;
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -68,8 +71,8 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
         let service = TowerToHyperService::new(
             router
                 .clone()
-                .map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    on_request.busy();
+                .map_request(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let mut req = ClockedRequestBody::wrap(req, &on_request);
                     // The peer address, for handlers that limit per client (`ConnectInfo`, as axum::serve gives).
                     req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                     req
@@ -81,9 +84,10 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
         http.timer(TokioTimer::new()).header_read_timeout(None);
         let conn = http.serve_connection(TokioIo::new(ClockedIo::new(stream, clock.clone())), service).with_upgrades();
         let stop = shutdown.clone();
+        let slots = slots.clone();
         connections.spawn(async move {
             tokio::pin!(conn);
-            let watchdog = Watchdog::new(clock, opts.header_read_timeout, opts.keep_alive_timeout);
+            let watchdog = Watchdog::new(clock, limits, slots, low_water);
             tokio::pin!(watchdog);
             let result = tokio::select! {
                 // The connection first, then the watchdog: bytes read on this wake-up start a
@@ -167,7 +171,8 @@ mod tests {
             });
             axum::body::Body::from_stream(parts)
         };
-        let router = Router::new().route("/", get(|| async { "ok" })).route("/slow", get(slow));
+        let early = || async { (axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE, "ok") };
+        let router = Router::new().route("/", get(|| async { "ok" })).route("/slow", get(slow)).route("/early", axum::routing::post(early));
         let listener = listen("127.0.0.1:0".parse().unwrap(), 64).unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
@@ -237,6 +242,21 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(150)).await;
         c.write_all(b"host: x\r\n").await.unwrap();
         assert!(closed_within(&mut c, Duration::from_secs(2)).await, "a head still unfinished after the header timeout");
+    }
+
+    #[tokio::test]
+    async fn a_body_answered_before_it_was_read_does_not_start_a_head_on_the_kept_alive_connection() {
+        let (addr, _stop) = server(Duration::from_millis(200), Duration::from_secs(5)).await;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        // Answered (415) without reading its body: hyper reads and discards the body after the
+        // answer, which must not count as the next request's head.
+        // Larger than hyper's first read, so part of it is read only after the answer.
+        let body = "x".repeat(20_000);
+        let req = format!("POST /early HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+        let got = exchange(&mut c, &req).await.expect("the early answer");
+        assert!(got.starts_with("HTTP/1.1 415"), "{got}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(exchange(&mut c, GET).await.is_some(), "the connection was closed as if a head had stalled");
     }
 
     #[tokio::test]
