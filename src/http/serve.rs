@@ -159,8 +159,8 @@ mod tests {
         }
     }
 
-    /// A hub on port 0 with these limits, answering `/` with "ok" and `/slow` with a body
-    /// that takes 600 ms.
+    /// A server on port 0 with these limits, answering `/` with "ok", `/slow` with a body
+    /// that takes 600 ms, and `POST /early` with a 415 that never reads the request's body.
     async fn server(header: Duration, keep_alive: Duration) -> (SocketAddr, CancellationToken) {
         use axum::routing::get;
         use futures::StreamExt;
@@ -186,8 +186,8 @@ mod tests {
         (addr, stop)
     }
 
-    /// Sends `raw` and reads until the response's end (a body of `body_len` bytes after the
-    /// head; chunked bodies end with `0\r\n\r\n`); `None` when the connection was closed.
+    /// Sends `raw` and reads until the response's end (the body "ok", or a chunked body's
+    /// `0\r\n\r\n`); `None` when the connection was closed first.
     async fn exchange(c: &mut TcpStream, raw: &str) -> Option<String> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         c.write_all(raw.as_bytes()).await.ok()?;
