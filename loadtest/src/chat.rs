@@ -699,12 +699,11 @@ async fn phase(ctx: &Arc<Ctx>, probe: &Probe, mode: &Mode, path: Path, k: usize,
     let rss = tokio::spawn(rss_sampler(probe.hub_pid, stop_rss.clone(), ctx.phase_timeout + Duration::from_secs(10)));
     let overflows_before = listen_overflows();
     let deadline = tokio::time::Instant::now() + ctx.phase_timeout;
-    match mode.arrival {
-        Arrival::Burst => bursts(ctx, path, mode, k, rounds, sessions, expected, deadline, &mut tally, &mut r).await,
-        Arrival::Steady { laps, spread } => {
-            steady(ctx, path, mode, k, laps, spread, sessions, expected, deadline, &mut tally, &mut r).await
-        }
-    }
+    let sends = Sends { ctx, path, mode, k, expected, deadline };
+    r.started = match mode.arrival {
+        Arrival::Burst => bursts(&sends, rounds, sessions, &mut tally).await,
+        Arrival::Steady { laps, spread } => steady(&sends, laps, spread, sessions, &mut tally).await,
+    };
     stop_rss.store(true, Ordering::Relaxed);
     r.hub_rss_max_mib = rss.await.ok().flatten();
     probe.after(before, &mut r);
@@ -734,21 +733,22 @@ async fn phase(ctx: &Arc<Ctx>, probe: &Probe, mode: &Mode, path: Path, k: usize,
     Ok(r)
 }
 
-/// Rounds of K streams sent together (at most `--connect-concurrency` being set up at a time),
-/// each round once the previous one has ended.
-#[allow(clippy::too_many_arguments)]
-async fn bursts(
-    ctx: &Arc<Ctx>,
+/// What every stream of a phase is sent with.
+#[derive(Clone, Copy)]
+struct Sends<'a> {
+    ctx: &'a Arc<Ctx>,
     path: Path,
-    mode: &Mode,
+    mode: &'a Mode,
     k: usize,
-    rounds: usize,
-    sessions: Vec<String>,
-    expected: &Arc<String>,
+    expected: &'a Arc<String>,
     deadline: tokio::time::Instant,
-    tally: &mut Tally,
-    r: &mut PhaseResult,
-) {
+}
+
+/// Rounds of K streams sent together (at most `--connect-concurrency` being set up at a time),
+/// each round once the previous one has ended. Returns how many were sent.
+async fn bursts(s: &Sends<'_>, rounds: usize, sessions: Vec<String>, tally: &mut Tally) -> u64 {
+    let Sends { ctx, path, mode, k, expected, deadline } = *s;
+    let mut started = 0;
     let mut sessions = sessions.into_iter();
     for _ in 0..rounds {
         let mut set = JoinSet::new();
@@ -756,7 +756,7 @@ async fn bursts(
             let (c, content, exp) = (ctx.clone(), mode.content.clone(), expected.clone());
             let session = if path == Path::Hub { sessions.next() } else { None };
             let Some(req) = stream_request(&c, path, session.as_deref(), &content) else { continue };
-            r.started += 1;
+            started += 1;
             set.spawn(async move { one_stream(&c, path, req, true, Some(exp.as_str())).await });
         }
         while let Ok(Some(res)) = tokio::time::timeout_at(deadline, set.join_next()).await {
@@ -768,30 +768,19 @@ async fn bursts(
             tally.fail("phase_timeout", "stream still open at the phase timeout");
         }
         if unfinished > 0 {
-            return;
+            break;
         }
     }
+    started
 }
 
 /// K lanes, each sending its next stream as soon as its previous one ended (a user who reads
 /// the answer and types at once), the lanes' first sends spread evenly over `spread`: K streams
 /// stay open with arrivals spread in time, as K users in a steady state, instead of K arriving
 /// in the same instant. The first lap is the ramp and is not timed (its streams still count
-/// for `ok`/`lost`).
-#[allow(clippy::too_many_arguments)]
-async fn steady(
-    ctx: &Arc<Ctx>,
-    path: Path,
-    mode: &Mode,
-    k: usize,
-    laps: usize,
-    spread: Duration,
-    sessions: Vec<String>,
-    expected: &Arc<String>,
-    deadline: tokio::time::Instant,
-    tally: &mut Tally,
-    r: &mut PhaseResult,
-) {
+/// for `ok`/`lost`). Returns how many were sent.
+async fn steady(s: &Sends<'_>, laps: usize, spread: Duration, sessions: Vec<String>, tally: &mut Tally) -> u64 {
+    let Sends { ctx, path, mode, k, expected, deadline } = *s;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, StreamOut)>();
     let mut lanes = JoinSet::new();
     let mut sessions = sessions.into_iter();
@@ -828,11 +817,11 @@ async fn steady(
         received += 1;
         tally.add(out, lap > 0 || laps == 1);
     }
-    r.started = started.load(Ordering::Relaxed);
     // Open at the deadline, or never sent because their lane was still busy.
     for _ in received..planned {
         tally.fail("phase_timeout", "stream not finished within the phase timeout");
     }
+    started.load(Ordering::Relaxed)
 }
 
 /// Machine-wide TcpExt ListenOverflows (accept queues that were full: the SYN is dropped and
