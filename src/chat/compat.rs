@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 
 use super::Visitor;
 use super::chunk::parse_chunk;
+use super::safety::Asker;
 use super::upstream::{ChunkStream, UpstreamError};
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -55,12 +56,14 @@ async fn ai_chat(State(app): State<Arc<AppState>>, visitor: Visitor, headers: He
         messages.push(json!({"role": "system", "content": s.system_prompt}));
     }
     messages.extend(turns);
-    let request = json!({
+    let mut request = json!({
         "model": s.model,
         "messages": messages,
         "stream": true,
         "max_completion_tokens": s.max_completion_tokens,
     });
+    // Stateless: the client's address is all there is to name it by.
+    app.chat.name_asker(&mut request, Asker::Client(visitor.ip.as_deref().unwrap_or("unknown")));
     let stream = match tokio::time::timeout(s.first_token_timeout, app.chat.upstream.open(&request)).await {
         Err(_) => return Ok(sse(error_then_done(UpstreamError::TIMEOUT))),
         Ok(Err(e)) => return Ok(sse(error_then_done(e))),
@@ -184,6 +187,7 @@ async fn completions(State(app): State<Arc<AppState>>, who: Principal, headers: 
     }
     let streamed = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let model = obj.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
+    app.chat.name_asker(&mut v, Asker::Token(&who.token_id));
     tracing::info!(caller = %who.name, model, streamed, "chat completion pass-through");
     if !streamed {
         let answer = tokio::time::timeout(settings.first_token_timeout + settings.idle_timeout, app.chat.upstream.complete(v))

@@ -16,6 +16,7 @@ mod guard;
 mod limits;
 mod routes;
 mod run;
+mod safety;
 mod sse_body;
 mod sse_reader;
 mod stop;
@@ -60,6 +61,9 @@ pub struct ChatService {
     ip_limits: limits::Limiter,
     session_limits: limits::Limiter,
     token_limits: limits::Limiter,
+    site_limits: limits::Limiter,
+    /// Names the asker of every model request (`safety_identifier`).
+    safety: safety::SafetyIds,
     /// Stored messages (the visitor's and the answers) go to webhook endpoints as `chat.message`.
     webhooks: Arc<crate::webhooks::Webhooks>,
 }
@@ -131,6 +135,8 @@ impl ChatService {
         let ip_limits = limits::Limiter::new(settings.ip_rate);
         let session_limits = limits::Limiter::new(settings.session_rate);
         let token_limits = limits::Limiter::new(settings.token_rate);
+        let site_limits = limits::Limiter::new(settings.site_rate);
+        let safety = safety::SafetyIds::new(settings.api_key.as_ref().map(|k| k.expose()), settings.safety_identifier);
         Self {
             upstream: upstream::Upstream::new(&settings),
             settings: Arc::new(settings),
@@ -147,6 +153,8 @@ impl ChatService {
             ip_limits,
             session_limits,
             token_limits,
+            site_limits,
+            safety,
         }
     }
 
@@ -216,7 +224,7 @@ impl ChatService {
         // The model's first request goes out now, while the message commits: the write and the
         // model's time to first token overlap instead of adding up. A refused message (another
         // run won the race, the session filled up, the write failed) drops it unanswered.
-        let early = fits.then(|| run::EarlyOpen::start(self, run::request_body(self, &context, s.max_tool_rounds > 0)));
+        let early = fits.then(|| run::EarlyOpen::start(self, run::request_body(self, &session.id, &context, s.max_tool_rounds > 0)));
         let topic = topics::chat(&session.id);
         let follower = Follower::new(self.broker.clone(), topic.clone(), run_id.clone(), 0, self.history_limit);
         let stops = self.broker.subscribe(&topic);
@@ -312,6 +320,26 @@ impl ChatService {
             self.session_limits.check(id).map_err(ChatError::RateLimited)?;
         }
         Ok(())
+    }
+
+    /// Messages and new sessions per widget site key.
+    pub fn limit_site(&self, site_key: Option<&str>) -> Result<(), ChatError> {
+        match site_key {
+            Some(k) => self.site_limits.check(k).map_err(ChatError::RateLimited),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds `safety_identifier` to a model request, unless switched off. A caller of the
+    /// pass-through that names its own end user keeps its name.
+    pub(super) fn name_asker(&self, body: &mut Value, who: safety::Asker<'_>) {
+        let Some(obj) = body.as_object_mut() else { return };
+        if obj.get("safety_identifier").and_then(Value::as_str).is_some_and(|v| !v.is_empty() && v.len() <= 64) {
+            return;
+        }
+        if let Some(id) = self.safety.of(who) {
+            obj.insert("safety_identifier".into(), Value::String(id));
+        }
     }
 
     /// Requests per API token on the pass-through.

@@ -113,6 +113,8 @@ async fn create_session(State(app): State<Arc<AppState>>, visitor: Visitor, head
             if !visitor.page.may_use(settings, Some(&w.site_key)) {
                 return Err(ApiError::OriginNotAllowed);
             }
+            // Only a configured key gets a bucket: made-up keys cannot grow the table.
+            app.chat.limit_site(Some(&w.site_key))?;
             w.org.clone()
         }
         None => settings.org.clone(),
@@ -154,6 +156,7 @@ async fn send_message(
     let (s, state) = tokio::join!(open_session(&app, &visitor, who.as_ref(), &id), app.chat.state(&id));
     let s = s?;
     app.chat.limit(None, Some(&s.id))?;
+    app.chat.limit_site(s.site_key.as_deref())?;
     let follower = app.chat.send(&s, &content, state?).await?;
     Ok(sse(&app, follower, true))
 }

@@ -62,7 +62,7 @@ impl Drop for EarlyOpen {
 }
 
 /// The streaming request the model gets for `messages`.
-pub(super) fn request_body(svc: &ChatService, messages: &[Value], tools_allowed: bool) -> Value {
+pub(super) fn request_body(svc: &ChatService, session_id: &str, messages: &[Value], tools_allowed: bool) -> Value {
     let s = &svc.settings;
     let mut body = json!({
         "model": s.model,
@@ -74,6 +74,7 @@ pub(super) fn request_body(svc: &ChatService, messages: &[Value], tools_allowed:
     if tools_allowed && !svc.tools.is_empty() {
         body["tools"] = Value::Array(svc.tools.clone());
     }
+    svc.name_asker(&mut body, super::safety::Asker::Session(session_id));
     body
 }
 
@@ -289,7 +290,7 @@ impl Run {
 
     /// One request to the model, retried as a whole while nothing of it has been shown.
     async fn round(&mut self, messages: &[Value], tools_allowed: bool) -> Result<RoundEnd, UpstreamError> {
-        let body = request_body(&self.svc, messages, tools_allowed);
+        let body = request_body(&self.svc, &self.session_id, messages, tools_allowed);
         let mut attempt = 0;
         loop {
             match self.attempt(&body).await {

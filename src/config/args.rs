@@ -228,6 +228,12 @@ pub struct ConfigArgs {
     /// Requests per API token per minute on /v1/chat/completions [default: 600]
     #[arg(long, env = "SWITCHBOARD_CHAT_RATE_TOKEN_PER_MINUTE")]
     pub chat_rate_token_per_minute: Option<String>,
+    /// Chat messages and new sessions per widget site key per minute [default: 600]
+    #[arg(long, env = "SWITCHBOARD_CHAT_RATE_SITE_PER_MINUTE")]
+    pub chat_rate_site_per_minute: Option<String>,
+    /// Send OpenAI's safety_identifier (a keyed hash, never the raw id) upstream [default: true]
+    #[arg(long, env = "SWITCHBOARD_CHAT_SAFETY_IDENTIFIER")]
+    pub chat_safety_identifier: Option<String>,
     /// Comma-separated proxy IPs whose X-Forwarded-For names the client
     #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigArgs, ConfigError, Secret, parse_num, pick, positive_ms};
+use super::{ConfigArgs, ConfigError, Secret, parse_bool, parse_num, pick, positive_ms};
 
 #[derive(Debug, Clone)]
 pub struct ChatSettings {
@@ -57,6 +57,12 @@ pub struct ChatSettings {
     pub session_rate: Rate,
     /// Requests per API token on `/v1/chat/completions`.
     pub token_rate: Rate,
+    /// Messages and new sessions per widget site key, whatever the visitor's address: one site
+    /// that draws a crowd (or a script that rotates addresses) cannot spend the whole key.
+    pub site_rate: Rate,
+    /// Send OpenAI's `safety_identifier` (a keyed hash of the session, client or token) with
+    /// every request to the model; off for a compatible server that refuses unknown fields.
+    pub safety_identifier: bool,
     /// Peers whose `X-Forwarded-For` names the client (a reverse proxy); others' is ignored.
     pub trusted_proxies: Vec<IpAddr>,
 }
@@ -103,6 +109,8 @@ impl ChatSettings {
             ip_rate: Rate { per_minute: 30, burst: 10 },
             session_rate: Rate { per_minute: 12, burst: 4 },
             token_rate: Rate { per_minute: 600, burst: 100 },
+            site_rate: Rate { per_minute: 600, burst: 100 },
+            safety_identifier: true,
             trusted_proxies: Vec::new(),
         }
     }
@@ -238,6 +246,18 @@ impl ChatSettings {
             file.rate_token_burst,
             "chat.rate_token_per_minute (SWITCHBOARD_CHAT_RATE_TOKEN_PER_MINUTE)",
         )?;
+        s.site_rate = rate(
+            s.site_rate,
+            &args.chat_rate_site_per_minute,
+            file.rate_site_per_minute,
+            file.rate_site_burst,
+            "chat.rate_site_per_minute (SWITCHBOARD_CHAT_RATE_SITE_PER_MINUTE)",
+        )?;
+        if let Some(on) =
+            parse_bool(&args.chat_safety_identifier, file.safety_identifier, "chat.safety_identifier (SWITCHBOARD_CHAT_SAFETY_IDENTIFIER)")?
+        {
+            s.safety_identifier = on;
+        }
         let proxies: Option<Vec<String>> = match args.trusted_proxies.as_deref().filter(|v| !v.is_empty()) {
             Some(v) => Some(v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()),
             None => file.trusted_proxies.clone(),
@@ -349,6 +369,9 @@ pub struct ChatFile {
     pub rate_session_burst: Option<u32>,
     pub rate_token_per_minute: Option<u32>,
     pub rate_token_burst: Option<u32>,
+    pub rate_site_per_minute: Option<u32>,
+    pub rate_site_burst: Option<u32>,
+    pub safety_identifier: Option<bool>,
     pub trusted_proxies: Option<Vec<String>>,
 }
 
@@ -429,6 +452,19 @@ mod tests {
         assert_eq!(s.trusted_proxies.len(), 2);
         let e = load(ConfigArgs { trusted_proxies: Some("proxy.local".into()), ..ConfigArgs::default() }, "").unwrap_err();
         assert!(e.to_string().contains("SWITCHBOARD_TRUSTED_PROXIES"), "{e}");
+    }
+
+    #[test]
+    fn the_site_rate_and_the_safety_identifier_come_from_the_file_and_the_environment() {
+        let d = load(ConfigArgs::default(), "").unwrap();
+        assert_eq!((d.site_rate, d.safety_identifier), (Rate { per_minute: 600, burst: 100 }, true));
+        let args = ConfigArgs { chat_rate_site_per_minute: Some("40".into()), ..ConfigArgs::default() };
+        let s = load(args, "[chat]\nrate_site_burst = 3\nsafety_identifier = false\n").unwrap();
+        assert_eq!((s.site_rate, s.safety_identifier), (Rate { per_minute: 40, burst: 3 }, false));
+        let e = load(ConfigArgs { chat_safety_identifier: Some("maybe".into()), ..ConfigArgs::default() }, "").unwrap_err();
+        assert!(e.to_string().contains("SWITCHBOARD_CHAT_SAFETY_IDENTIFIER"), "{e}");
+        let e = load(ConfigArgs { chat_rate_site_per_minute: Some("0".into()), ..ConfigArgs::default() }, "").unwrap_err();
+        assert!(e.to_string().contains("SWITCHBOARD_CHAT_RATE_SITE_PER_MINUTE"), "{e}");
     }
 
     #[test]

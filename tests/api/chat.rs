@@ -146,6 +146,32 @@ async fn the_model_gets_the_system_prompt_the_history_and_the_hubs_model_and_key
 }
 
 #[tokio::test]
+async fn the_model_is_told_which_session_asks_by_a_keyed_hash_never_by_its_id() {
+    let m = mock().await;
+    let app = chat_app(&m).await;
+    let (a, b) = (new_session(&app).await, new_session(&app).await);
+    let mut names = Vec::new();
+    for s in [&a, &a, &b] {
+        read_events(send(&app, s, "hi").await, 1000).await;
+        settled(&app, s).await;
+        names.push(m.requests().last().unwrap()["safety_identifier"].as_str().unwrap().to_string());
+    }
+    assert_eq!(names[0], names[1], "one session, one name");
+    assert_ne!(names[0], names[2], "another session, another name");
+    assert!(names.iter().all(|n| n.len() == 64 && n.chars().all(|c| c.is_ascii_hexdigit())), "{names:?}");
+    assert!(!names[0].contains(&a.replace('-', "")[..8]), "not the session id");
+    // Switched off for a compatible server that refuses the field: not sent at all.
+    let quiet = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.safety_identifier = false;
+    })
+    .await;
+    let s = new_session(&quiet).await;
+    read_events(send(&quiet, &s, "hi").await, 1000).await;
+    assert!(m.requests().last().unwrap().get("safety_identifier").is_none());
+}
+
+#[tokio::test]
 async fn a_second_message_while_an_answer_runs_gets_409() {
     let m = mock().await;
     let app = chat_app(&m).await;

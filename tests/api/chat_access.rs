@@ -145,3 +145,43 @@ async fn messages_per_session_are_limited() {
     let other = new_session(&app).await;
     assert_eq!(send(&app, &other, "hi").await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_site_keys_bucket_is_shared_by_all_its_visitors_and_leaves_other_sites_alone() {
+    let m = mock().await;
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.site_rate = Rate { per_minute: 1, burst: 3 };
+        s.chat.widgets.push(widget());
+        s.chat.widgets.push(Widget {
+            site_key: "pk_other".into(),
+            name: "o".into(),
+            allowed_origins: vec!["https://other.example".into()],
+            org: "o".into(),
+        });
+    })
+    .await;
+    // Two sessions and one message of the clinic's site (the address's own limit is far off)…
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let r = create(&app, Some(SITE), json!({"site_key": "pk_clinic"})).await;
+        assert_eq!(r.status(), 201);
+        sessions.push(r.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_string());
+    }
+    let message = |id: &str| {
+        app.http.post(app.url(&format!("/api/chat/sessions/{id}/messages"))).header("origin", SITE).json(&json!({"content": "hi"})).send()
+    };
+    let ok = message(&sessions[0]).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    read_events(ok, 1000).await;
+    settled(&app, &sessions[0]).await;
+    // …use the site's burst: its next session and its other session's message are refused.
+    let r = create(&app, Some(SITE), json!({"site_key": "pk_clinic"})).await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let r = message(&sessions[1]).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(settled(&app, &sessions[1]).await["message_count"], 0, "the refused message was not stored");
+    // Another site's visitors, from the same address, are not affected.
+    assert_eq!(create(&app, Some("https://other.example"), json!({"site_key": "pk_other"})).await.status(), 201);
+}

@@ -175,3 +175,31 @@ async fn bad_bodies_on_the_compatibility_routes_are_4xx_and_reach_no_model() {
     }
     assert_eq!(m.request_count(), 0, "nothing reached the model");
 }
+
+fn asker(sent: &Value) -> String {
+    let id = sent["safety_identifier"].as_str().unwrap_or_else(|| panic!("no safety_identifier in {sent}")).to_string();
+    assert!(id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+    id
+}
+
+#[tokio::test]
+async fn every_model_request_names_its_asker_by_a_keyed_hash_and_a_callers_own_name_is_kept() {
+    let m = mock().await;
+    let app = chat_app(&m).await;
+    let hi = json!({"messages": [{"role": "user", "content": "[mock:chunks=2] hi"}]});
+    // The stateless route names the client by its address: the same for both requests.
+    data_lines(ai_chat(&app, hi.clone()).await).await;
+    let first = asker(m.requests().last().unwrap());
+    data_lines(ai_chat(&app, hi.clone()).await).await;
+    assert_eq!(asker(m.requests().last().unwrap()), first);
+    assert!(!first.contains("127.0.0.1"));
+    // The pass-through names the caller's token, unless the caller names its own end user.
+    let token = app.token("supervisor", &["*"]).await;
+    let post = |body: Value| app.http.post(app.url("/v1/chat/completions")).bearer_auth(&token).json(&body).send();
+    assert_eq!(post(hi.clone()).await.unwrap().status(), 200);
+    let by_token = asker(m.requests().last().unwrap());
+    assert_ne!(by_token, first, "a token and an address are named apart");
+    let own = json!({"messages": hi["messages"], "safety_identifier": "end-user-42"});
+    assert_eq!(post(own).await.unwrap().status(), 200);
+    assert_eq!(m.requests().last().unwrap()["safety_identifier"], "end-user-42");
+}

@@ -1,0 +1,81 @@
+//! OpenAI's `safety_identifier`: who, on the hub's side, asked for a completion, so that the
+//! provider can act on one abusive visitor instead of suspending the hub's key. The value is a
+//! keyed hash (HMAC-SHA256, hex: 64 characters, the field's limit), never the session id, the
+//! client's address or the token itself.
+//!
+//! The hash is keyed with the model API key: every instance that shares the key names a visitor
+//! the same way, no new secret has to be managed, and rotating the key starts new names (which
+//! is also when the provider's view of the old ones stops mattering).
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Who asked; each kind is hashed in its own namespace, so a session id can never collide with
+/// an address or a token id.
+#[derive(Debug, Clone, Copy)]
+pub enum Asker<'a> {
+    /// A chat session (the widget's visitor).
+    Session(&'a str),
+    /// A stateless `/api/ai/chat` client, by its rate-limit key (IPv6 by /64).
+    Client(&'a str),
+    /// A caller of the pass-through, by its API token's id.
+    Token(&'a str),
+}
+
+pub struct SafetyIds {
+    key: Option<Vec<u8>>,
+}
+
+impl SafetyIds {
+    /// `key` is the model API key; `enabled` is `chat.safety_identifier`.
+    pub fn new(key: Option<&str>, enabled: bool) -> Self {
+        // Without an API key (a local or mock model) the hash still hides the raw id.
+        Self { key: enabled.then(|| key.unwrap_or("switchboard").as_bytes().to_vec()) }
+    }
+
+    /// The identifier to send, or `None` when the setting is off.
+    pub fn of(&self, who: Asker<'_>) -> Option<String> {
+        let key = self.key.as_ref()?;
+        let (kind, id) = match who {
+            Asker::Session(id) => ("session", id),
+            Asker::Client(id) => ("client", id),
+            Asker::Token(id) => ("token", id),
+        };
+        // A key of any length is accepted by HMAC; this cannot fail.
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
+        mac.update(kind.as_bytes());
+        mac.update(b":");
+        mac.update(id.as_bytes());
+        Some(hex::encode(mac.finalize().into_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_identifier_is_64_hex_characters_stable_and_never_the_raw_id() {
+        let ids = SafetyIds::new(Some("sk-test"), true);
+        let a = ids.of(Asker::Session("3f1c-session")).unwrap();
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(!a.contains("3f1c"));
+        assert_eq!(ids.of(Asker::Session("3f1c-session")), Some(a.clone()), "the same visitor, the same name");
+        assert_ne!(ids.of(Asker::Session("another")), Some(a.clone()));
+    }
+
+    #[test]
+    fn kinds_and_keys_name_apart() {
+        let ids = SafetyIds::new(Some("sk-test"), true);
+        let session = ids.of(Asker::Session("x"));
+        assert_ne!(session, ids.of(Asker::Client("x")));
+        assert_ne!(session, ids.of(Asker::Token("x")));
+        assert_ne!(session, SafetyIds::new(Some("sk-other"), true).of(Asker::Session("x")), "a new key, new names");
+    }
+
+    #[test]
+    fn switched_off_nothing_is_sent() {
+        assert_eq!(SafetyIds::new(Some("sk-test"), false).of(Asker::Session("x")), None);
+    }
+}
