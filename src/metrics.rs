@@ -33,6 +33,7 @@ pub struct Metrics {
     /// Gaps history could not cover: the client was told to resync.
     pub ws_resyncs: Counter,
     chat_runs: Family<Labels, Counter>,
+    chat_over_budget: Family<Labels, Counter>,
     /// Chat answers streaming now.
     pub chat_active_runs: Gauge,
     broker_feed_up: Gauge,
@@ -74,6 +75,12 @@ impl Metrics {
         registry.register("ws_resyncs", "Gaps history could not cover; the client was told to resync", ws_resyncs.clone());
         let chat_runs = Family::<Labels, Counter>::default();
         registry.register("chat_runs", "Chat answers, by how they ended (done, stopped, failed)", chat_runs.clone());
+        let chat_over_budget = Family::<Labels, Counter>::default();
+        registry.register(
+            "chat_over_budget",
+            "Chat answers refused because a daily token budget was spent, by budget (session, site, all)",
+            chat_over_budget.clone(),
+        );
         let chat_active_runs = Gauge::default();
         registry.register("chat_active_runs", "Chat answers being generated now", chat_active_runs.clone());
         let broker_feed_up = Gauge::default();
@@ -109,6 +116,7 @@ impl Metrics {
             ws_gaps,
             ws_resyncs,
             chat_runs,
+            chat_over_budget,
             chat_active_runs,
             broker_feed_up,
             broker_local_events,
@@ -147,6 +155,10 @@ impl Metrics {
 
     pub fn chat_run(&self, outcome: &str) {
         self.chat_runs.get_or_create(&vec![("outcome", outcome.to_string())]).inc();
+    }
+
+    pub fn chat_over_budget(&self, budget: &str) {
+        self.chat_over_budget.get_or_create(&vec![("budget", budget.to_string())]).inc();
     }
 
     /// Times a store operation and records it under `op`.

@@ -26,7 +26,7 @@ use futures::Stream;
 use serde_json::{Value, json};
 
 use super::Visitor;
-use super::chunk::parse_chunk;
+use super::chunk::{parse_chunk, read_chunk};
 use super::safety::Asker;
 use super::upstream::{ChunkStream, UpstreamError};
 use crate::app::AppState;
@@ -48,6 +48,7 @@ pub fn sdk_router() -> Router<Arc<AppState>> {
 
 async fn ai_chat(State(app): State<Arc<AppState>>, visitor: Visitor, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     app.chat.limit(visitor.ip.as_deref(), None)?;
+    app.chat.within_daily_spend().await?;
     let s = &app.chat.settings;
     let v = crate::http::read_json(&headers, body, s.body_limit, app.settings.body_read_timeout).await?;
     let turns = read_turns(v, s.max_message_chars, s.history_messages + 1)?;
@@ -60,6 +61,8 @@ async fn ai_chat(State(app): State<Arc<AppState>>, visitor: Visitor, headers: He
         "model": s.model,
         "messages": messages,
         "stream": true,
+        // Not for the page (the hook never sees it): counted toward the daily spend.
+        "stream_options": {"include_usage": true},
         "max_completion_tokens": s.max_completion_tokens,
     });
     // Stateless: the client's address is all there is to name it by.
@@ -164,6 +167,9 @@ fn content_events(app: Arc<AppState>, stream: ChunkStream) -> impl Stream<Item =
             if c.error {
                 return Some((error_data(&UpstreamError::FAILED), Relay::Closing));
             }
+            if let Some(u) = &c.usage {
+                app.chat.count_spend(u);
+            }
             if let Some(text) = c.content {
                 return Some((data(json!({"content": text})), Relay::Live { app, stream, started: true }));
             }
@@ -174,6 +180,7 @@ fn content_events(app: Arc<AppState>, stream: ChunkStream) -> impl Stream<Item =
 async fn completions(State(app): State<Arc<AppState>>, who: Principal, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let started = Instant::now();
     app.chat.limit_token(&who.token_id)?;
+    app.chat.within_daily_spend().await?;
     let mut v = crate::http::read_json(&headers, body, PASSTHROUGH_BODY_LIMIT, app.settings.body_read_timeout).await?;
     let Some(obj) = v.as_object_mut() else {
         return Err(openai_error(StatusCode::BAD_REQUEST, "The body must be a JSON object.", "invalid_request_error"));
@@ -194,6 +201,9 @@ async fn completions(State(app): State<Arc<AppState>>, who: Principal, headers: 
             .await
             .map_err(|_| upstream_error(UpstreamError::TIMEOUT))?
             .map_err(upstream_error)?;
+        if let Some(u) = &read_chunk(&answer).usage {
+            app.chat.count_spend(u);
+        }
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "pass-through answered");
         return Ok(Json(answer).into_response());
     }
@@ -202,29 +212,39 @@ async fn completions(State(app): State<Arc<AppState>>, who: Principal, headers: 
         .map_err(|_| upstream_error(UpstreamError::TIMEOUT))?
         .map_err(upstream_error)?;
     let idle = settings.idle_timeout.max(settings.first_token_timeout);
-    let relayed = futures::stream::unfold(Some(stream), move |state| async move {
-        let mut stream = state?;
-        match tokio::time::timeout(idle, stream.next()).await {
-            Ok(Some(Ok(chunk))) => {
-                // Relayed as the model wrote it; an upstream error object is passed on in
-                // OpenAI's shape, with a generic text, and so is a chunk that is not JSON.
-                let fault = match parse_chunk(&chunk) {
-                    Ok(c) if !c.error => None,
-                    Ok(_) => Some(UpstreamError::FAILED),
-                    Err(_) => Some(UpstreamError::PROTOCOL),
-                };
-                let e = match (fault, std::str::from_utf8(&chunk)) {
-                    (None, Ok(text)) => return Some((Ok(SseEvent::default().data(text)), Some(stream))),
-                    (Some(e), _) => e,
-                    (None, Err(_)) => UpstreamError::PROTOCOL,
-                };
-                Some((data(json!({"error": {"message": e.message, "type": "server_error", "code": e.code}})), None))
-            }
-            Ok(None) => Some((done(), None)),
-            Ok(Some(Err(e))) => Some((data(json!({"error": {"message": e.message, "type": "server_error", "code": e.code}})), None)),
-            Err(_) => {
-                let e = UpstreamError::TIMEOUT;
-                Some((data(json!({"error": {"message": e.message, "type": "server_error", "code": e.code}})), None))
+    let chat = app.chat.clone();
+    let relayed = futures::stream::unfold(Some(stream), move |state| {
+        let chat = chat.clone();
+        async move {
+            let mut stream = state?;
+            match tokio::time::timeout(idle, stream.next()).await {
+                Ok(Some(Ok(chunk))) => {
+                    // Relayed as the model wrote it; an upstream error object is passed on in
+                    // OpenAI's shape, with a generic text, and so is a chunk that is not JSON.
+                    let fault = match parse_chunk(&chunk) {
+                        // Only there when the caller asked for it (`stream_options.include_usage`).
+                        Ok(c) if !c.error => {
+                            if let Some(u) = &c.usage {
+                                chat.count_spend(u);
+                            }
+                            None
+                        }
+                        Ok(_) => Some(UpstreamError::FAILED),
+                        Err(_) => Some(UpstreamError::PROTOCOL),
+                    };
+                    let e = match (fault, std::str::from_utf8(&chunk)) {
+                        (None, Ok(text)) => return Some((Ok(SseEvent::default().data(text)), Some(stream))),
+                        (Some(e), _) => e,
+                        (None, Err(_)) => UpstreamError::PROTOCOL,
+                    };
+                    Some((data(json!({"error": {"message": e.message, "type": "server_error", "code": e.code}})), None))
+                }
+                Ok(None) => Some((done(), None)),
+                Ok(Some(Err(e))) => Some((data(json!({"error": {"message": e.message, "type": "server_error", "code": e.code}})), None)),
+                Err(_) => {
+                    let e = UpstreamError::TIMEOUT;
+                    Some((data(json!({"error": {"message": e.message, "type": "server_error", "code": e.code}})), None))
+                }
             }
         }
     });

@@ -7,6 +7,7 @@
 //! answer, `follow` reads a run back from the broker, `events` names what a run says (and
 //! encodes it as SSE), `context` builds the prompt, `routes` is HTTP.
 
+mod budget;
 mod chunk;
 mod compat;
 mod context;
@@ -38,7 +39,7 @@ use crate::config::{ChatSettings, FunctionSpec};
 use crate::functions::Registry;
 use crate::hub::{DynBroker, topics};
 use crate::metrics::Metrics;
-use crate::store::{ChatSessionRow, DynStore, NewChatMessage, NewChatSession, RunStart, StartRun, StoreError};
+use crate::store::{ChatSessionRow, ChatUsage, DynStore, NewChatMessage, NewChatSession, RunStart, StartRun, StoreError};
 
 /// How long a stop request waits to see the run end before answering `202`.
 const STOP_WAIT: Duration = Duration::from_secs(5);
@@ -83,6 +84,12 @@ pub enum ChatError {
     NoActiveRun,
     /// Over a rate limit; retry after this long.
     RateLimited(Duration),
+    /// A daily token budget is spent (`session`, `site`, or `all`: the spend breaker); it
+    /// renews after this long.
+    OverBudget {
+        scope: &'static str,
+        renews: Duration,
+    },
     /// The hub is shutting down and starts no new answers.
     ShuttingDown,
     Store(StoreError),
@@ -98,6 +105,8 @@ impl From<StoreError> for ChatError {
 pub struct SessionState {
     history: Vec<crate::store::ChatMessageRow>,
     active_run: Option<String>,
+    /// Today's tokens, when a budget is set.
+    usage: Option<ChatUsage>,
 }
 
 /// What a stop request achieved.
@@ -180,11 +189,18 @@ impl ChatService {
     /// SQLite runs them on this thread, one after the other, in microseconds.
     pub async fn state(&self, session_id: &str) -> Result<SessionState, ChatError> {
         let now = crate::clock::now_ms();
-        let (history, active) = tokio::join!(
+        let usage = async {
+            if !self.settings.budgets.any() {
+                return Ok(None);
+            }
+            self.metrics.time_store("chat_usage", self.store.chat_usage(ChatUsage::day(now), session_id)).await.map(Some)
+        };
+        let (history, active, usage) = tokio::join!(
             self.metrics.time_store("chat_messages", self.store.chat_messages(session_id)),
-            self.metrics.time_store("active_chat_run", self.store.active_chat_run(session_id, now))
+            self.metrics.time_store("active_chat_run", self.store.active_chat_run(session_id, now)),
+            usage
         );
-        Ok(SessionState { history: history?, active_run: active?.map(|r| r.id) })
+        Ok(SessionState { history: history?, active_run: active?.map(|r| r.id), usage: usage? })
     }
 
     /// Stores the user's message and starts a run to answer it; the returned follower sees the
@@ -210,7 +226,10 @@ impl ChatService {
         // Everything the run needs is ready before the run row commits, so nothing between the
         // commit and the spawn can fail or be dropped with the request, leaving a run with no
         // task behind it.
-        let SessionState { mut history, active_run } = state;
+        let SessionState { mut history, active_run, usage } = state;
+        if let Some(usage) = &usage {
+            self.within_budget(usage, session.site_key.is_some())?;
+        }
         // The store decides (one running run per session); this read only keeps a message that
         // would be refused from reaching the model early.
         if let Some(run_id) = active_run {
@@ -252,7 +271,7 @@ impl ChatService {
             }
         };
         self.metrics.chat_active_runs.inc();
-        let run = run::Run::new(self.clone(), session.org_id.clone(), session.id.clone(), run_id);
+        let run = run::Run::new(self.clone(), session, run_id);
         let launch = run::Launch { context, early, cancel, stops, session: session.clone(), user_message: message, user_seq };
         self.tasks.spawn(run.execute(launch));
         Ok(follower)

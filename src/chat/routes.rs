@@ -68,6 +68,10 @@ impl From<ChatError> for ApiError {
             }
             ChatError::NoActiveRun => ApiError::Conflict { code: "no_active_run", message: "No answer is being generated.".into() },
             ChatError::RateLimited(wait) => ApiError::RateLimited(super::limits::retry_after_secs(wait)),
+            ChatError::OverBudget { scope: "all", renews } => ApiError::SpendLimit { retry_after: super::limits::retry_after_secs(renews) },
+            ChatError::OverBudget { scope, renews } => {
+                ApiError::BudgetExhausted { scope, retry_after: super::limits::retry_after_secs(renews) }
+            }
             ChatError::ShuttingDown => ApiError::Unavailable("chat service (shutting down)"),
             ChatError::Store(e) => e.into(),
         }

@@ -113,6 +113,8 @@ pub(super) struct Run {
     svc: Arc<ChatService>,
     org_id: String,
     session_id: String,
+    /// The session's widget: the run's tokens count against its budget too.
+    site_key: Option<String>,
     run_id: String,
     topic: String,
     n: u64,
@@ -160,9 +162,10 @@ struct Read {
 }
 
 impl Run {
-    pub(super) fn new(svc: Arc<ChatService>, org_id: String, session_id: String, run_id: String) -> Self {
+    pub(super) fn new(svc: Arc<ChatService>, session: &ChatSessionRow, run_id: String) -> Self {
+        let (org_id, session_id, site_key) = (session.org_id.clone(), session.id.clone(), session.site_key.clone());
         let topic = topics::chat(&session_id);
-        Self { svc, org_id, session_id, run_id, topic, n: 0, text: String::new(), produced: Vec::new(), usage: None, early: None }
+        Self { svc, org_id, session_id, site_key, run_id, topic, n: 0, text: String::new(), produced: Vec::new(), usage: None, early: None }
     }
 
     /// Runs to the end; `cancel` is the stop button (from this instance, or relayed from
@@ -456,6 +459,7 @@ impl Run {
         messages.push(final_msg);
         let record = FinishRun {
             session_id: self.session_id.clone(),
+            site_key: self.site_key.clone(),
             run_id: self.run_id.clone(),
             status: status.into(),
             finish_reason: finish_reason.clone(),

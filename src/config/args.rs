@@ -234,6 +234,15 @@ pub struct ConfigArgs {
     /// Send OpenAI's safety_identifier (a keyed hash, never the raw id) upstream [default: true]
     #[arg(long, env = "SWITCHBOARD_CHAT_SAFETY_IDENTIFIER")]
     pub chat_safety_identifier: Option<String>,
+    /// Model tokens one chat session may use per UTC day, 0 = no limit [default: 200000]
+    #[arg(long, env = "SWITCHBOARD_CHAT_SESSION_DAILY_TOKENS")]
+    pub chat_session_daily_tokens: Option<String>,
+    /// Model tokens all sessions of one widget site key may use per UTC day, 0 = no limit [default: 0]
+    #[arg(long, env = "SWITCHBOARD_CHAT_SITE_DAILY_TOKENS")]
+    pub chat_site_daily_tokens: Option<String>,
+    /// Model tokens all chat may use per UTC day (the spend breaker: 503 beyond), 0 = no limit [default: 0]
+    #[arg(long, env = "SWITCHBOARD_CHAT_DAILY_TOKENS")]
+    pub chat_daily_tokens: Option<String>,
     /// Comma-separated proxy IPs whose X-Forwarded-For names the client
     #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,

@@ -60,11 +60,28 @@ pub struct ChatSettings {
     /// Messages and new sessions per widget site key, whatever the visitor's address: one site
     /// that draws a crowd (or a script that rotates addresses) cannot spend the whole key.
     pub site_rate: Rate,
+    /// Daily token budgets (UTC days), counted from the model's reported usage; 0 = none. A
+    /// session or site key over its budget gets `429`, all chat over the global one `503`.
+    pub budgets: Budgets,
     /// Send OpenAI's `safety_identifier` (a keyed hash of the session, client or token) with
     /// every request to the model; off for a compatible server that refuses unknown fields.
     pub safety_identifier: bool,
     /// Peers whose `X-Forwarded-For` names the client (a reverse proxy); others' is ignored.
     pub trusted_proxies: Vec<IpAddr>,
+}
+
+/// Model tokens per UTC day; 0 = no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Budgets {
+    pub session: u64,
+    pub site: u64,
+    pub all: u64,
+}
+
+impl Budgets {
+    pub fn any(&self) -> bool {
+        self.session > 0 || self.site > 0 || self.all > 0
+    }
 }
 
 /// A token bucket: `per_minute` refill, at most `burst` at once.
@@ -111,6 +128,7 @@ impl ChatSettings {
             token_rate: Rate { per_minute: 600, burst: 100 },
             site_rate: Rate { per_minute: 600, burst: 100 },
             safety_identifier: true,
+            budgets: Budgets { session: 200_000, site: 0, all: 0 },
             trusted_proxies: Vec::new(),
         }
     }
@@ -253,6 +271,26 @@ impl ChatSettings {
             file.rate_site_burst,
             "chat.rate_site_per_minute (SWITCHBOARD_CHAT_RATE_SITE_PER_MINUTE)",
         )?;
+        let b = &mut s.budgets;
+        for (slot, arg, file, name) in [
+            (
+                &mut b.session,
+                &args.chat_session_daily_tokens,
+                file.session_daily_tokens,
+                "chat.session_daily_tokens (SWITCHBOARD_CHAT_SESSION_DAILY_TOKENS)",
+            ),
+            (
+                &mut b.site,
+                &args.chat_site_daily_tokens,
+                file.site_daily_tokens,
+                "chat.site_daily_tokens (SWITCHBOARD_CHAT_SITE_DAILY_TOKENS)",
+            ),
+            (&mut b.all, &args.chat_daily_tokens, file.daily_tokens, "chat.daily_tokens (SWITCHBOARD_CHAT_DAILY_TOKENS)"),
+        ] {
+            if let Some(n) = parse_num::<u64>(arg, file, name)? {
+                *slot = n;
+            }
+        }
         if let Some(on) =
             parse_bool(&args.chat_safety_identifier, file.safety_identifier, "chat.safety_identifier (SWITCHBOARD_CHAT_SAFETY_IDENTIFIER)")?
         {
@@ -372,6 +410,9 @@ pub struct ChatFile {
     pub rate_site_per_minute: Option<u32>,
     pub rate_site_burst: Option<u32>,
     pub safety_identifier: Option<bool>,
+    pub session_daily_tokens: Option<u64>,
+    pub site_daily_tokens: Option<u64>,
+    pub daily_tokens: Option<u64>,
     pub trusted_proxies: Option<Vec<String>>,
 }
 
@@ -465,6 +506,18 @@ mod tests {
         assert!(e.to_string().contains("SWITCHBOARD_CHAT_SAFETY_IDENTIFIER"), "{e}");
         let e = load(ConfigArgs { chat_rate_site_per_minute: Some("0".into()), ..ConfigArgs::default() }, "").unwrap_err();
         assert!(e.to_string().contains("SWITCHBOARD_CHAT_RATE_SITE_PER_MINUTE"), "{e}");
+    }
+
+    #[test]
+    fn daily_budgets_come_from_the_file_and_the_environment_and_zero_means_none() {
+        let d = load(ConfigArgs::default(), "").unwrap();
+        assert_eq!(d.budgets, Budgets { session: 200_000, site: 0, all: 0 });
+        let args =
+            ConfigArgs { chat_daily_tokens: Some("5000000".into()), chat_session_daily_tokens: Some("0".into()), ..ConfigArgs::default() };
+        let s = load(args, "[chat]\nsite_daily_tokens = 90000\n").unwrap();
+        assert_eq!(s.budgets, Budgets { session: 0, site: 90_000, all: 5_000_000 });
+        let e = load(ConfigArgs { chat_site_daily_tokens: Some("lots".into()), ..ConfigArgs::default() }, "").unwrap_err();
+        assert!(e.to_string().contains("SWITCHBOARD_CHAT_SITE_DAILY_TOKENS"), "{e}");
     }
 
     #[test]

@@ -24,6 +24,11 @@ pub enum ApiError {
     UnknownSiteKey,
     /// 429: too many requests; retry after this many seconds.
     RateLimited(u64),
+    /// 429: a chat session's or site's daily token budget is spent; it renews after this many
+    /// seconds (UTC midnight).
+    BudgetExhausted { scope: &'static str, retry_after: u64 },
+    /// 503: all chat has spent its daily token budget (the spend breaker); until UTC midnight.
+    SpendLimit { retry_after: u64 },
     /// 404: nothing here, or nothing this caller may see (the same answer, so ids can't be probed).
     NotFound,
     /// 405
@@ -66,6 +71,16 @@ impl ApiError {
             ApiError::RateLimited(secs) => {
                 (StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("Too many requests; try again in {secs} s."))
             }
+            ApiError::BudgetExhausted { scope, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "budget_exhausted",
+                format!("This {scope}'s answers for today are used up; they renew at midnight UTC."),
+            ),
+            ApiError::SpendLimit { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "spend_limit_reached",
+                "The chat has reached its limit for today; try again tomorrow.".into(),
+            ),
             ApiError::Passthrough { status, body } => {
                 let message = body["error"]["message"].as_str().unwrap_or_default().to_string();
                 (*status, "upstream_error", message)
@@ -121,10 +136,14 @@ impl IntoResponse for ApiError {
             tracing::error!(detail = %detail, "internal error");
         }
         let mut resp = (status, Json(json!({ "error": self.body() }))).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        }
-        if let ApiError::RateLimited(secs) = self {
+        let retry_after = match self {
+            ApiError::RateLimited(secs)
+            | ApiError::BudgetExhausted { retry_after: secs, .. }
+            | ApiError::SpendLimit { retry_after: secs } => Some(secs),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(5),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp

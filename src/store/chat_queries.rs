@@ -158,7 +158,25 @@ macro_rules! chat_queries {
             for m in &f.messages {
                 append_chat_message(c, &f.session_id, m).await?;
             }
+            let (tokens, day) = (f.tokens(), ChatUsage::day(f.finished_at));
+            if tokens > 0 {
+                for (scope, key) in ChatUsage::scopes(f) {
+                    sqlx::query(sql::ADD_CHAT_USAGE).bind(scope).bind(key).bind(day).bind(tokens).execute(&mut *c).await?;
+                }
+            }
             Ok(true)
+        }
+
+        /// Tokens spent outside a session, counted for all chat.
+        pub async fn add_chat_usage(c: &mut $conn, day: i64, tokens: i64) -> sqlx::Result<()> {
+            sqlx::query(sql::ADD_CHAT_USAGE).bind("all").bind("").bind(day).bind(tokens).execute(&mut *c).await?;
+            Ok(())
+        }
+
+        /// Today's token counts of the budgets a new message of this session is checked against.
+        pub async fn chat_usage(c: &mut $conn, day: i64, session_id: &str) -> sqlx::Result<ChatUsage> {
+            let rows: Vec<(String, i64)> = sqlx::query_as(sql::CHAT_USAGE).bind(day).bind(session_id).fetch_all(&mut *c).await?;
+            Ok(ChatUsage::from_rows(rows))
         }
     };
 }

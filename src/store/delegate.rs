@@ -143,6 +143,14 @@ macro_rules! impl_store {
                 self.active_chat_run_read(session_id, now).await
             }
 
+            async fn chat_usage(&self, day: i64, session_id: &str) -> crate::store::Result<ChatUsage> {
+                self.chat_usage_read(day, session_id).await
+            }
+
+            async fn add_chat_usage(&self, day: i64, tokens: i64) -> crate::store::Result<()> {
+                self.add_chat_usage_write(day, tokens).await
+            }
+
             async fn enqueue_job(&self, j: NewJob) -> crate::store::Result<Enqueued> {
                 self.enqueue_job_write(j).await
             }

@@ -88,6 +88,10 @@ pub trait Store: Send + Sync + 'static {
     async fn last_chat_messages(&self, session_ids: &[String]) -> Result<Vec<ChatMessageRow>>;
     /// The session's running run whose lease has not run out.
     async fn active_chat_run(&self, session_id: &str, now: i64) -> Result<Option<ChatRunRow>>;
+    /// Tokens used on `day` (`ChatUsage::day`) by the session, its site key and all chat.
+    async fn chat_usage(&self, day: i64, session_id: &str) -> Result<ChatUsage>;
+    /// Adds tokens spent outside a session (`/api/ai/chat`, the pass-through) to all chat's count.
+    async fn add_chat_usage(&self, day: i64, tokens: i64) -> Result<()>;
 
     /// Adds a job; with a dedup key already used, returns that job instead.
     async fn enqueue_job(&self, job: NewJob) -> Result<Enqueued>;

@@ -126,8 +126,16 @@ impl PgStore {
         Ok(q::active_chat_run(&mut *self.conn().await?, session_id, now).await?)
     }
 
+    async fn chat_usage_read(&self, day: i64, session_id: &str) -> Result<ChatUsage> {
+        Ok(q::chat_usage(&mut *self.conn().await?, day, session_id).await?)
+    }
+
     async fn renew_chat_run_write(&self, run_id: String, lease_until: i64) -> Result<bool> {
         self.write(move |c| Box::pin(async move { q::renew_chat_run(c, &run_id, lease_until).await })).await
+    }
+
+    async fn add_chat_usage_write(&self, day: i64, tokens: i64) -> Result<()> {
+        self.write(move |c| Box::pin(async move { q::add_chat_usage(c, day, tokens).await })).await
     }
 }
 

@@ -46,6 +46,8 @@ macro_rules! retention_queries {
                 sqlx::query("DELETE FROM chat_runs WHERE session_id = $1").bind(id).execute(&mut *c).await?;
                 sessions += sqlx::query("DELETE FROM chat_sessions WHERE id = $1").bind(id).execute(&mut *c).await?.rows_affected();
             }
+            // Budgets read only today's counts; older days are kept as long as the chats.
+            sqlx::query("DELETE FROM chat_usage WHERE day < $1").bind(ChatUsage::day(cutoff)).execute(&mut *c).await?;
             Ok((sessions, messages))
         }
 

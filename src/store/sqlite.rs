@@ -270,8 +270,16 @@ impl SqliteStore {
         self.readers.read(|c| direct::active_chat_run(c, session_id, now))
     }
 
+    async fn chat_usage_read(&self, day: i64, session_id: &str) -> Result<ChatUsage> {
+        self.readers.read(|c| direct::chat_usage(c, day, session_id))
+    }
+
     async fn renew_chat_run_write(&self, run_id: String, lease_until: i64) -> Result<bool> {
         self.write_direct(move |c| direct::renew_chat_run(c, &run_id, lease_until), Shape::Committed).await
+    }
+
+    async fn add_chat_usage_write(&self, day: i64, tokens: i64) -> Result<()> {
+        self.write_direct(move |c| direct::add_chat_usage(c, day, tokens), Shape::Committed).await
     }
 }
 

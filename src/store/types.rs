@@ -460,6 +460,8 @@ pub enum RunStart {
 #[derive(Debug, Clone)]
 pub struct FinishRun {
     pub session_id: String,
+    /// The session's widget, whose daily budget the run's tokens count against too.
+    pub site_key: Option<String>,
     pub run_id: String,
     /// `done`, `stopped` or `failed`.
     pub status: String,
@@ -470,6 +472,48 @@ pub struct FinishRun {
     pub error: Option<String>,
     pub finished_at: i64,
     pub messages: Vec<NewChatMessage>,
+}
+
+/// Tokens the model used on one UTC day, as the chat budgets count them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChatUsage {
+    pub session: i64,
+    pub site: i64,
+    pub all: i64,
+}
+
+impl ChatUsage {
+    /// The day `ms` falls on, as `chat_usage.day` counts it.
+    pub fn day(ms: i64) -> i64 {
+        ms.div_euclid(86_400_000)
+    }
+
+    /// What `FinishRun` adds, per scope: `(scope, key)`.
+    pub fn scopes(f: &FinishRun) -> impl Iterator<Item = (&'static str, &str)> {
+        [("session", Some(f.session_id.as_str())), ("site", f.site_key.as_deref()), ("all", Some(""))]
+            .into_iter()
+            .filter_map(|(scope, key)| key.map(|k| (scope, k)))
+    }
+
+    /// Builds the counts from `CHAT_USAGE`'s rows.
+    pub fn from_rows(rows: impl IntoIterator<Item = (String, i64)>) -> Self {
+        let mut u = Self::default();
+        for (scope, tokens) in rows {
+            match scope.as_str() {
+                "session" => u.session = tokens,
+                "site" => u.site = tokens,
+                _ => u.all = tokens,
+            }
+        }
+        u
+    }
+}
+
+impl FinishRun {
+    /// The run's tokens, when the model reported them.
+    pub fn tokens(&self) -> i64 {
+        self.prompt_tokens.unwrap_or(0) + self.completion_tokens.unwrap_or(0)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

@@ -1,8 +1,8 @@
 //! Who may use the chat API: pages of the hub's own origin or of a configured widget's, with
-//! CORS for exactly those; rate limits per client address and per session.
+//! CORS for exactly those; rate limits per client address, session and site; daily token budgets.
 
 use serde_json::{Value, json};
-use switchboard::config::{Rate, Widget};
+use switchboard::config::{Budgets, Rate, Widget};
 
 use crate::chat::{mock, new_session, read_events, send, settled, use_mock};
 use crate::helpers::*;
@@ -184,4 +184,122 @@ async fn a_site_keys_bucket_is_shared_by_all_its_visitors_and_leaves_other_sites
     assert_eq!(settled(&app, &sessions[1]).await["message_count"], 0, "the refused message was not stored");
     // Another site's visitors, from the same address, are not affected.
     assert_eq!(create(&app, Some("https://other.example"), json!({"site_key": "pk_other"})).await.status(), 201);
+}
+
+/// One answered message of `session`, sent from `origin`.
+async fn answered(app: &TestApp, session: &str, origin: Option<&str>) -> reqwest::Response {
+    let mut r = app.http.post(app.url(&format!("/api/chat/sessions/{session}/messages"))).json(&json!({"content": "hi"}));
+    if let Some(o) = origin {
+        r = r.header("origin", o);
+    }
+    r.send().await.unwrap()
+}
+
+async fn refusal(r: reqwest::Response, status: u16, code: &str) {
+    assert_eq!(r.status(), status);
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&retry), "renews by the next UTC midnight: {retry}");
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], code);
+}
+
+#[tokio::test]
+async fn a_session_that_spent_its_daily_tokens_gets_429_and_other_sessions_go_on() {
+    let m = mock().await;
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.budgets = Budgets { session: 1, site: 0, all: 0 };
+    })
+    .await;
+    let s = new_session(&app).await;
+    read_events(answered(&app, &s, None).await, 1000).await;
+    settled(&app, &s).await;
+    let before = m.request_count();
+    refusal(answered(&app, &s, None).await, 429, "budget_exhausted").await;
+    assert_eq!(settled(&app, &s).await["message_count"], 2, "the refused message was not stored");
+    assert_eq!(m.request_count(), before, "and reached no model");
+    let other = new_session(&app).await;
+    assert_eq!(answered(&app, &other, None).await.status(), 200);
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("switchboard_chat_over_budget_total{budget=\"session\"} 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_site_that_spent_its_daily_tokens_gets_429_for_all_its_sessions_and_only_its_own() {
+    let m = mock().await;
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.widgets.push(widget());
+        s.chat.budgets = Budgets { session: 0, site: 1, all: 0 };
+    })
+    .await;
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let r = create(&app, Some(SITE), json!({"site_key": "pk_clinic"})).await;
+        sessions.push(r.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_string());
+    }
+    read_events(answered(&app, &sessions[0], Some(SITE)).await, 1000).await;
+    settled(&app, &sessions[0]).await;
+    refusal(answered(&app, &sessions[1], Some(SITE)).await, 429, "budget_exhausted").await;
+    let own = new_session(&app).await;
+    assert_eq!(answered(&app, &own, None).await.status(), 200, "a session of no site is not held back");
+}
+
+#[tokio::test]
+async fn once_all_chat_spent_the_daily_tokens_every_model_route_answers_503() {
+    let m = mock().await;
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.budgets = Budgets { session: 0, site: 0, all: 1 };
+    })
+    .await;
+    let s = new_session(&app).await;
+    read_events(answered(&app, &s, None).await, 1000).await;
+    settled(&app, &s).await;
+    let before = m.request_count();
+    let fresh = new_session(&app).await;
+    refusal(answered(&app, &fresh, None).await, 503, "spend_limit_reached").await;
+    let hi = json!({"messages": [{"role": "user", "content": "hi"}]});
+    refusal(app.http.post(app.url("/api/ai/chat")).json(&hi).send().await.unwrap(), 503, "spend_limit_reached").await;
+    let token = app.token("supervisor", &["*"]).await;
+    let r = app.http.post(app.url("/v1/chat/completions")).bearer_auth(&token).json(&hi).send().await.unwrap();
+    refusal(r, 503, "spend_limit_reached").await;
+    assert_eq!(m.request_count(), before, "nothing more reached the model");
+}
+
+/// Sends `send` until it is refused with 503 (the spent tokens are counted off the answer's
+/// path, a moment later); panics if that never happens.
+async fn until_breaker(mut send: impl AsyncFnMut() -> reqwest::Response) -> reqwest::Response {
+    for i in 0..50 {
+        let r = send().await;
+        if r.status() == 503 {
+            assert!(i > 0, "the first answer was within the budget");
+            return r;
+        }
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the spend breaker never opened");
+}
+
+#[tokio::test]
+async fn what_the_stateless_route_and_the_pass_through_spend_counts_toward_the_daily_breaker() {
+    let m = mock().await;
+    let hi = json!({"messages": [{"role": "user", "content": "hi"}]});
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.budgets = Budgets { session: 0, site: 0, all: 1 };
+    })
+    .await;
+    let r = until_breaker(async || app.http.post(app.url("/api/ai/chat")).json(&hi).send().await.unwrap()).await;
+    refusal(r, 503, "spend_limit_reached").await;
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.budgets = Budgets { session: 0, site: 0, all: 1 };
+    })
+    .await;
+    let token = app.token("supervisor", &["*"]).await;
+    let r =
+        until_breaker(async || app.http.post(app.url("/v1/chat/completions")).bearer_auth(&token).json(&hi).send().await.unwrap()).await;
+    refusal(r, 503, "spend_limit_reached").await;
 }

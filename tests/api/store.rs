@@ -58,6 +58,7 @@ async fn a_chat_run_holds_its_session_until_its_lease_runs_out_and_a_refusal_sto
     // Full: two messages stored, a third plus its answer would pass a maximum of 3.
     let done = switchboard::store::FinishRun {
         session_id: "s-lease".into(),
+        site_key: None,
         run_id: "r3".into(),
         status: "done".into(),
         finish_reason: Some("stop".into()),
@@ -134,4 +135,50 @@ async fn a_result_whose_claim_was_lost_is_stored_whole() {
         ("error", Some("not found"), "lookupCustomer", "{\"phone\":\"+1\"}", Some("c-lost"))
     );
     assert_eq!((row.started_at, row.finished_at), (now, Some(now + 2)));
+}
+
+#[tokio::test]
+async fn a_finished_runs_tokens_count_for_its_session_its_site_and_all_chat_on_its_day() {
+    use switchboard::store::{ChatUsage, FinishRun, NewChatSession, RunStart, StartRun};
+    let app = spawn_app().await;
+    let store = app.state.store.clone();
+    let now = switchboard::clock::now_ms();
+    for (id, site, tokens) in
+        [("s-a", Some("pk_a"), Some((10, 5))), ("s-b", Some("pk_a"), Some((20, 0))), ("s-c", None, Some((60, 40))), ("s-d", None, None)]
+    {
+        let session = NewChatSession { id: id.into(), org_id: ORG.into(), site_key: site.map(Into::into), created_at: now, metadata: None };
+        store.create_chat_session(session).await.unwrap();
+        let run = format!("r-{id}");
+        let start = StartRun {
+            session_id: id.into(),
+            run_id: run.clone(),
+            message: user_message(&format!("m-{id}"), now),
+            now,
+            lease_until: now + 60_000,
+            max_messages: 10,
+        };
+        assert!(matches!(store.start_chat_run(start).await.unwrap(), RunStart::Started { .. }));
+        let done = FinishRun {
+            session_id: id.into(),
+            site_key: site.map(Into::into),
+            run_id: run,
+            status: "done".into(),
+            finish_reason: Some("stop".into()),
+            prompt_tokens: tokens.map(|t| t.0),
+            completion_tokens: tokens.map(|t| t.1),
+            error_code: None,
+            error: None,
+            finished_at: now,
+            messages: Vec::new(),
+        };
+        assert!(store.finish_chat_run(done).await.unwrap());
+    }
+    let today = ChatUsage::day(now);
+    assert_eq!(store.chat_usage(today, "s-a").await.unwrap(), ChatUsage { session: 15, site: 35, all: 135 });
+    assert_eq!(store.chat_usage(today, "s-c").await.unwrap(), ChatUsage { session: 100, site: 0, all: 135 });
+    assert_eq!(store.chat_usage(today, "s-d").await.unwrap(), ChatUsage { session: 0, site: 0, all: 135 }, "no usage, nothing counted");
+    assert_eq!(store.chat_usage(today + 1, "s-a").await.unwrap(), ChatUsage::default(), "a new day starts from zero");
+    // Retention keeps the counts as long as the chats: a cutoff a day ahead takes both.
+    store.prune_chats(now + 86_400_000, 100).await.unwrap();
+    assert_eq!(store.chat_usage(today, "s-c").await.unwrap(), ChatUsage::default());
 }

@@ -437,6 +437,29 @@ test('a rate-limited visitor is told how long to wait', async () => {
   }
 });
 
+test("a visitor whose chat spent today's tokens is told to come back tomorrow, with no countdown", async () => {
+  // A hub of its own whose sessions may use one token a day: the first answer spends it.
+  const hub = await startHub({
+    toml: `[chat]\nopenai_base_url = "${world.mock.baseUrl}"\nsession_daily_tokens = 1\n\n[[widgets]]\nsite_key = "${SITE_KEY}"\nallowed_origins = ["${world.site.origin}"]\n`,
+  });
+  try {
+    const { context, page } = await customerPage(`?hub=${encodeURIComponent(hub.url)}`);
+    await openWidget(page);
+    await sendMessage(page, 'First [mock:chunks=1]');
+    await waitForStatus(page, 'complete');
+    await sendMessage(page, 'Second');
+    const notice = page.locator('switchboard-widget .notice');
+    await notice.waitFor();
+    assert.match(await notice.textContent(), /today's limit.*tomorrow/);
+    assert.doesNotMatch(await notice.textContent(), /try again in/);
+    assert.equal(await page.locator('switchboard-widget .msg.user').last().getAttribute('data-status'), 'unsent');
+    assert.equal(await page.locator('switchboard-widget .send').isDisabled(), false, 'no lock-out until midnight');
+    await context.close();
+  } finally {
+    await hub.stop();
+  }
+});
+
 test('the widget script stays under 30 KB gzipped', () => {
   const size = gzipSync(readTree('web/widget/widget.js'), { level: 9 }).length;
   assert.ok(size <= 30 * 1024, `widget.js is ${size} bytes gzipped`);

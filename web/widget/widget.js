@@ -732,6 +732,8 @@ footer{text-align:center;font-size:11px;color:var(--mu);padding:0 0 8px}
     session_full: 'This conversation is full. Start a new one to keep chatting.',
     message_too_long: 'That message is too long. Please shorten it and send again.',
     payload_too_large: 'That message is too long. Please shorten it and send again.',
+    budget_exhausted: "This chat has reached today's limit. Please come back tomorrow.",
+    spend_limit_reached: "The assistant has reached today's limit. Please come back tomorrow.",
   };
   const friendly = (code) => FRIENDLY[code] || "Sorry, the assistant couldn't answer just now.";
 
@@ -802,6 +804,8 @@ footer{text-align:center;font-size:11px;color:var(--mu);padding:0 0 8px}
     v.status = 'unsent';
     v.action = { label: 'Retry', run: retry };
     paint(v);
+    // A spent daily budget renews at midnight UTC: a countdown of hours helps nobody.
+    if (err.code === 'budget_exhausted' || err.code === 'spend_limit_reached') return showNotice(friendly(err.code));
     if (err.status === 429) return rateLimited(err.retryAfter || 5, retry);
     if (err.code === 'network') return showNotice(state.online ? "Couldn't reach the chat service." : "You're offline.", { label: 'Retry', run: retry });
     showNotice(friendly(err.code), { label: 'Retry', run: retry });

@@ -65,7 +65,23 @@ pub fn finish_chat_run(c: &Connection, f: &FinishRun) -> rusqlite::Result<bool> 
             insert_message(c, &f.session_id, seq, m)?;
         }
     }
+    let (tokens, day) = (f.tokens(), ChatUsage::day(f.finished_at));
+    if tokens > 0 {
+        for (scope, key) in ChatUsage::scopes(f) {
+            execute(c, sql::ADD_CHAT_USAGE, &[&scope, &key, &day, &tokens])?;
+        }
+    }
     Ok(true)
+}
+
+/// Tokens spent outside a session, counted for all chat.
+pub fn add_chat_usage(c: &Connection, day: i64, tokens: i64) -> rusqlite::Result<()> {
+    execute(c, sql::ADD_CHAT_USAGE, &[&"all", &"", &day, &tokens]).map(drop)
+}
+
+/// Today's token counts of the budgets a new message of this session is checked against.
+pub fn chat_usage(c: &Connection, day: i64, session_id: &str) -> rusqlite::Result<ChatUsage> {
+    all(c, sql::CHAT_USAGE, &[&day, &session_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map(ChatUsage::from_rows)
 }
 
 /// The session's next message position; `None` if the session is gone.

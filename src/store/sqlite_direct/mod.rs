@@ -25,7 +25,10 @@ mod chat;
 mod jobs;
 
 pub use calls::{claim_invocation, finish_invocation, ingest};
-pub use chat::{active_chat_run, chat_messages, create_chat_session, finish_chat_run, get_chat_session, renew_chat_run, start_chat_run};
+pub use chat::{
+    active_chat_run, add_chat_usage, chat_messages, chat_usage, create_chat_session, finish_chat_run, get_chat_session, renew_chat_run,
+    start_chat_run,
+};
 pub use jobs::{claim_jobs, complete_job, enqueue_job, fail_job, renew_job};
 
 /// A job on this connection: runs inside the savepoint the writer opened, says whether it
