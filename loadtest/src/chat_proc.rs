@@ -146,6 +146,7 @@ impl Stack {
             ("SWITCHBOARD_OPENAI_BASE_URL", format!("{mock_base}/v1")),
             ("SWITCHBOARD_CHAT_RATE_IP_PER_MINUTE", "1000000".into()),
             ("SWITCHBOARD_CHAT_RATE_SESSION_PER_MINUTE", "1000000".into()),
+            ("SWITCHBOARD_CHAT_RATE_SITE_PER_MINUTE", "1000000".into()),
         ];
         let mut hub = Proc::spawn(&bin, &["serve".to_string()], &env, &dir, "hub.log", hub_base.clone())?;
         let hub_ready = hub.wait_ready(client, &format!("{hub_base}/readyz"), false, Duration::from_secs(30)).await;

@@ -2,10 +2,85 @@
 //! widget site key and all chat, as the model reported it. The counts live in the store, so
 //! every instance sees the same ones; a new answer is checked before it starts.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ChatError, ChatService, chunk};
+use serde_json::Value;
+
+use super::chunk::{Chunk, Usage};
+use super::{ChatError, ChatService};
 use crate::store::ChatUsage;
+
+/// More than any one answer can use: a model's usage report is clamped to it, so a broken or
+/// hostile upstream cannot overflow a day's count.
+const MAX_CHARGE: i64 = 1_000_000_000;
+
+/// What the budgets count for a usage report: its total, or the sum of its parts.
+pub(super) fn charge(u: &Usage) -> i64 {
+    u.total_tokens.max(u.prompt_tokens.saturating_add(u.completion_tokens)).clamp(0, MAX_CHARGE)
+}
+
+/// Tokens for text the model read and wrote when it reported no usage (a stopped or failed
+/// answer, a client that left, a server that never reports): OpenAI's rule of thumb of four
+/// characters a token. Nothing when it wrote nothing (a refusal before the first token).
+pub(super) fn estimate(prompt_chars: usize, completion_chars: usize) -> i64 {
+    if completion_chars == 0 {
+        return 0;
+    }
+    ((prompt_chars + completion_chars) / 4).max(1).min(MAX_CHARGE as usize) as i64
+}
+
+/// The characters of a request's `messages` (string contents and text parts).
+pub(super) fn prompt_chars(messages: &[Value]) -> usize {
+    let text = |v: &Value| v.as_str().map_or(0, str::len);
+    messages
+        .iter()
+        .map(|m| match &m["content"] {
+            Value::Array(parts) => parts.iter().map(|p| text(&p["text"])).sum(),
+            c => text(c),
+        })
+        .sum()
+}
+
+/// Charges what one answer of a route without a session spent, once: the model's usage when
+/// it reports it, else an estimate when the answer is dropped (the client left before the
+/// usage came, or the model sends none) — leaving early must not make an answer free.
+pub(super) struct SpendMeter {
+    chat: Arc<ChatService>,
+    prompt_chars: usize,
+    completion_chars: usize,
+    charged: bool,
+}
+
+impl SpendMeter {
+    pub fn new(chat: Arc<ChatService>, prompt_chars: usize) -> Self {
+        Self { chat, prompt_chars, completion_chars: 0, charged: false }
+    }
+
+    /// Notes one chunk of the answer.
+    pub fn saw(&mut self, c: &Chunk<'_>) {
+        if let Some(text) = &c.content {
+            self.completion_chars += text.len();
+        }
+        for t in &c.tool_calls {
+            self.completion_chars += t.arguments.as_deref().map_or(0, str::len);
+        }
+        if let Some(u) = &c.usage
+            && !self.charged
+        {
+            self.charged = true;
+            self.chat.count_spend(charge(u));
+        }
+    }
+}
+
+impl Drop for SpendMeter {
+    fn drop(&mut self) {
+        if !self.charged {
+            self.chat.count_spend(estimate(self.prompt_chars, self.completion_chars));
+        }
+    }
+}
 
 /// Time until the next UTC day, when the daily budgets renew.
 fn until_next_day(now_ms: i64) -> Duration {
@@ -17,12 +92,12 @@ impl ChatService {
     /// Refuses a new answer once a budget it counts against is spent. Checked before the
     /// answer starts, so one answer may pass a budget by what it uses itself (at most
     /// `max_completion_tokens` per round plus its prompt).
-    pub(super) fn within_budget(&self, usage: &ChatUsage, has_site: bool) -> Result<(), ChatError> {
+    fn within_budget(&self, usage: &ChatUsage, site: bool) -> Result<(), ChatError> {
         let b = &self.settings.budgets;
         let spent = |used: i64, budget: u64| budget > 0 && used >= 0 && used as u64 >= budget;
         let scope = if spent(usage.all, b.all) {
             "all"
-        } else if has_site && spent(usage.site, b.site) {
+        } else if site && spent(usage.site, b.site) {
             "site"
         } else if spent(usage.session, b.session) {
             "session"
@@ -35,9 +110,8 @@ impl ChatService {
 
     /// Counts tokens a route without a session spent (`/api/ai/chat`, the pass-through) toward
     /// the spend breaker, off the answer's path; shutdown waits for it.
-    pub(super) fn count_spend(&self, usage: &chunk::Usage) {
-        let tokens = usage.total_tokens.max(usage.prompt_tokens + usage.completion_tokens);
-        if tokens <= 0 {
+    fn count_spend(&self, tokens: i64) {
+        if tokens <= 0 || self.settings.budgets.all == 0 {
             return;
         }
         let store = self.store.clone();
@@ -46,6 +120,15 @@ impl ChatService {
                 tracing::warn!(error = %e, tokens, "spent tokens not counted");
             }
         });
+    }
+
+    /// A new message's check, from the usage `state` read with the session: before any rate
+    /// limit takes a token, so a refusal changes nothing.
+    pub fn check_budget(&self, state: &super::SessionState) -> Result<(), ChatError> {
+        match &state.usage {
+            Some(usage) => self.within_budget(usage, true),
+            None => Ok(()),
+        }
     }
 
     /// The spend breaker for the routes that keep no session (`/api/ai/chat`, the pass-through).
@@ -62,6 +145,24 @@ impl ChatService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_usage_report_is_charged_whole_and_clamped() {
+        assert_eq!(charge(&Usage { prompt_tokens: 17, completion_tokens: 10, total_tokens: 27 }), 27);
+        assert_eq!(charge(&Usage { prompt_tokens: 17, completion_tokens: 10, total_tokens: 0 }), 27, "a server that omits the total");
+        assert_eq!(charge(&Usage { prompt_tokens: i64::MAX, completion_tokens: i64::MAX, total_tokens: -1 }), MAX_CHARGE);
+        assert_eq!(charge(&Usage { prompt_tokens: -5, completion_tokens: -5, total_tokens: -5 }), 0);
+    }
+
+    #[test]
+    fn an_answer_with_no_usage_is_estimated_from_its_text_and_one_that_wrote_nothing_is_free() {
+        assert_eq!(estimate(400, 0), 0);
+        assert_eq!(estimate(400, 100), 125);
+        assert_eq!(estimate(0, 1), 1);
+        let messages =
+            serde_json::json!([{"role": "system", "content": "abcd"}, {"role": "user", "content": [{"type": "text", "text": "efgh"}]}]);
+        assert_eq!(prompt_chars(messages.as_array().unwrap()), 8);
+    }
 
     #[test]
     fn budgets_renew_at_the_next_utc_midnight() {

@@ -26,6 +26,7 @@ use futures::Stream;
 use serde_json::{Value, json};
 
 use super::Visitor;
+use super::budget::{SpendMeter, prompt_chars};
 use super::chunk::{parse_chunk, read_chunk};
 use super::safety::Asker;
 use super::upstream::{ChunkStream, UpstreamError};
@@ -57,6 +58,7 @@ async fn ai_chat(State(app): State<Arc<AppState>>, visitor: Visitor, headers: He
         messages.push(json!({"role": "system", "content": s.system_prompt}));
     }
     messages.extend(turns);
+    let meter = SpendMeter::new(app.chat.clone(), prompt_chars(&messages));
     let mut request = json!({
         "model": s.model,
         "messages": messages,
@@ -72,7 +74,7 @@ async fn ai_chat(State(app): State<Arc<AppState>>, visitor: Visitor, headers: He
         Ok(Err(e)) => return Ok(sse(error_then_done(e))),
         Ok(Ok(stream)) => stream,
     };
-    Ok(sse(content_events(app.clone(), stream)))
+    Ok(sse(content_events(app.clone(), stream, meter)))
 }
 
 /// `user`/`assistant` turns with string content; anything else is the server's to decide.
@@ -133,6 +135,8 @@ enum Relay {
         /// Boxed: the reader's buffers would make every state as large as this one.
         stream: Box<ChunkStream>,
         started: bool,
+        /// Dropped with this state: an answer the client left early is still charged.
+        meter: SpendMeter,
     },
     /// An error was sent; `[DONE]` still follows, as the hook expects.
     Closing,
@@ -144,10 +148,10 @@ fn error_data(e: &UpstreamError) -> Result<SseEvent, Infallible> {
 }
 
 /// The model's text as `{"content"}` events, an `{"error"}` one if it fails, then `[DONE]`.
-fn content_events(app: Arc<AppState>, stream: ChunkStream) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    futures::stream::unfold(Relay::Live { app, stream: Box::new(stream), started: false }, |state| async move {
-        let (app, mut stream, started) = match state {
-            Relay::Live { app, stream, started } => (app, stream, started),
+fn content_events(app: Arc<AppState>, stream: ChunkStream, meter: SpendMeter) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    futures::stream::unfold(Relay::Live { app, stream: Box::new(stream), started: false, meter }, |state| async move {
+        let (app, mut stream, started, mut meter) = match state {
+            Relay::Live { app, stream, started, meter } => (app, stream, started, meter),
             Relay::Closing => return Some((done(), Relay::Over)),
             Relay::Over => return None,
         };
@@ -167,11 +171,9 @@ fn content_events(app: Arc<AppState>, stream: ChunkStream) -> impl Stream<Item =
             if c.error {
                 return Some((error_data(&UpstreamError::FAILED), Relay::Closing));
             }
-            if let Some(u) = &c.usage {
-                app.chat.count_spend(u);
-            }
+            meter.saw(&c);
             if let Some(text) = c.content {
-                return Some((data(json!({"content": text})), Relay::Live { app, stream, started: true }));
+                return Some((data(json!({"content": text})), Relay::Live { app, stream, started: true, meter }));
             }
         }
     })
@@ -194,6 +196,7 @@ async fn completions(State(app): State<Arc<AppState>>, who: Principal, headers: 
     }
     let streamed = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let model = obj.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
+    let prompt = obj.get("messages").and_then(Value::as_array).map_or(0, |m| prompt_chars(m));
     app.chat.name_asker(&mut v, Asker::Token(&who.token_id));
     tracing::info!(caller = %who.name, model, streamed, "chat completion pass-through");
     if !streamed {
@@ -201,9 +204,7 @@ async fn completions(State(app): State<Arc<AppState>>, who: Principal, headers: 
             .await
             .map_err(|_| upstream_error(UpstreamError::TIMEOUT))?
             .map_err(upstream_error)?;
-        if let Some(u) = &read_chunk(&answer).usage {
-            app.chat.count_spend(u);
-        }
+        SpendMeter::new(app.chat.clone(), prompt).saw(&read_chunk(&answer));
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "pass-through answered");
         return Ok(Json(answer).into_response());
     }
@@ -212,39 +213,33 @@ async fn completions(State(app): State<Arc<AppState>>, who: Principal, headers: 
         .map_err(|_| upstream_error(UpstreamError::TIMEOUT))?
         .map_err(upstream_error)?;
     let idle = settings.idle_timeout.max(settings.first_token_timeout);
-    let chat = app.chat.clone();
-    let relayed = futures::stream::unfold(Some(stream), move |state| {
-        let chat = chat.clone();
-        async move {
-            let mut stream = state?;
-            match tokio::time::timeout(idle, stream.next()).await {
-                Ok(Some(Ok(chunk))) => {
-                    // Relayed as the model wrote it; an upstream error object is passed on in
-                    // OpenAI's shape, with a generic text, and so is a chunk that is not JSON.
-                    let fault = match parse_chunk(&chunk) {
-                        // Only there when the caller asked for it (`stream_options.include_usage`).
-                        Ok(c) if !c.error => {
-                            if let Some(u) = &c.usage {
-                                chat.count_spend(u);
-                            }
-                            None
-                        }
-                        Ok(_) => Some(UpstreamError::FAILED),
-                        Err(_) => Some(UpstreamError::PROTOCOL),
-                    };
-                    let e = match (fault, std::str::from_utf8(&chunk)) {
-                        (None, Ok(text)) => return Some((Ok(SseEvent::default().data(text)), Some(stream))),
-                        (Some(e), _) => e,
-                        (None, Err(_)) => UpstreamError::PROTOCOL,
-                    };
-                    Some((data(json!({"error": {"message": e.message, "type": "server_error", "code": e.code}})), None))
-                }
-                Ok(None) => Some((done(), None)),
-                Ok(Some(Err(e))) => Some((data(json!({"error": {"message": e.message, "type": "server_error", "code": e.code}})), None)),
-                Err(_) => {
-                    let e = UpstreamError::TIMEOUT;
-                    Some((data(json!({"error": {"message": e.message, "type": "server_error", "code": e.code}})), None))
-                }
+    let meter = SpendMeter::new(app.chat.clone(), prompt);
+    let relayed = futures::stream::unfold(Some((stream, meter)), move |state| async move {
+        let (mut stream, mut meter) = state?;
+        match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(Ok(chunk))) => {
+                // Relayed as the model wrote it; an upstream error object is passed on in
+                // OpenAI's shape, with a generic text, and so is a chunk that is not JSON.
+                let fault = match parse_chunk(&chunk) {
+                    Ok(c) if !c.error => {
+                        meter.saw(&c);
+                        None
+                    }
+                    Ok(_) => Some(UpstreamError::FAILED),
+                    Err(_) => Some(UpstreamError::PROTOCOL),
+                };
+                let e = match (fault, std::str::from_utf8(&chunk)) {
+                    (None, Ok(text)) => return Some((Ok(SseEvent::default().data(text)), Some((stream, meter)))),
+                    (Some(e), _) => e,
+                    (None, Err(_)) => UpstreamError::PROTOCOL,
+                };
+                Some((data(json!({"error": {"message": e.message, "type": "server_error", "code": e.code}})), None))
+            }
+            Ok(None) => Some((done(), None)),
+            Ok(Some(Err(e))) => Some((data(json!({"error": {"message": e.message, "type": "server_error", "code": e.code}})), None)),
+            Err(_) => {
+                let e = UpstreamError::TIMEOUT;
+                Some((data(json!({"error": {"message": e.message, "type": "server_error", "code": e.code}})), None))
             }
         }
     });

@@ -30,6 +30,8 @@ pub struct Follower {
     pending: VecDeque<RunEvent>,
     history_limit: usize,
     finished: bool,
+    /// The session's place this stream holds, given back with the follower.
+    slot: Option<super::streams::StreamSlot>,
 }
 
 impl Follower {
@@ -37,7 +39,13 @@ impl Follower {
     /// including `after` are skipped.
     pub fn new(broker: DynBroker, topic: String, run_id: String, after: u64, history_limit: usize) -> Self {
         let rx = broker.subscribe(&topic);
-        Self { broker, topic, run_id, rx, last: after, pending: VecDeque::new(), history_limit, finished: false }
+        Self { broker, topic, run_id, rx, last: after, pending: VecDeque::new(), history_limit, finished: false, slot: None }
+    }
+
+    /// Holds the session's stream place until this follower is dropped.
+    pub(super) fn holding(mut self, slot: super::streams::StreamSlot) -> Self {
+        self.slot = Some(slot);
+        self
     }
 
     pub fn run_id(&self) -> &str {

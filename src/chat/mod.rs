@@ -21,6 +21,7 @@ mod safety;
 mod sse_body;
 mod sse_reader;
 mod stop;
+mod streams;
 mod upstream;
 
 use std::sync::Arc;
@@ -63,6 +64,8 @@ pub struct ChatService {
     session_limits: limits::Limiter,
     token_limits: limits::Limiter,
     site_limits: limits::Limiter,
+    /// Streams following each session now (`chat.max_streams_per_session`).
+    streams: streams::StreamSlots,
     /// Names the asker of every model request (`safety_identifier`).
     safety: safety::SafetyIds,
     /// Stored messages (the visitor's and the answers) go to webhook endpoints as `chat.message`.
@@ -90,6 +93,8 @@ pub enum ChatError {
         scope: &'static str,
         renews: Duration,
     },
+    /// The session has its maximum of streams open.
+    TooManyStreams,
     /// The hub is shutting down and starts no new answers.
     ShuttingDown,
     Store(StoreError),
@@ -145,7 +150,8 @@ impl ChatService {
         let session_limits = limits::Limiter::new(settings.session_rate);
         let token_limits = limits::Limiter::new(settings.token_rate);
         let site_limits = limits::Limiter::new(settings.site_rate);
-        let safety = safety::SafetyIds::new(settings.api_key.as_ref().map(|k| k.expose()), settings.safety_identifier);
+        let streams = streams::StreamSlots::new(settings.max_streams_per_session);
+        let safety = safety::SafetyIds::new(settings.safety_secret.as_ref().map(|k| k.expose()), settings.safety_identifier);
         Self {
             upstream: upstream::Upstream::new(&settings),
             settings: Arc::new(settings),
@@ -163,6 +169,7 @@ impl ChatService {
             session_limits,
             token_limits,
             site_limits,
+            streams,
             safety,
         }
     }
@@ -226,10 +233,9 @@ impl ChatService {
         // Everything the run needs is ready before the run row commits, so nothing between the
         // commit and the spawn can fail or be dropped with the request, leaving a run with no
         // task behind it.
-        let SessionState { mut history, active_run, usage } = state;
-        if let Some(usage) = &usage {
-            self.within_budget(usage, session.site_key.is_some())?;
-        }
+        let SessionState { mut history, active_run, .. } = state;
+        // The answer's own stream is one of the session's: taken before anything is stored.
+        let slot = self.streams.take(&session.id).ok_or(ChatError::TooManyStreams)?;
         // The store decides (one running run per session); this read only keeps a message that
         // would be refused from reaching the model early.
         if let Some(run_id) = active_run {
@@ -245,7 +251,7 @@ impl ChatService {
         // run won the race, the session filled up, the write failed) drops it unanswered.
         let early = fits.then(|| run::EarlyOpen::start(self, run::request_body(self, &session.id, &context, s.max_tool_rounds > 0)));
         let topic = topics::chat(&session.id);
-        let follower = Follower::new(self.broker.clone(), topic.clone(), run_id.clone(), 0, self.history_limit);
+        let follower = Follower::new(self.broker.clone(), topic.clone(), run_id.clone(), 0, self.history_limit).holding(slot);
         let stops = self.broker.subscribe(&topic);
         let cancel = CancellationToken::new();
         self.runs.insert(run_id.clone(), cancel.clone());
@@ -281,11 +287,12 @@ impl ChatService {
     /// run, else from its start; `None` when no run is active.
     pub async fn resume(&self, session_id: &str, last_event_id: Option<&str>) -> Result<Option<(Follower, bool)>, ChatError> {
         let Some(run) = self.store.active_chat_run(session_id, crate::clock::now_ms()).await? else { return Ok(None) };
+        let slot = self.streams.take(session_id).ok_or(ChatError::TooManyStreams)?;
         let after = match last_event_id.and_then(events::parse_last_event_id) {
             Some((id, n)) if id == run.id => n,
             _ => 0,
         };
-        let mut follower = Follower::new(self.broker.clone(), topics::chat(session_id), run.id, after, self.history_limit);
+        let mut follower = Follower::new(self.broker.clone(), topics::chat(session_id), run.id, after, self.history_limit).holding(slot);
         let complete = follower.backfill().await;
         Ok(Some((follower, complete)))
     }
@@ -341,12 +348,10 @@ impl ChatService {
         Ok(())
     }
 
-    /// Messages and new sessions per widget site key.
+    /// Messages and new sessions per widget site key; sessions of no widget (the hub's own
+    /// pages, non-browser clients) share one bucket, so leaving the key out does not escape it.
     pub fn limit_site(&self, site_key: Option<&str>) -> Result<(), ChatError> {
-        match site_key {
-            Some(k) => self.site_limits.check(k).map_err(ChatError::RateLimited),
-            None => Ok(()),
-        }
+        self.site_limits.check(site_key.unwrap_or("")).map_err(ChatError::RateLimited)
     }
 
     /// Adds `safety_identifier` to a model request, unless switched off. A caller of the

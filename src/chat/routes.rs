@@ -72,6 +72,7 @@ impl From<ChatError> for ApiError {
             ChatError::OverBudget { scope, renews } => {
                 ApiError::BudgetExhausted { scope, retry_after: super::limits::retry_after_secs(renews) }
             }
+            ChatError::TooManyStreams => ApiError::TooManyStreams,
             ChatError::ShuttingDown => ApiError::Unavailable("chat service (shutting down)"),
             ChatError::Store(e) => e.into(),
         }
@@ -121,7 +122,10 @@ async fn create_session(State(app): State<Arc<AppState>>, visitor: Visitor, head
             app.chat.limit_site(Some(&w.site_key))?;
             w.org.clone()
         }
-        None => settings.org.clone(),
+        None => {
+            app.chat.limit_site(None)?;
+            settings.org.clone()
+        }
     };
     let s = app.chat.create_session(&org, site_key).await?;
     if let Some(p) = &who {
@@ -158,10 +162,11 @@ async fn send_message(
     // The session's history is read while the session itself is read and checked; a caller
     // that may not use the session never sees it.
     let (s, state) = tokio::join!(open_session(&app, &visitor, who.as_ref(), &id), app.chat.state(&id));
-    let s = s?;
+    let (s, state) = (s?, state?);
+    app.chat.check_budget(&state)?;
     app.chat.limit(None, Some(&s.id))?;
     app.chat.limit_site(s.site_key.as_deref())?;
-    let follower = app.chat.send(&s, &content, state?).await?;
+    let follower = app.chat.send(&s, &content, state).await?;
     Ok(sse(&app, follower, true))
 }
 

@@ -123,6 +123,8 @@ pub(super) struct Run {
     /// Finished messages of earlier rounds: tool requests and results.
     produced: Vec<NewChatMessage>,
     usage: Option<Usage>,
+    /// Characters of the first request's messages, for an estimate when no usage comes.
+    prompt_chars: usize,
     /// The first round's request, when it went out before the run started.
     early: Option<EarlyOpen>,
 }
@@ -165,7 +167,35 @@ impl Run {
     pub(super) fn new(svc: Arc<ChatService>, session: &ChatSessionRow, run_id: String) -> Self {
         let (org_id, session_id, site_key) = (session.org_id.clone(), session.id.clone(), session.site_key.clone());
         let topic = topics::chat(&session_id);
-        Self { svc, org_id, session_id, site_key, run_id, topic, n: 0, text: String::new(), produced: Vec::new(), usage: None, early: None }
+        Self {
+            svc,
+            org_id,
+            session_id,
+            site_key,
+            run_id,
+            topic,
+            n: 0,
+            text: String::new(),
+            produced: Vec::new(),
+            usage: None,
+            prompt_chars: 0,
+            early: None,
+        }
+    }
+
+    /// What the budgets count for this answer: the model's usage, or (stopped, failed, or no
+    /// usage reported) an estimate from what it read and wrote; nothing with no budget set.
+    fn charge(&self, last_text: &str) -> i64 {
+        if !self.svc.settings.budgets.any() {
+            return 0;
+        }
+        match &self.usage {
+            Some(u) => super::budget::charge(u),
+            None => {
+                let earlier: usize = self.produced.iter().map(|m| m.content.len() + m.tool_calls.as_deref().map_or(0, str::len)).sum();
+                super::budget::estimate(self.prompt_chars, earlier + last_text.len())
+            }
+        }
     }
 
     /// Runs to the end; `cancel` is the stop button (from this instance, or relayed from
@@ -174,6 +204,7 @@ impl Run {
     pub(super) async fn execute(mut self, l: Launch) {
         let _forget = Forget { svc: self.svc.clone(), run_id: self.run_id.clone() };
         self.early = l.early;
+        self.prompt_chars = super::budget::prompt_chars(&l.context);
         self.svc.announce_message(&l.session, &l.user_message, l.user_seq).await;
         let stops = super::stop::watch(
             self.svc.broker.clone(),
@@ -452,6 +483,7 @@ impl Run {
             }
         };
         let content = std::mem::take(&mut self.text);
+        let charged_tokens = self.charge(&content);
         let mut final_msg = self.message("assistant", content.clone(), msg_status, finish_reason.clone(), None, None, None);
         final_msg.id = message_id.clone();
         let hook_msg = final_msg.clone();
@@ -460,6 +492,7 @@ impl Run {
         let record = FinishRun {
             session_id: self.session_id.clone(),
             site_key: self.site_key.clone(),
+            charged_tokens,
             run_id: self.run_id.clone(),
             status: status.into(),
             finish_reason: finish_reason.clone(),

@@ -3,9 +3,10 @@
 //! keyed hash (HMAC-SHA256, hex: 64 characters, the field's limit), never the session id, the
 //! client's address or the token itself.
 //!
-//! The hash is keyed with the model API key: every instance that shares the key names a visitor
-//! the same way, no new secret has to be managed, and rotating the key starts new names (which
-//! is also when the provider's view of the old ones stops mattering).
+//! The key is one the provider never sees (`chat.safety_secret`), not the model API key: with a
+//! key it holds, it could hash every IPv4 address in minutes and read the stateless route's
+//! clients back. Without a configured secret each process draws its own, so names are stable
+//! per instance and change with a restart.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -27,10 +28,13 @@ pub struct SafetyIds {
 }
 
 impl SafetyIds {
-    /// `key` is the model API key; `enabled` is `chat.safety_identifier`.
-    pub fn new(key: Option<&str>, enabled: bool) -> Self {
-        // Without an API key (a local or mock model) the hash still hides the raw id.
-        Self { key: enabled.then(|| key.unwrap_or("switchboard").as_bytes().to_vec()) }
+    /// `secret` is `chat.safety_secret`; `enabled` is `chat.safety_identifier`.
+    pub fn new(secret: Option<&str>, enabled: bool) -> Self {
+        let key = match secret {
+            Some(s) => s.as_bytes().to_vec(),
+            None => [uuid::Uuid::new_v4().into_bytes(), uuid::Uuid::new_v4().into_bytes()].concat(),
+        };
+        Self { key: enabled.then_some(key) }
     }
 
     /// The identifier to send, or `None` when the setting is off.
@@ -56,7 +60,7 @@ mod tests {
 
     #[test]
     fn an_identifier_is_64_hex_characters_stable_and_never_the_raw_id() {
-        let ids = SafetyIds::new(Some("sk-test"), true);
+        let ids = SafetyIds::new(Some("hub-secret"), true);
         let a = ids.of(Asker::Session("3f1c-session")).unwrap();
         assert_eq!(a.len(), 64);
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
@@ -67,15 +71,20 @@ mod tests {
 
     #[test]
     fn kinds_and_keys_name_apart() {
-        let ids = SafetyIds::new(Some("sk-test"), true);
+        let ids = SafetyIds::new(Some("hub-secret"), true);
         let session = ids.of(Asker::Session("x"));
         assert_ne!(session, ids.of(Asker::Client("x")));
         assert_ne!(session, ids.of(Asker::Token("x")));
-        assert_ne!(session, SafetyIds::new(Some("sk-other"), true).of(Asker::Session("x")), "a new key, new names");
+        assert_ne!(session, SafetyIds::new(Some("other-secret"), true).of(Asker::Session("x")), "a new secret, new names");
+        // Without a secret each process keys its own: nobody else can reproduce the names.
+        assert_ne!(
+            SafetyIds::new(None, true).of(Asker::Client("203.0.113.7")),
+            SafetyIds::new(None, true).of(Asker::Client("203.0.113.7"))
+        );
     }
 
     #[test]
     fn switched_off_nothing_is_sent() {
-        assert_eq!(SafetyIds::new(Some("sk-test"), false).of(Asker::Session("x")), None);
+        assert_eq!(SafetyIds::new(Some("hub-secret"), false).of(Asker::Session("x")), None);
     }
 }

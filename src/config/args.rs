@@ -234,6 +234,12 @@ pub struct ConfigArgs {
     /// Send OpenAI's safety_identifier (a keyed hash, never the raw id) upstream [default: true]
     #[arg(long, env = "SWITCHBOARD_CHAT_SAFETY_IDENTIFIER")]
     pub chat_safety_identifier: Option<String>,
+    /// Secret that keys the safety identifiers (the same on every instance; never sent) [default: one per process]
+    #[arg(long, env = "SWITCHBOARD_CHAT_SAFETY_SECRET", hide_env_values = true)]
+    pub chat_safety_secret: Option<String>,
+    /// SSE streams following one chat session at once, per instance [default: 16]
+    #[arg(long, env = "SWITCHBOARD_CHAT_MAX_STREAMS_PER_SESSION")]
+    pub chat_max_streams_per_session: Option<String>,
     /// Model tokens one chat session may use per UTC day, 0 = no limit [default: 200000]
     #[arg(long, env = "SWITCHBOARD_CHAT_SESSION_DAILY_TOKENS")]
     pub chat_session_daily_tokens: Option<String>,

@@ -60,12 +60,17 @@ pub struct ChatSettings {
     /// Messages and new sessions per widget site key, whatever the visitor's address: one site
     /// that draws a crowd (or a script that rotates addresses) cannot spend the whole key.
     pub site_rate: Rate,
+    /// SSE streams following one session at once, per instance (the answer's own included).
+    pub max_streams_per_session: usize,
     /// Daily token budgets (UTC days), counted from the model's reported usage; 0 = none. A
     /// session or site key over its budget gets `429`, all chat over the global one `503`.
     pub budgets: Budgets,
     /// Send OpenAI's `safety_identifier` (a keyed hash of the session, client or token) with
     /// every request to the model; off for a compatible server that refuses unknown fields.
     pub safety_identifier: bool,
+    /// Keys the safety identifiers; never sent anywhere. The same on every instance for names
+    /// stable across instances; without it each process draws its own.
+    pub safety_secret: Option<Secret>,
     /// Peers whose `X-Forwarded-For` names the client (a reverse proxy); others' is ignored.
     pub trusted_proxies: Vec<IpAddr>,
 }
@@ -128,7 +133,9 @@ impl ChatSettings {
             token_rate: Rate { per_minute: 600, burst: 100 },
             site_rate: Rate { per_minute: 600, burst: 100 },
             safety_identifier: true,
+            safety_secret: None,
             budgets: Budgets { session: 200_000, site: 0, all: 0 },
+            max_streams_per_session: 16,
             trusted_proxies: Vec::new(),
         }
     }
@@ -271,6 +278,26 @@ impl ChatSettings {
             file.rate_site_burst,
             "chat.rate_site_per_minute (SWITCHBOARD_CHAT_RATE_SITE_PER_MINUTE)",
         )?;
+        let file_secret = file.safety_secret.as_ref().map(|k| k.expose().to_string());
+        if let Some(k) = pick(&args.chat_safety_secret, &file_secret) {
+            if k.len() < 16 {
+                return Err(ConfigError::new("chat.safety_secret (SWITCHBOARD_CHAT_SAFETY_SECRET)", "must be at least 16 characters"));
+            }
+            s.safety_secret = Some(Secret::new(k));
+        }
+        if let Some(n) = parse_num::<usize>(
+            &args.chat_max_streams_per_session,
+            file.max_streams_per_session,
+            "chat.max_streams_per_session (SWITCHBOARD_CHAT_MAX_STREAMS_PER_SESSION)",
+        )? {
+            if n == 0 {
+                return Err(ConfigError::new(
+                    "chat.max_streams_per_session (SWITCHBOARD_CHAT_MAX_STREAMS_PER_SESSION)",
+                    "must be at least 1",
+                ));
+            }
+            s.max_streams_per_session = n;
+        }
         let b = &mut s.budgets;
         for (slot, arg, file, name) in [
             (
@@ -410,7 +437,9 @@ pub struct ChatFile {
     pub rate_site_per_minute: Option<u32>,
     pub rate_site_burst: Option<u32>,
     pub safety_identifier: Option<bool>,
+    pub safety_secret: Option<Secret>,
     pub session_daily_tokens: Option<u64>,
+    pub max_streams_per_session: Option<usize>,
     pub site_daily_tokens: Option<u64>,
     pub daily_tokens: Option<u64>,
     pub trusted_proxies: Option<Vec<String>>,
@@ -502,6 +531,10 @@ mod tests {
         let args = ConfigArgs { chat_rate_site_per_minute: Some("40".into()), ..ConfigArgs::default() };
         let s = load(args, "[chat]\nrate_site_burst = 3\nsafety_identifier = false\n").unwrap();
         assert_eq!((s.site_rate, s.safety_identifier), (Rate { per_minute: 40, burst: 3 }, false));
+        let s = load(ConfigArgs::default(), "[chat]\nsafety_secret = \"0123456789abcdef-shared\"\n").unwrap();
+        assert_eq!(s.safety_secret.map(|k| k.expose().to_string()), Some("0123456789abcdef-shared".into()));
+        let e = load(ConfigArgs { chat_safety_secret: Some("short".into()), ..ConfigArgs::default() }, "").unwrap_err();
+        assert!(e.to_string().contains("SWITCHBOARD_CHAT_SAFETY_SECRET"), "{e}");
         let e = load(ConfigArgs { chat_safety_identifier: Some("maybe".into()), ..ConfigArgs::default() }, "").unwrap_err();
         assert!(e.to_string().contains("SWITCHBOARD_CHAT_SAFETY_IDENTIFIER"), "{e}");
         let e = load(ConfigArgs { chat_rate_site_per_minute: Some("0".into()), ..ConfigArgs::default() }, "").unwrap_err();

@@ -29,6 +29,8 @@ pub enum ApiError {
     BudgetExhausted { scope: &'static str, retry_after: u64 },
     /// 503: all chat has spent its daily token budget (the spend breaker); until UTC midnight.
     SpendLimit { retry_after: u64 },
+    /// 429: a chat session has its maximum of streams open.
+    TooManyStreams,
     /// 404: nothing here, or nothing this caller may see (the same answer, so ids can't be probed).
     NotFound,
     /// 405
@@ -80,6 +82,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "spend_limit_reached",
                 "The chat has reached its limit for today; try again tomorrow.".into(),
+            ),
+            ApiError::TooManyStreams => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_streams",
+                "This conversation is open in too many places; close one and try again.".into(),
             ),
             ApiError::Passthrough { status, body } => {
                 let message = body["error"]["message"].as_str().unwrap_or_default().to_string();
@@ -140,6 +147,7 @@ impl IntoResponse for ApiError {
             ApiError::RateLimited(secs)
             | ApiError::BudgetExhausted { retry_after: secs, .. }
             | ApiError::SpendLimit { retry_after: secs } => Some(secs),
+            ApiError::TooManyStreams => Some(5),
             _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(5),
             _ => None,
         };

@@ -141,6 +141,13 @@ macro_rules! chat_queries {
         /// Stores what a run produced and closes it; `false` (and nothing stored) when the run is
         /// no longer running (it was declared abandoned meanwhile).
         pub async fn finish_chat_run(c: &mut $conn, f: &FinishRun) -> sqlx::Result<bool> {
+            // Counted even when the run was declared abandoned meanwhile: its tokens were spent.
+            if f.charged_tokens > 0 {
+                let day = ChatUsage::day(f.finished_at);
+                for (scope, key) in ChatUsage::scopes(f) {
+                    sqlx::query(sql::ADD_CHAT_USAGE).bind(scope).bind(key).bind(day).bind(f.charged_tokens).execute(&mut *c).await?;
+                }
+            }
             let closed = sqlx::query(sql::FINISH_CHAT_RUN)
                 .bind(&f.run_id)
                 .bind(&f.status)
@@ -157,12 +164,6 @@ macro_rules! chat_queries {
             }
             for m in &f.messages {
                 append_chat_message(c, &f.session_id, m).await?;
-            }
-            let (tokens, day) = (f.tokens(), ChatUsage::day(f.finished_at));
-            if tokens > 0 {
-                for (scope, key) in ChatUsage::scopes(f) {
-                    sqlx::query(sql::ADD_CHAT_USAGE).bind(scope).bind(key).bind(day).bind(tokens).execute(&mut *c).await?;
-                }
             }
             Ok(true)
         }

@@ -193,11 +193,11 @@ pub const FINISH_CHAT_RUN: &str = "UPDATE chat_runs SET status = $2, finish_reas
 pub const ADD_CHAT_USAGE: &str = "INSERT INTO chat_usage (scope, key, day, tokens) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (scope, key, day) DO UPDATE SET tokens = chat_usage.tokens + excluded.tokens";
 
-/// A day's counts of a session, its site key and all chat: three key lookups (the site key is
-/// the session's, so this needs no read of the session first).
+/// A day's counts of a session, its site key (`''` for sessions of no widget) and all chat:
+/// three key lookups, with the session's site key read in the same statement.
 pub const CHAT_USAGE: &str = "SELECT scope, tokens FROM chat_usage WHERE day = $1 \
      AND ((scope = 'session' AND key = $2) OR (scope = 'all' AND key = '') \
-     OR (scope = 'site' AND key = (SELECT site_key FROM chat_sessions WHERE id = $2)))";
+     OR (scope = 'site' AND key = COALESCE((SELECT site_key FROM chat_sessions WHERE id = $2), '')))";
 
 pub const GET_CHAT_SESSION: &str = concat!("SELECT ", chat_session_columns!(), " FROM chat_sessions s WHERE s.id = $1");
 pub const CHAT_MESSAGES: &str = concat!("SELECT ", chat_message_columns!(), " FROM chat_messages WHERE session_id = $1 ORDER BY seq");

@@ -460,8 +460,12 @@ pub enum RunStart {
 #[derive(Debug, Clone)]
 pub struct FinishRun {
     pub session_id: String,
-    /// The session's widget, whose daily budget the run's tokens count against too.
+    /// The session's widget, whose daily budget the run's tokens count against too (sessions
+    /// of no widget count as the site `""`).
     pub site_key: Option<String>,
+    /// Tokens the budgets count for this run (what the model reported, else an estimate);
+    /// 0 adds nothing (and no budget is set, nothing is counted).
+    pub charged_tokens: i64,
     pub run_id: String,
     /// `done`, `stopped` or `failed`.
     pub status: String,
@@ -488,11 +492,9 @@ impl ChatUsage {
         ms.div_euclid(86_400_000)
     }
 
-    /// What `FinishRun` adds, per scope: `(scope, key)`.
-    pub fn scopes(f: &FinishRun) -> impl Iterator<Item = (&'static str, &str)> {
-        [("session", Some(f.session_id.as_str())), ("site", f.site_key.as_deref()), ("all", Some(""))]
-            .into_iter()
-            .filter_map(|(scope, key)| key.map(|k| (scope, k)))
+    /// What `FinishRun` adds to, per scope: `(scope, key)`.
+    pub fn scopes(f: &FinishRun) -> [(&'static str, &str); 3] {
+        [("session", f.session_id.as_str()), ("site", f.site_key.as_deref().unwrap_or("")), ("all", "")]
     }
 
     /// Builds the counts from `CHAT_USAGE`'s rows.
@@ -506,13 +508,6 @@ impl ChatUsage {
             }
         }
         u
-    }
-}
-
-impl FinishRun {
-    /// The run's tokens, when the model reported them.
-    pub fn tokens(&self) -> i64 {
-        self.prompt_tokens.unwrap_or(0) + self.completion_tokens.unwrap_or(0)
     }
 }
 

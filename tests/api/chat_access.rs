@@ -224,11 +224,17 @@ async fn a_session_that_spent_its_daily_tokens_gets_429_and_other_sessions_go_on
 }
 
 #[tokio::test]
-async fn a_site_that_spent_its_daily_tokens_gets_429_for_all_its_sessions_and_only_its_own() {
+async fn a_site_that_spent_its_daily_tokens_gets_429_for_all_its_sessions_and_other_sites_go_on() {
     let m = mock().await;
     let app = spawn_with(|s| {
         use_mock(s, &m);
         s.chat.widgets.push(widget());
+        s.chat.widgets.push(Widget {
+            site_key: "pk_other".into(),
+            name: "o".into(),
+            allowed_origins: vec!["https://other.example".into()],
+            org: "o".into(),
+        });
         s.chat.budgets = Budgets { session: 0, site: 1, all: 0 };
     })
     .await;
@@ -240,8 +246,16 @@ async fn a_site_that_spent_its_daily_tokens_gets_429_for_all_its_sessions_and_on
     read_events(answered(&app, &sessions[0], Some(SITE)).await, 1000).await;
     settled(&app, &sessions[0]).await;
     refusal(answered(&app, &sessions[1], Some(SITE)).await, 429, "budget_exhausted").await;
+    let other = "https://other.example";
+    let r = create(&app, Some(other), json!({"site_key": "pk_other"})).await;
+    let id = r.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_string();
+    assert_eq!(answered(&app, &id, Some(other)).await.status(), 200, "another site is not held back");
+    // Sessions of no widget count as one site of their own, with the same budget.
     let own = new_session(&app).await;
-    assert_eq!(answered(&app, &own, None).await.status(), 200, "a session of no site is not held back");
+    read_events(answered(&app, &own, None).await, 1000).await;
+    settled(&app, &own).await;
+    let own_too = new_session(&app).await;
+    refusal(answered(&app, &own_too, None).await, 429, "budget_exhausted").await;
 }
 
 #[tokio::test]
@@ -302,4 +316,41 @@ async fn what_the_stateless_route_and_the_pass_through_spend_counts_toward_the_d
     let r =
         until_breaker(async || app.http.post(app.url("/v1/chat/completions")).bearer_auth(&token).json(&hi).send().await.unwrap()).await;
     refusal(r, 503, "spend_limit_reached").await;
+}
+
+#[tokio::test]
+async fn a_session_is_followed_by_at_most_its_limit_of_streams_and_a_closed_one_frees_its_place() {
+    let m = mock().await;
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.max_streams_per_session = 2;
+    })
+    .await;
+    let s = new_session(&app).await;
+    // The answer's own stream (held open, unread) and one follower: the limit.
+    let answer = send(&app, &s, "[mock:chunks=400] [mock:delay_ms=25] a long one").await;
+    assert_eq!(answer.status(), 200);
+    let follow = || app.http.get(app.url(&format!("/api/chat/sessions/{s}/stream"))).send();
+    let second = follow().await.unwrap();
+    assert_eq!(second.status(), 200);
+    let third = follow().await.unwrap();
+    assert_eq!(third.status(), 429);
+    assert!(third.headers().contains_key("retry-after"));
+    assert_eq!(third.json::<Value>().await.unwrap()["error"]["code"], "too_many_streams");
+    // A follower that leaves gives its place back.
+    drop(second);
+    let mut status = 0;
+    for _ in 0..100 {
+        let r = follow().await.unwrap();
+        status = r.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 200, "the place was given back");
+    drop(answer);
+    // Another session is not affected by this one's streams.
+    let other = new_session(&app).await;
+    assert_eq!(send(&app, &other, "hi").await.status(), 200);
 }

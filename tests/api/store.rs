@@ -59,6 +59,7 @@ async fn a_chat_run_holds_its_session_until_its_lease_runs_out_and_a_refusal_sto
     let done = switchboard::store::FinishRun {
         session_id: "s-lease".into(),
         site_key: None,
+        charged_tokens: 0,
         run_id: "r3".into(),
         status: "done".into(),
         finish_reason: Some("stop".into()),
@@ -161,6 +162,7 @@ async fn a_finished_runs_tokens_count_for_its_session_its_site_and_all_chat_on_i
         let done = FinishRun {
             session_id: id.into(),
             site_key: site.map(Into::into),
+            charged_tokens: tokens.map_or(0, |t: (i64, i64)| t.0 + t.1),
             run_id: run,
             status: "done".into(),
             finish_reason: Some("stop".into()),
@@ -175,8 +177,13 @@ async fn a_finished_runs_tokens_count_for_its_session_its_site_and_all_chat_on_i
     }
     let today = ChatUsage::day(now);
     assert_eq!(store.chat_usage(today, "s-a").await.unwrap(), ChatUsage { session: 15, site: 35, all: 135 });
-    assert_eq!(store.chat_usage(today, "s-c").await.unwrap(), ChatUsage { session: 100, site: 0, all: 135 });
-    assert_eq!(store.chat_usage(today, "s-d").await.unwrap(), ChatUsage { session: 0, site: 0, all: 135 }, "no usage, nothing counted");
+    // Sessions of no widget count as the site "".
+    assert_eq!(store.chat_usage(today, "s-c").await.unwrap(), ChatUsage { session: 100, site: 100, all: 135 });
+    assert_eq!(
+        store.chat_usage(today, "s-d").await.unwrap(),
+        ChatUsage { session: 0, site: 100, all: 135 },
+        "nothing charged, nothing counted"
+    );
     assert_eq!(store.chat_usage(today + 1, "s-a").await.unwrap(), ChatUsage::default(), "a new day starts from zero");
     // Retention keeps the counts as long as the chats: a cutoff a day ahead takes both.
     store.prune_chats(now + 86_400_000, 100).await.unwrap();

@@ -57,18 +57,19 @@ pub fn finish_chat_run(c: &Connection, f: &FinishRun) -> rusqlite::Result<bool> 
     let (reason, error) = (clean(&f.finish_reason), clean(&f.error));
     let values: [&dyn ToSql; 8] =
         [&f.run_id, &f.status, &reason, &f.prompt_tokens, &f.completion_tokens, &f.error_code, &error, &f.finished_at];
+    // Counted even when the run was declared abandoned meanwhile: its tokens were spent.
+    if f.charged_tokens > 0 {
+        let day = ChatUsage::day(f.finished_at);
+        for (scope, key) in ChatUsage::scopes(f) {
+            execute(c, sql::ADD_CHAT_USAGE, &[&scope, &key, &day, &f.charged_tokens])?;
+        }
+    }
     if execute(c, sql::FINISH_CHAT_RUN, &values)? == 0 {
         return Ok(false);
     }
     for m in &f.messages {
         if let Some(seq) = take_position(c, &f.session_id, m.created_at)? {
             insert_message(c, &f.session_id, seq, m)?;
-        }
-    }
-    let (tokens, day) = (f.tokens(), ChatUsage::day(f.finished_at));
-    if tokens > 0 {
-        for (scope, key) in ChatUsage::scopes(f) {
-            execute(c, sql::ADD_CHAT_USAGE, &[&scope, &key, &day, &tokens])?;
         }
     }
     Ok(true)
