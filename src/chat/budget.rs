@@ -42,19 +42,41 @@ pub(super) fn prompt_chars(messages: &[Value]) -> usize {
         .sum()
 }
 
-/// Charges what one answer of a route without a session spent, once: the model's usage when
-/// it reports it, else an estimate when the answer is dropped (the client left before the
-/// usage came, or the model sends none) — leaving early must not make an answer free.
+/// The characters of a non-streamed answer's text and tool-call arguments.
+pub(super) fn answer_chars(answer: &Value) -> usize {
+    let text = |v: &Value| v.as_str().map_or(0, str::len);
+    let choices = answer["choices"].as_array().map(Vec::as_slice).unwrap_or_default();
+    choices
+        .iter()
+        .map(|c| {
+            let m = &c["message"];
+            let calls = m["tool_calls"].as_array().map(Vec::as_slice).unwrap_or_default();
+            text(&m["content"]) + calls.iter().map(|t| text(&t["function"]["arguments"])).sum::<usize>()
+        })
+        .sum()
+}
+
+/// Charges what one streamed answer of a route without a session spent, once, when the answer
+/// is dropped (it ended, failed, or the client left): the model's last usage report (a server
+/// may send a running total in every chunk), else an estimate — leaving early must not make an
+/// answer free. Once the model accepted the request its prompt is charged even if nothing
+/// came back.
 pub(super) struct SpendMeter {
     chat: Arc<ChatService>,
     prompt_chars: usize,
     completion_chars: usize,
-    charged: bool,
+    usage: Option<Usage>,
+    opened: bool,
 }
 
 impl SpendMeter {
     pub fn new(chat: Arc<ChatService>, prompt_chars: usize) -> Self {
-        Self { chat, prompt_chars, completion_chars: 0, charged: false }
+        Self { chat, prompt_chars, completion_chars: 0, usage: None, opened: false }
+    }
+
+    /// The model accepted the request: from now on its prompt is spent.
+    pub fn opened(&mut self) {
+        self.opened = true;
     }
 
     /// Notes one chunk of the answer.
@@ -65,20 +87,20 @@ impl SpendMeter {
         for t in &c.tool_calls {
             self.completion_chars += t.arguments.as_deref().map_or(0, str::len);
         }
-        if let Some(u) = &c.usage
-            && !self.charged
-        {
-            self.charged = true;
-            self.chat.count_spend(charge(u));
+        if c.usage.is_some() {
+            self.usage = c.usage;
         }
     }
 }
 
 impl Drop for SpendMeter {
     fn drop(&mut self) {
-        if !self.charged {
-            self.chat.count_spend(estimate(self.prompt_chars, self.completion_chars));
-        }
+        let tokens = match &self.usage {
+            Some(u) => charge(u),
+            None if self.opened => estimate(self.prompt_chars, self.completion_chars.max(1)),
+            None => 0,
+        };
+        self.chat.count_spend(tokens);
     }
 }
 
@@ -109,8 +131,9 @@ impl ChatService {
     }
 
     /// Counts tokens a route without a session spent (`/api/ai/chat`, the pass-through) toward
-    /// the spend breaker, off the answer's path; shutdown waits for it.
-    fn count_spend(&self, tokens: i64) {
+    /// the spend breaker, off the answer's path (on the service's task tracker, which shutdown
+    /// waits for up to its deadline).
+    pub(super) fn count_spend(&self, tokens: i64) {
         if tokens <= 0 || self.settings.budgets.all == 0 {
             return;
         }
@@ -136,7 +159,8 @@ impl ChatService {
         if self.settings.budgets.all == 0 {
             return Ok(());
         }
-        // No session has the id "": only the row of all chat matches.
+        // No session has the id "": only the rows of all chat and of the site "" match, and
+        // only the first is checked here.
         let usage = self.store.chat_usage(ChatUsage::day(crate::clock::now_ms()), "").await?;
         self.within_budget(&usage, false)
     }
@@ -162,6 +186,8 @@ mod tests {
         let messages =
             serde_json::json!([{"role": "system", "content": "abcd"}, {"role": "user", "content": [{"type": "text", "text": "efgh"}]}]);
         assert_eq!(prompt_chars(messages.as_array().unwrap()), 8);
+        let answer = serde_json::json!({"choices": [{"message": {"content": "hello", "tool_calls": [{"function": {"arguments": "{}"}}]}}]});
+        assert_eq!(answer_chars(&answer), 7);
     }
 
     #[test]

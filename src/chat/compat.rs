@@ -26,7 +26,7 @@ use futures::Stream;
 use serde_json::{Value, json};
 
 use super::Visitor;
-use super::budget::{SpendMeter, prompt_chars};
+use super::budget::{SpendMeter, answer_chars, charge, estimate, prompt_chars};
 use super::chunk::{parse_chunk, read_chunk};
 use super::safety::Asker;
 use super::upstream::{ChunkStream, UpstreamError};
@@ -58,7 +58,7 @@ async fn ai_chat(State(app): State<Arc<AppState>>, visitor: Visitor, headers: He
         messages.push(json!({"role": "system", "content": s.system_prompt}));
     }
     messages.extend(turns);
-    let meter = SpendMeter::new(app.chat.clone(), prompt_chars(&messages));
+    let mut meter = SpendMeter::new(app.chat.clone(), prompt_chars(&messages));
     let mut request = json!({
         "model": s.model,
         "messages": messages,
@@ -74,6 +74,7 @@ async fn ai_chat(State(app): State<Arc<AppState>>, visitor: Visitor, headers: He
         Ok(Err(e)) => return Ok(sse(error_then_done(e))),
         Ok(Ok(stream)) => stream,
     };
+    meter.opened();
     Ok(sse(content_events(app.clone(), stream, meter)))
 }
 
@@ -204,7 +205,11 @@ async fn completions(State(app): State<Arc<AppState>>, who: Principal, headers: 
             .await
             .map_err(|_| upstream_error(UpstreamError::TIMEOUT))?
             .map_err(upstream_error)?;
-        SpendMeter::new(app.chat.clone(), prompt).saw(&read_chunk(&answer));
+        let tokens = match read_chunk(&answer).usage {
+            Some(u) => charge(&u),
+            None => estimate(prompt, answer_chars(&answer).max(1)),
+        };
+        app.chat.count_spend(tokens);
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "pass-through answered");
         return Ok(Json(answer).into_response());
     }
@@ -213,7 +218,8 @@ async fn completions(State(app): State<Arc<AppState>>, who: Principal, headers: 
         .map_err(|_| upstream_error(UpstreamError::TIMEOUT))?
         .map_err(upstream_error)?;
     let idle = settings.idle_timeout.max(settings.first_token_timeout);
-    let meter = SpendMeter::new(app.chat.clone(), prompt);
+    let mut meter = SpendMeter::new(app.chat.clone(), prompt);
+    meter.opened();
     let relayed = futures::stream::unfold(Some((stream, meter)), move |state| async move {
         let (mut stream, mut meter) = state?;
         match tokio::time::timeout(idle, stream.next()).await {

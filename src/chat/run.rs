@@ -463,9 +463,10 @@ impl Run {
         }
         if let Some(u) = c.usage {
             let acc = self.usage.get_or_insert_with(Usage::default);
-            acc.prompt_tokens += u.prompt_tokens;
-            acc.completion_tokens += u.completion_tokens;
-            acc.total_tokens += u.total_tokens;
+            // Saturating: the numbers are the upstream's, and must not panic or wrap the run.
+            acc.prompt_tokens = acc.prompt_tokens.saturating_add(u.prompt_tokens);
+            acc.completion_tokens = acc.completion_tokens.saturating_add(u.completion_tokens);
+            acc.total_tokens = acc.total_tokens.saturating_add(u.total_tokens);
         }
         Ok(())
     }

@@ -281,19 +281,50 @@ async fn once_all_chat_spent_the_daily_tokens_every_model_route_answers_503() {
 }
 
 /// Sends `send` until it is refused with 503 (the spent tokens are counted off the answer's
-/// path, a moment later); panics if that never happens.
+/// path, a moment later); panics if that does not happen within 10 s.
 async fn until_breaker(mut send: impl AsyncFnMut() -> reqwest::Response) -> reqwest::Response {
-    for i in 0..50 {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut answered = 0;
+    while tokio::time::Instant::now() < deadline {
         let r = send().await;
         if r.status() == 503 {
-            assert!(i > 0, "the first answer was within the budget");
+            assert!(answered > 0, "the first answer was within the budget");
             return r;
         }
         assert_eq!(r.status(), 200);
         r.bytes().await.unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        answered += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("the spend breaker never opened");
+}
+
+#[tokio::test]
+async fn a_stateless_client_that_leaves_before_the_usage_report_is_still_charged() {
+    let m = mock().await;
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.budgets = Budgets { session: 0, site: 0, all: 1 };
+    })
+    .await;
+    // A long answer (the mock reports usage only at its end): read its first words, then leave.
+    let long = json!({"messages": [{"role": "user", "content": "[mock:chunks=500] [mock:delay_ms=20] tell me everything"}]});
+    let mut r = app.http.post(app.url("/api/ai/chat")).json(&long).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let first = r.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("content"), "it had started");
+    drop(r);
+    let hi = json!({"messages": [{"role": "user", "content": "hi"}]});
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = app.http.post(app.url("/api/ai/chat")).json(&hi).send().await.unwrap();
+        if r.status() == 503 {
+            break refusal(r, 503, "spend_limit_reached").await;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the answer left early was never charged");
+        r.bytes().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
@@ -328,7 +359,7 @@ async fn a_session_is_followed_by_at_most_its_limit_of_streams_and_a_closed_one_
     .await;
     let s = new_session(&app).await;
     // The answer's own stream (held open, unread) and one follower: the limit.
-    let answer = send(&app, &s, "[mock:chunks=400] [mock:delay_ms=25] a long one").await;
+    let answer = send(&app, &s, "[mock:chunks=5000] [mock:delay_ms=25] a long one").await;
     assert_eq!(answer.status(), 200);
     let follow = || app.http.get(app.url(&format!("/api/chat/sessions/{s}/stream"))).send();
     let second = follow().await.unwrap();
@@ -350,6 +381,8 @@ async fn a_session_is_followed_by_at_most_its_limit_of_streams_and_a_closed_one_
     }
     assert_eq!(status, 200, "the place was given back");
     drop(answer);
+    let stopped = app.http.post(app.url(&format!("/api/chat/sessions/{s}/stop"))).send().await.unwrap();
+    assert!(stopped.status().is_success());
     // Another session is not affected by this one's streams.
     let other = new_session(&app).await;
     assert_eq!(send(&app, &other, "hi").await.status(), 200);

@@ -185,6 +185,36 @@ async fn a_finished_runs_tokens_count_for_its_session_its_site_and_all_chat_on_i
         "nothing charged, nothing counted"
     );
     assert_eq!(store.chat_usage(today + 1, "s-a").await.unwrap(), ChatUsage::default(), "a new day starts from zero");
+    // A run declared abandoned (its lease ran out, another message took the session) is not
+    // finished any more, but what it spent still counts.
+    let session = NewChatSession { id: "s-e".into(), org_id: ORG.into(), site_key: None, created_at: now, metadata: None };
+    store.create_chat_session(session).await.unwrap();
+    let start = |run: &str, at: i64| StartRun {
+        session_id: "s-e".into(),
+        run_id: run.into(),
+        message: user_message(&format!("m-{run}"), at),
+        now: at,
+        lease_until: at + 10,
+        max_messages: 10,
+    };
+    assert!(matches!(store.start_chat_run(start("r-e1", now)).await.unwrap(), RunStart::Started { .. }));
+    assert!(matches!(store.start_chat_run(start("r-e2", now + 20)).await.unwrap(), RunStart::Started { .. }));
+    let late = FinishRun {
+        session_id: "s-e".into(),
+        site_key: None,
+        charged_tokens: 7,
+        run_id: "r-e1".into(),
+        status: "done".into(),
+        finish_reason: Some("stop".into()),
+        prompt_tokens: Some(5),
+        completion_tokens: Some(2),
+        error_code: None,
+        error: None,
+        finished_at: now + 30,
+        messages: Vec::new(),
+    };
+    assert!(!store.finish_chat_run(late).await.unwrap(), "no longer running");
+    assert_eq!(store.chat_usage(today, "s-e").await.unwrap(), ChatUsage { session: 7, site: 107, all: 142 });
     // Retention keeps the counts as long as the chats: a cutoff a day ahead takes both.
     store.prune_chats(now + 86_400_000, 100).await.unwrap();
     assert_eq!(store.chat_usage(today, "s-c").await.unwrap(), ChatUsage::default());
