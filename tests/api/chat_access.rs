@@ -13,6 +13,12 @@ fn widget() -> Widget {
     Widget { site_key: "pk_clinic".into(), name: "Clinic".into(), allowed_origins: vec![SITE.into()], org: "org-clinic".into() }
 }
 
+const OTHER_SITE: &str = "https://other.example";
+
+fn other_widget() -> Widget {
+    Widget { site_key: "pk_other".into(), name: "o".into(), allowed_origins: vec![OTHER_SITE.into()], org: "o".into() }
+}
+
 async fn create(app: &TestApp, origin: Option<&str>, body: Value) -> reqwest::Response {
     let mut r = app.http.post(app.url("/api/chat/sessions")).json(&body);
     if let Some(o) = origin {
@@ -87,12 +93,7 @@ async fn a_site_key_must_be_known_and_used_from_its_origins() {
     let app = spawn_with(|s| {
         use_mock(s, &m);
         s.chat.widgets.push(widget());
-        s.chat.widgets.push(Widget {
-            site_key: "pk_other".into(),
-            name: "o".into(),
-            allowed_origins: vec!["https://other.example".into()],
-            org: "o".into(),
-        });
+        s.chat.widgets.push(other_widget());
     })
     .await;
     let r = create(&app, Some(SITE), json!({"site_key": "pk_nope"})).await;
@@ -153,12 +154,7 @@ async fn a_site_keys_bucket_is_shared_by_all_its_visitors_and_leaves_other_sites
         use_mock(s, &m);
         s.chat.site_rate = Rate { per_minute: 1, burst: 3 };
         s.chat.widgets.push(widget());
-        s.chat.widgets.push(Widget {
-            site_key: "pk_other".into(),
-            name: "o".into(),
-            allowed_origins: vec!["https://other.example".into()],
-            org: "o".into(),
-        });
+        s.chat.widgets.push(other_widget());
     })
     .await;
     // Two sessions and one message of the clinic's site (the address's own limit is far off)…
@@ -183,7 +179,7 @@ async fn a_site_keys_bucket_is_shared_by_all_its_visitors_and_leaves_other_sites
     assert_eq!(r.status(), 429);
     assert_eq!(settled(&app, &sessions[1]).await["message_count"], 0, "the refused message was not stored");
     // Another site's visitors, from the same address, are not affected.
-    assert_eq!(create(&app, Some("https://other.example"), json!({"site_key": "pk_other"})).await.status(), 201);
+    assert_eq!(create(&app, Some(OTHER_SITE), json!({"site_key": "pk_other"})).await.status(), 201);
 }
 
 /// One answered message of `session`, sent from `origin`.
@@ -193,6 +189,22 @@ async fn answered(app: &TestApp, session: &str, origin: Option<&str>) -> reqwest
         r = r.header("origin", o);
     }
     r.send().await.unwrap()
+}
+
+/// A hub on the mock with these daily budgets and both widgets.
+async fn budget_app(m: &switchboard::mockllm::MockLlm, budgets: Budgets) -> TestApp {
+    spawn_with(|s| {
+        use_mock(s, m);
+        s.chat.widgets.extend([widget(), other_widget()]);
+        s.chat.budgets = budgets;
+    })
+    .await
+}
+
+/// Sends one message and waits until its answer is stored (and its tokens counted).
+async fn spend(app: &TestApp, session: &str, origin: Option<&str>) {
+    read_events(answered(app, session, origin).await, 1000).await;
+    settled(app, session).await;
 }
 
 async fn refusal(r: reqwest::Response, status: u16, code: &str) {
@@ -205,14 +217,9 @@ async fn refusal(r: reqwest::Response, status: u16, code: &str) {
 #[tokio::test]
 async fn a_session_that_spent_its_daily_tokens_gets_429_and_other_sessions_go_on() {
     let m = mock().await;
-    let app = spawn_with(|s| {
-        use_mock(s, &m);
-        s.chat.budgets = Budgets { session: 1, site: 0, all: 0 };
-    })
-    .await;
+    let app = budget_app(&m, Budgets { session: 1, site: 0, all: 0 }).await;
     let s = new_session(&app).await;
-    read_events(answered(&app, &s, None).await, 1000).await;
-    settled(&app, &s).await;
+    spend(&app, &s, None).await;
     let before = m.request_count();
     refusal(answered(&app, &s, None).await, 429, "budget_exhausted").await;
     assert_eq!(settled(&app, &s).await["message_count"], 2, "the refused message was not stored");
@@ -226,34 +233,20 @@ async fn a_session_that_spent_its_daily_tokens_gets_429_and_other_sessions_go_on
 #[tokio::test]
 async fn a_site_that_spent_its_daily_tokens_gets_429_for_all_its_sessions_and_other_sites_go_on() {
     let m = mock().await;
-    let app = spawn_with(|s| {
-        use_mock(s, &m);
-        s.chat.widgets.push(widget());
-        s.chat.widgets.push(Widget {
-            site_key: "pk_other".into(),
-            name: "o".into(),
-            allowed_origins: vec!["https://other.example".into()],
-            org: "o".into(),
-        });
-        s.chat.budgets = Budgets { session: 0, site: 1, all: 0 };
-    })
-    .await;
+    let app = budget_app(&m, Budgets { session: 0, site: 1, all: 0 }).await;
     let mut sessions = Vec::new();
     for _ in 0..2 {
         let r = create(&app, Some(SITE), json!({"site_key": "pk_clinic"})).await;
         sessions.push(r.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_string());
     }
-    read_events(answered(&app, &sessions[0], Some(SITE)).await, 1000).await;
-    settled(&app, &sessions[0]).await;
+    spend(&app, &sessions[0], Some(SITE)).await;
     refusal(answered(&app, &sessions[1], Some(SITE)).await, 429, "budget_exhausted").await;
-    let other = "https://other.example";
-    let r = create(&app, Some(other), json!({"site_key": "pk_other"})).await;
+    let r = create(&app, Some(OTHER_SITE), json!({"site_key": "pk_other"})).await;
     let id = r.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_string();
-    assert_eq!(answered(&app, &id, Some(other)).await.status(), 200, "another site is not held back");
+    assert_eq!(answered(&app, &id, Some(OTHER_SITE)).await.status(), 200, "another site is not held back");
     // Sessions of no widget count as one site of their own, with the same budget.
     let own = new_session(&app).await;
-    read_events(answered(&app, &own, None).await, 1000).await;
-    settled(&app, &own).await;
+    spend(&app, &own, None).await;
     let own_too = new_session(&app).await;
     refusal(answered(&app, &own_too, None).await, 429, "budget_exhausted").await;
 }
@@ -261,14 +254,9 @@ async fn a_site_that_spent_its_daily_tokens_gets_429_for_all_its_sessions_and_ot
 #[tokio::test]
 async fn once_all_chat_spent_the_daily_tokens_every_model_route_answers_503() {
     let m = mock().await;
-    let app = spawn_with(|s| {
-        use_mock(s, &m);
-        s.chat.budgets = Budgets { session: 0, site: 0, all: 1 };
-    })
-    .await;
+    let app = budget_app(&m, Budgets { session: 0, site: 0, all: 1 }).await;
     let s = new_session(&app).await;
-    read_events(answered(&app, &s, None).await, 1000).await;
-    settled(&app, &s).await;
+    spend(&app, &s, None).await;
     let before = m.request_count();
     let fresh = new_session(&app).await;
     refusal(answered(&app, &fresh, None).await, 503, "spend_limit_reached").await;
@@ -302,11 +290,7 @@ async fn until_breaker(mut send: impl AsyncFnMut() -> reqwest::Response) -> reqw
 #[tokio::test]
 async fn a_stateless_client_that_leaves_before_the_usage_report_is_still_charged() {
     let m = mock().await;
-    let app = spawn_with(|s| {
-        use_mock(s, &m);
-        s.chat.budgets = Budgets { session: 0, site: 0, all: 1 };
-    })
-    .await;
+    let app = budget_app(&m, Budgets { session: 0, site: 0, all: 1 }).await;
     // A long answer (the mock reports usage only at its end): read its first words, then leave.
     let long = json!({"messages": [{"role": "user", "content": "[mock:chunks=500] [mock:delay_ms=20] tell me everything"}]});
     let mut r = app.http.post(app.url("/api/ai/chat")).json(&long).send().await.unwrap();
@@ -331,18 +315,10 @@ async fn a_stateless_client_that_leaves_before_the_usage_report_is_still_charged
 async fn what_the_stateless_route_and_the_pass_through_spend_counts_toward_the_daily_breaker() {
     let m = mock().await;
     let hi = json!({"messages": [{"role": "user", "content": "hi"}]});
-    let app = spawn_with(|s| {
-        use_mock(s, &m);
-        s.chat.budgets = Budgets { session: 0, site: 0, all: 1 };
-    })
-    .await;
+    let app = budget_app(&m, Budgets { session: 0, site: 0, all: 1 }).await;
     let r = until_breaker(async || app.http.post(app.url("/api/ai/chat")).json(&hi).send().await.unwrap()).await;
     refusal(r, 503, "spend_limit_reached").await;
-    let app = spawn_with(|s| {
-        use_mock(s, &m);
-        s.chat.budgets = Budgets { session: 0, site: 0, all: 1 };
-    })
-    .await;
+    let app = budget_app(&m, Budgets { session: 0, site: 0, all: 1 }).await;
     let token = app.token("supervisor", &["*"]).await;
     let r =
         until_breaker(async || app.http.post(app.url("/v1/chat/completions")).bearer_auth(&token).json(&hi).send().await.unwrap()).await;

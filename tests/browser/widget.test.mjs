@@ -415,10 +415,13 @@ test('the demo page embeds the widget under the hub\'s CSP', async () => {
   await context.close();
 });
 
-test('a rate-limited visitor is told how long to wait', async () => {
-  // A hub of its own with a session bucket of one message.
+/**
+ * On a hub of its own with `chatToml` added to its [chat] table, a visitor's first message is
+ * answered and its second refused; `check(page, notice)` looks at what the visitor is told.
+ */
+async function secondMessageRefused(chatToml, check) {
   const hub = await startHub({
-    toml: `[chat]\nopenai_base_url = "${world.mock.baseUrl}"\nrate_session_per_minute = 1\nrate_session_burst = 1\n\n[[widgets]]\nsite_key = "${SITE_KEY}"\nallowed_origins = ["${world.site.origin}"]\n`,
+    toml: `[chat]\nopenai_base_url = "${world.mock.baseUrl}"\n${chatToml}\n\n[[widgets]]\nsite_key = "${SITE_KEY}"\nallowed_origins = ["${world.site.origin}"]\n`,
   });
   try {
     const { context, page } = await customerPage(`?hub=${encodeURIComponent(hub.url)}`);
@@ -428,36 +431,29 @@ test('a rate-limited visitor is told how long to wait', async () => {
     await sendMessage(page, 'Second');
     const notice = page.locator('switchboard-widget .notice');
     await notice.waitFor();
-    assert.match(await notice.textContent(), /try again in \d+ s/);
     assert.equal(await page.locator('switchboard-widget .msg.user').last().getAttribute('data-status'), 'unsent');
-    assert.equal(await page.locator('switchboard-widget .send').isDisabled(), true);
+    await check(page, await notice.textContent());
     await context.close();
   } finally {
     await hub.stop();
   }
+}
+
+test('a rate-limited visitor is told how long to wait', async () => {
+  // A session bucket of one message.
+  await secondMessageRefused('rate_session_per_minute = 1\nrate_session_burst = 1', async (page, notice) => {
+    assert.match(notice, /try again in \d+ s/);
+    assert.equal(await page.locator('switchboard-widget .send').isDisabled(), true);
+  });
 });
 
 test("a visitor whose chat spent today's tokens is told to come back tomorrow, with no countdown", async () => {
-  // A hub of its own whose sessions may use one token a day: the first answer spends it.
-  const hub = await startHub({
-    toml: `[chat]\nopenai_base_url = "${world.mock.baseUrl}"\nsession_daily_tokens = 1\n\n[[widgets]]\nsite_key = "${SITE_KEY}"\nallowed_origins = ["${world.site.origin}"]\n`,
-  });
-  try {
-    const { context, page } = await customerPage(`?hub=${encodeURIComponent(hub.url)}`);
-    await openWidget(page);
-    await sendMessage(page, 'First [mock:chunks=1]');
-    await waitForStatus(page, 'complete');
-    await sendMessage(page, 'Second');
-    const notice = page.locator('switchboard-widget .notice');
-    await notice.waitFor();
-    assert.match(await notice.textContent(), /today's limit.*tomorrow/);
-    assert.doesNotMatch(await notice.textContent(), /try again in/);
-    assert.equal(await page.locator('switchboard-widget .msg.user').last().getAttribute('data-status'), 'unsent');
+  // Sessions may use one token a day: the first answer spends it.
+  await secondMessageRefused('session_daily_tokens = 1', async (page, notice) => {
+    assert.match(notice, /today's limit.*tomorrow/);
+    assert.doesNotMatch(notice, /try again in/);
     assert.equal(await page.locator('switchboard-widget .send').isDisabled(), false, 'no lock-out until midnight');
-    await context.close();
-  } finally {
-    await hub.stop();
-  }
+  });
 });
 
 test('the widget script stays under 30 KB gzipped', () => {
