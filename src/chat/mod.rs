@@ -263,24 +263,35 @@ impl ChatService {
             lease_until: now + self.settings.run_lease.as_millis() as i64,
             max_messages: self.settings.max_messages_per_session as i64,
         };
-        let started = self.metrics.time_store("start_chat_run", self.store.start_chat_run(start)).await;
-        let user_seq = match started {
-            Ok(RunStart::Started { message_seq }) => message_seq,
-            other => {
-                self.runs.remove(&run_id);
-                return Err(match other {
-                    Ok(RunStart::Busy { run_id }) => ChatError::Busy { run_id },
-                    Ok(RunStart::Full) => ChatError::Full,
-                    Ok(_) => ChatError::NotFound,
-                    Err(e) => ChatError::Store(e),
-                });
-            }
-        };
-        self.metrics.chat_active_runs.inc();
-        let run = run::Run::new(self.clone(), session, run_id);
-        let launch = run::Launch { context, early, cancel, stops, session: session.clone(), user_message: message, user_seq };
-        self.tasks.spawn(run.execute(launch));
-        Ok(follower)
+        // The commit and the launch run on the service's own task: a client that leaves while
+        // the run's row commits drops this request, not the run (a committed run with no task
+        // would hold its session busy until its lease ran out, its message unanswered).
+        let (svc, session) = (self.clone(), session.clone());
+        let launched = self.tasks.spawn(async move {
+            let started = svc.metrics.time_store("start_chat_run", svc.store.start_chat_run(start)).await;
+            let user_seq = match started {
+                Ok(RunStart::Started { message_seq }) => message_seq,
+                other => {
+                    svc.runs.remove(&run_id);
+                    return Err(match other {
+                        Ok(RunStart::Busy { run_id }) => ChatError::Busy { run_id },
+                        Ok(RunStart::Full) => ChatError::Full,
+                        Ok(_) => ChatError::NotFound,
+                        Err(e) => ChatError::Store(e),
+                    });
+                }
+            };
+            svc.metrics.chat_active_runs.inc();
+            let run = run::Run::new(svc.clone(), &session, run_id);
+            let launch = run::Launch { context, early, cancel, stops, session, user_message: message, user_seq };
+            svc.tasks.spawn(run.execute(launch));
+            Ok(())
+        });
+        match launched.await {
+            Ok(result) => result.map(|()| follower),
+            // Only a panic (a bug) or the runtime shutting down.
+            Err(e) => Err(ChatError::Store(StoreError::Internal(format!("starting an answer failed: {e}")))),
+        }
     }
 
     /// A follower of the session's active run, from after `last_event_id` when it names that

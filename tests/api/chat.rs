@@ -172,6 +172,28 @@ async fn the_model_is_told_which_session_asks_by_a_keyed_hash_never_by_its_id() 
 }
 
 #[tokio::test]
+async fn a_message_whose_request_goes_away_while_its_run_commits_is_still_answered() {
+    let m = mock().await;
+    let app = chat_app(&m).await;
+    let s = new_session(&app).await;
+    let chat = app.state.chat.clone();
+    let (session, state) = (chat.session(&s).await.unwrap(), chat.state(&s).await.unwrap());
+    // Polled once, then dropped (a client that left): the run's row is on its way to the store.
+    let sending = chat.send(&session, "hi", state);
+    assert!(futures::FutureExt::now_or_never(sending).is_none(), "it was waiting for the store");
+    // The message and its answer, not a run left holding the session with no task behind it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = session_json(&app, &s).await;
+        if v["message_count"] == 2 && v["active_run_id"].is_null() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never answered: {v}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
 async fn a_second_message_while_an_answer_runs_gets_409() {
     let m = mock().await;
     let app = chat_app(&m).await;
