@@ -145,8 +145,8 @@ impl ChatService {
         });
     }
 
-    /// A new message's check, from the usage `state` read with the session: before any rate
-    /// limit takes a token, so a refusal changes nothing.
+    /// A new message's check, from the usage `state` read with the session: before the
+    /// session's and site's buckets take a token, so a refusal costs the visitor's site nothing.
     pub fn check_budget(&self, state: &super::SessionState) -> Result<(), ChatError> {
         match &state.usage {
             Some(usage) => self.within_budget(usage, true),
