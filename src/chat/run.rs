@@ -125,6 +125,8 @@ pub(super) struct Run {
     usage: Option<Usage>,
     /// Characters of the first request's messages, for an estimate when no usage comes.
     prompt_chars: usize,
+    /// The model accepted a request of this run: its prompt is spent, whatever comes back.
+    opened: bool,
     /// The first round's request, when it went out before the run started.
     early: Option<EarlyOpen>,
 }
@@ -179,12 +181,14 @@ impl Run {
             produced: Vec::new(),
             usage: None,
             prompt_chars: 0,
+            opened: false,
             early: None,
         }
     }
 
     /// What the budgets count for this answer: the model's usage, or (stopped, failed, or no
-    /// usage reported) an estimate from what it read and wrote; nothing with no budget set.
+    /// usage reported) an estimate from what it read and wrote — its prompt at least once the
+    /// model accepted a request; nothing with no budget set, or when the model refused it.
     fn charge(&self, last_text: &str) -> i64 {
         if !self.svc.settings.budgets.any() {
             return 0;
@@ -193,7 +197,9 @@ impl Run {
             Some(u) => super::budget::charge(u),
             None => {
                 let earlier: usize = self.produced.iter().map(|m| m.content.len() + m.tool_calls.as_deref().map_or(0, str::len)).sum();
-                super::budget::estimate(self.prompt_chars, earlier + last_text.len())
+                // Stopped before its first token, an answer the model accepted still read its prompt.
+                let written = (earlier + last_text.len()).max(usize::from(self.opened));
+                super::budget::estimate(self.prompt_chars, written)
             }
         }
     }
@@ -355,6 +361,7 @@ impl Run {
             Ok(Err(e)) => return Err(not_started(e)),
             Ok(Ok(s)) => s,
         };
+        self.opened = true;
         let mut read = Read::default();
         // One timer for the whole stream, moved only when it fires while chunks kept coming
         // (or once, when the first token starts the idle limit): re-arming a timer at every

@@ -363,3 +363,19 @@ async fn a_session_is_followed_by_at_most_its_limit_of_streams_and_a_closed_one_
     let other = new_session(&app).await;
     assert_eq!(send(&app, &other, "hi").await.status(), 200);
 }
+
+#[tokio::test]
+async fn an_answer_stopped_before_its_first_token_still_spends_its_prompt() {
+    let m = mock().await;
+    let app = budget_app(&m, Budgets { session: 1, site: 0, all: 0 }).await;
+    let s = new_session(&app).await;
+    // The model takes its request (headers at once) and waits 5 s before its first token.
+    let slow = send(&app, &s, "[mock:ttft_ms=5000] a question the model has to read first").await;
+    assert_eq!(slow.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let stopped = app.http.post(app.url(&format!("/api/chat/sessions/{s}/stop"))).send().await.unwrap();
+    assert!(stopped.status().is_success());
+    drop(slow);
+    settled(&app, &s).await;
+    refusal(answered(&app, &s, None).await, 429, "budget_exhausted").await;
+}
