@@ -191,6 +191,14 @@ async fn completions(State(app): State<Arc<AppState>>, who: Principal, headers: 
     if !obj.get("messages").is_some_and(Value::is_array) {
         return Err(openai_error(StatusCode::BAD_REQUEST, "messages is required.", "invalid_request_error"));
     }
+    // OpenAI's own limit; refused here rather than replaced, so the caller learns of it.
+    if obj.get("safety_identifier").is_some_and(|v| !v.as_str().is_some_and(|s| !s.is_empty() && s.len() <= 64)) {
+        return Err(openai_error(
+            StatusCode::BAD_REQUEST,
+            "safety_identifier must be a string of 1 to 64 characters.",
+            "invalid_request_error",
+        ));
+    }
     let settings = &app.chat.settings;
     if obj.get("model").and_then(Value::as_str).is_none_or(str::is_empty) {
         obj.insert("model".into(), Value::from(settings.model.clone()));

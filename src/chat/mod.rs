@@ -366,10 +366,10 @@ impl ChatService {
     }
 
     /// Adds `safety_identifier` to a model request, unless switched off. A caller of the
-    /// pass-through that names its own end user keeps its name.
+    /// pass-through that names its own end user keeps its name (checked by the route).
     pub(super) fn name_asker(&self, body: &mut Value, who: safety::Asker<'_>) {
         let Some(obj) = body.as_object_mut() else { return };
-        if obj.get("safety_identifier").and_then(Value::as_str).is_some_and(|v| !v.is_empty() && v.len() <= 64) {
+        if obj.contains_key("safety_identifier") {
             return;
         }
         if let Some(id) = self.safety.of(who) {

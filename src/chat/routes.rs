@@ -118,15 +118,12 @@ async fn create_session(State(app): State<Arc<AppState>>, visitor: Visitor, head
             if !visitor.page.may_use(settings, Some(&w.site_key)) {
                 return Err(ApiError::OriginNotAllowed);
             }
-            // Only a configured key gets a bucket: made-up keys cannot grow the table.
-            app.chat.limit_site(Some(&w.site_key))?;
             w.org.clone()
         }
-        None => {
-            app.chat.limit_site(None)?;
-            settings.org.clone()
-        }
+        None => settings.org.clone(),
     };
+    // Only a configured key gets here: made-up keys cannot grow the buckets' table.
+    app.chat.limit_site(site_key.as_deref())?;
     let s = app.chat.create_session(&org, site_key).await?;
     if let Some(p) = &who {
         tracing::debug!(session_id = %s.id, by = %p.name, "chat session created by a token holder");

@@ -24,7 +24,8 @@ pub enum Asker<'a> {
 }
 
 pub struct SafetyIds {
-    key: Option<Vec<u8>>,
+    /// The keyed MAC, ready: each identifier clones it instead of deriving the key again.
+    mac: Option<Hmac<Sha256>>,
 }
 
 impl SafetyIds {
@@ -34,19 +35,18 @@ impl SafetyIds {
             Some(s) => s.as_bytes().to_vec(),
             None => [uuid::Uuid::new_v4().into_bytes(), uuid::Uuid::new_v4().into_bytes()].concat(),
         };
-        Self { key: enabled.then_some(key) }
+        // HMAC takes a key of any length: this never fails.
+        Self { mac: enabled.then(|| Hmac::<Sha256>::new_from_slice(&key).ok()).flatten() }
     }
 
     /// The identifier to send, or `None` when the setting is off.
     pub fn of(&self, who: Asker<'_>) -> Option<String> {
-        let key = self.key.as_ref()?;
+        let mut mac = self.mac.clone()?;
         let (kind, id) = match who {
             Asker::Session(id) => ("session", id),
             Asker::Client(id) => ("client", id),
             Asker::Token(id) => ("token", id),
         };
-        // A key of any length is accepted by HMAC; this cannot fail.
-        let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
         mac.update(kind.as_bytes());
         mac.update(b":");
         mac.update(id.as_bytes());

@@ -539,6 +539,10 @@ mod tests {
         assert!(e.to_string().contains("SWITCHBOARD_CHAT_SAFETY_IDENTIFIER"), "{e}");
         let e = load(ConfigArgs { chat_rate_site_per_minute: Some("0".into()), ..ConfigArgs::default() }, "").unwrap_err();
         assert!(e.to_string().contains("SWITCHBOARD_CHAT_RATE_SITE_PER_MINUTE"), "{e}");
+        assert_eq!(d.max_streams_per_session, 16);
+        assert_eq!(load(ConfigArgs::default(), "[chat]\nmax_streams_per_session = 3\n").unwrap().max_streams_per_session, 3);
+        let e = load(ConfigArgs { chat_max_streams_per_session: Some("0".into()), ..ConfigArgs::default() }, "").unwrap_err();
+        assert!(e.to_string().contains("SWITCHBOARD_CHAT_MAX_STREAMS_PER_SESSION"), "{e}");
     }
 
     #[test]

@@ -19,6 +19,13 @@ fn other_widget() -> Widget {
     Widget { site_key: "pk_other".into(), name: "o".into(), allowed_origins: vec![OTHER_SITE.into()], org: "o".into() }
 }
 
+/// A new session of widget `key`, created from its page `origin`.
+async fn widget_session(app: &TestApp, origin: &str, key: &str) -> String {
+    let r = create(app, Some(origin), json!({ "site_key": key })).await;
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_string()
+}
+
 async fn create(app: &TestApp, origin: Option<&str>, body: Value) -> reqwest::Response {
     let mut r = app.http.post(app.url("/api/chat/sessions")).json(&body);
     if let Some(o) = origin {
@@ -158,12 +165,7 @@ async fn a_site_keys_bucket_is_shared_by_all_its_visitors_and_leaves_other_sites
     })
     .await;
     // Two sessions and one message of the clinic's site (the address's own limit is far off)…
-    let mut sessions = Vec::new();
-    for _ in 0..2 {
-        let r = create(&app, Some(SITE), json!({"site_key": "pk_clinic"})).await;
-        assert_eq!(r.status(), 201);
-        sessions.push(r.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_string());
-    }
+    let sessions = [widget_session(&app, SITE, "pk_clinic").await, widget_session(&app, SITE, "pk_clinic").await];
     let message = |id: &str| {
         app.http.post(app.url(&format!("/api/chat/sessions/{id}/messages"))).header("origin", SITE).json(&json!({"content": "hi"})).send()
     };
@@ -234,15 +236,10 @@ async fn a_session_that_spent_its_daily_tokens_gets_429_and_other_sessions_go_on
 async fn a_site_that_spent_its_daily_tokens_gets_429_for_all_its_sessions_and_other_sites_go_on() {
     let m = mock().await;
     let app = budget_app(&m, Budgets { session: 0, site: 1, all: 0 }).await;
-    let mut sessions = Vec::new();
-    for _ in 0..2 {
-        let r = create(&app, Some(SITE), json!({"site_key": "pk_clinic"})).await;
-        sessions.push(r.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_string());
-    }
+    let sessions = [widget_session(&app, SITE, "pk_clinic").await, widget_session(&app, SITE, "pk_clinic").await];
     spend(&app, &sessions[0], Some(SITE)).await;
     refusal(answered(&app, &sessions[1], Some(SITE)).await, 429, "budget_exhausted").await;
-    let r = create(&app, Some(OTHER_SITE), json!({"site_key": "pk_other"})).await;
-    let id = r.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_string();
+    let id = widget_session(&app, OTHER_SITE, "pk_other").await;
     assert_eq!(answered(&app, &id, Some(OTHER_SITE)).await.status(), 200, "another site is not held back");
     // Sessions of no widget count as one site of their own, with the same budget.
     let own = new_session(&app).await;

@@ -218,4 +218,12 @@ async fn every_model_request_names_its_asker_by_a_keyed_hash_and_a_callers_own_n
     let own = json!({"messages": hi["messages"], "safety_identifier": "end-user-42"});
     assert_eq!(post(own).await.unwrap().status(), 200);
     assert_eq!(m.requests().last().unwrap()["safety_identifier"], "end-user-42");
+    // One the provider would refuse is refused here, before anything goes upstream.
+    let before = m.request_count();
+    for bad in [json!("x".repeat(65)), json!(""), json!(42)] {
+        let r = post(json!({"messages": hi["messages"], "safety_identifier": bad})).await.unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"]["type"], "invalid_request_error");
+    }
+    assert_eq!(m.request_count(), before);
 }
