@@ -40,7 +40,9 @@ use crate::config::{ChatSettings, FunctionSpec};
 use crate::functions::Registry;
 use crate::hub::{DynBroker, topics};
 use crate::metrics::Metrics;
-use crate::store::{ChatSessionRow, ChatUsage, DynStore, NewChatMessage, NewChatSession, RunStart, StartRun, StoreError};
+use crate::store::{
+    ChatSessionRow, ChatUsage, DynStore, FollowUps, NewChatMessage, NewChatSession, NewJob, RunStart, StartRun, StoreError,
+};
 
 /// How long a stop request waits to see the run end before answering `202`.
 const STOP_WAIT: Duration = Duration::from_secs(5);
@@ -262,7 +264,9 @@ impl ChatService {
             now,
             lease_until: now + self.settings.run_lease.as_millis() as i64,
             max_messages: self.settings.max_messages_per_session as i64,
+            follow_ups: self.visitor_message_deliveries(session, &message),
         };
+        let announced = start.follow_ups.is_some();
         // The commit and the launch run on the service's own task: a client that leaves while
         // the run's row commits drops this request, not the run (a committed run with no task
         // would hold its session busy until its lease ran out, its message unanswered).
@@ -281,6 +285,9 @@ impl ChatService {
                     });
                 }
             };
+            if announced {
+                svc.webhooks.committed();
+            }
             svc.metrics.chat_active_runs.inc();
             let run = run::Run::new(svc.clone(), &session, run_id);
             let launch = run::Launch { context, early, cancel, stops, session, user_message: message, user_seq };
@@ -382,9 +389,20 @@ impl ChatService {
         self.token_limits.check(token_id).map_err(ChatError::RateLimited)
     }
 
-    /// `chat.message` for webhook endpoints; `message` is the message's JSON form.
-    pub(super) async fn emit_message(&self, org: &str, session_id: &str, m: &NewChatMessage, message: Value) {
-        self.webhooks.emit(crate::webhooks::events::chat_message(org, session_id, &m.id, m.created_at, message)).await;
+    /// `chat.message` deliveries of a stored message, to write with it; `message` is its JSON
+    /// form. Empty when no endpoint wants them.
+    pub(super) fn message_deliveries(&self, org: &str, session_id: &str, m: &NewChatMessage, message: Value) -> Vec<NewJob> {
+        let Some(outbox) = self.webhooks.outbox(&[crate::webhooks::events::CHAT_MESSAGE]) else { return Vec::new() };
+        outbox.deliveries(&crate::webhooks::events::chat_message(org, session_id, &m.id, m.created_at, message))
+    }
+
+    /// The same for a visitor's message, whose position the transaction that stores it takes.
+    fn visitor_message_deliveries(&self, session: &ChatSessionRow, m: &NewChatMessage) -> Option<FollowUps<i64>> {
+        let outbox = self.webhooks.outbox(&[crate::webhooks::events::CHAT_MESSAGE])?;
+        let (org, session_id, m) = (session.org_id.clone(), session.id.clone(), m.clone());
+        Some(FollowUps(Arc::new(move |seq: &i64| {
+            outbox.deliveries(&crate::webhooks::events::chat_message(&org, &session_id, &m.id, m.created_at, visitor_json(&m, *seq)))
+        })))
     }
 
     fn forget_run(&self, run_id: &str) {
@@ -395,9 +413,7 @@ impl ChatService {
 
     /// A stored user message, for supervisors (`chat:<id>` and `chats`) and webhook endpoints.
     pub(super) async fn announce_message(&self, session: &ChatSessionRow, m: &NewChatMessage, seq: i64) {
-        let message = json!({"id": m.id, "seq": seq, "role": m.role, "content": m.content, "run_id": m.run_id, "created_at": crate::clock::iso(m.created_at)});
-        let data = json!({ "session_id": session.id, "message": message });
-        self.emit_message(&session.org_id, &session.id, m, message).await;
+        let data = json!({ "session_id": session.id, "message": visitor_json(m, seq) });
         for topic in [topics::chat(&session.id), topics::CHATS.to_string()] {
             let ev = crate::hub::Event {
                 kind: events::MESSAGE.into(),
@@ -410,4 +426,9 @@ impl ChatService {
             }
         }
     }
+}
+
+/// A visitor's stored message as supervisors and webhook endpoints see it.
+fn visitor_json(m: &NewChatMessage, seq: i64) -> Value {
+    json!({"id": m.id, "seq": seq, "role": m.role, "content": m.content, "run_id": m.run_id, "created_at": crate::clock::iso(m.created_at)})
 }

@@ -494,7 +494,13 @@ impl Run {
         let charged_tokens = self.charge(&content);
         let mut final_msg = self.message("assistant", content.clone(), msg_status, finish_reason.clone(), None, None, None);
         final_msg.id = message_id.clone();
-        let hook_msg = final_msg.clone();
+        let announce = {
+            let m = &final_msg;
+            let message = json!({"id": m.id, "role": m.role, "content": m.content, "status": m.status, "run_id": m.run_id,
+                "finish_reason": m.finish_reason, "created_at": crate::clock::iso(m.created_at)});
+            self.svc.message_deliveries(&self.org_id, &self.session_id, m, message)
+        };
+        let announced = !announce.is_empty();
         let mut messages = std::mem::take(&mut self.produced);
         messages.push(final_msg);
         let record = FinishRun {
@@ -510,6 +516,7 @@ impl Run {
             error: error.map(|e| e.1.to_string()),
             finished_at: crate::clock::now_ms(),
             messages,
+            announce,
         };
         let stored = self.svc.store.finish_chat_run(record).await;
         let (kind, data) = match (&stored, error) {
@@ -529,11 +536,8 @@ impl Run {
                 (kind, json!({"message_id": message_id, "finish_reason": finish_reason, "usage": self.usage}))
             }
         };
-        if matches!(stored, Ok(true)) {
-            let m = &hook_msg;
-            let message = json!({"id": m.id, "role": m.role, "content": m.content, "status": m.status, "run_id": m.run_id,
-                "finish_reason": m.finish_reason, "created_at": crate::clock::iso(m.created_at)});
-            self.svc.emit_message(&self.org_id, &self.session_id, m, message).await;
+        if announced && matches!(stored, Ok(true)) {
+            self.svc.webhooks.committed();
         }
         self.svc.metrics.chat_run(status);
         let mut summary = data.clone();

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::{CallContext, Outcome, Registry};
 use crate::config::FunctionHandler;
 use crate::metrics::Metrics;
-use crate::store::{Claim, DynStore, Finished, InvocationRow, NewInvocation};
+use crate::store::{Claim, DynStore, Finished, InvocationRow, NewInvocation, NewJob};
 
 /// How often a redelivery checks on a call still running elsewhere.
 const POLL: Duration = Duration::from_millis(25);
@@ -52,10 +52,13 @@ impl Executor {
 
     /// Runs the call at most once. `on_start` runs (and is awaited) only when this caller really
     /// runs the function, so a `function.invoked` event always precedes its completion.
-    pub async fn execute<F, Fut>(&self, call: &ToolCall, ctx: &CallContext, on_start: F) -> ToolOutcome
+    /// `announce` gives the jobs that announce the result (outgoing webhooks); they are written
+    /// in the result's own transaction.
+    pub async fn execute<F, Fut, A>(&self, call: &ToolCall, ctx: &CallContext, on_start: F, announce: A) -> ToolOutcome
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = ()>,
+        A: FnOnce(&ToolOutcome) -> Vec<NewJob>,
     {
         let spec = self.registry.spec(&call.name);
         let timeout = spec.map(|s| s.timeout).unwrap_or(self.default_timeout);
@@ -104,7 +107,9 @@ impl Executor {
             Outcome::Ok(r) => (true, Some(r.clone()), None),
             Outcome::Err(e) => (false, None, Some(e.clone())),
         };
-        let done = Finished { claim, ok, result, error, latency_ms, finished_at: crate::clock::now_ms() };
+        let outcome = self.outcome(call, outcome, latency_ms, false);
+        let announce = announce(&outcome);
+        let done = Finished { claim, ok, result, error, latency_ms, finished_at: crate::clock::now_ms(), announce };
         let stored = tokio::time::timeout(STORE_BUDGET, self.metrics.time_store("finish_invocation", self.store.finish_invocation(done)))
             .await
             .unwrap_or_else(|_| Err(crate::store::StoreError::Unavailable("result write timed out".into())));
@@ -117,7 +122,7 @@ impl Executor {
             Err(e) => tracing::error!(error = %e, tool_call_id = %call.id, "tool call ran but its result could not be stored"),
         }
         tracing::debug!(tool_call_id = %call.id, function = %call.name, latency_ms, total_ms = started.elapsed().as_secs_f64() * 1000.0, "tool call");
-        self.outcome(call, outcome, latency_ms, false)
+        outcome
     }
 
     async fn replay(&self, call: &ToolCall, mut row: InvocationRow, timeout: Duration) -> ToolOutcome {

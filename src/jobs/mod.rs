@@ -199,22 +199,36 @@ impl Jobs {
 
     /// Adds a job of a registered kind.
     pub async fn enqueue(&self, kind: &str, payload: Value, opts: EnqueueOptions) -> Result<Enqueued, EnqueueError> {
+        let job = self.new_job(kind, &payload, opts)?;
+        let enqueued = self.store.enqueue_job(job).await.map_err(EnqueueError::Store)?;
+        if enqueued.created {
+            self.nudge(Look::kind(&enqueued.job.kind));
+        }
+        Ok(enqueued)
+    }
+
+    /// The row `enqueue` would write, for a caller that writes it in a transaction of its own
+    /// (then tells `created`).
+    pub fn new_job(&self, kind: &str, payload: &Value, opts: EnqueueOptions) -> Result<NewJob, EnqueueError> {
         let k = self.kind(kind).ok_or(EnqueueError::UnknownKind)?;
         let now = crate::clock::now_ms();
-        let job = NewJob {
+        Ok(NewJob {
             id: uuid::Uuid::now_v7().to_string(),
-            kind: k.name.clone(),
+            kind: k.name,
             payload: payload.to_string(),
             max_attempts: i64::from(k.max_attempts.unwrap_or(self.settings.max_attempts)),
             run_at: opts.run_at.unwrap_or(now),
             dedup_key: opts.dedup_key,
             now,
-        };
-        let enqueued = self.store.enqueue_job(job).await.map_err(EnqueueError::Store)?;
-        if enqueued.created {
-            self.nudge(Look::kind(&k.name));
+        })
+    }
+
+    /// Jobs of these kinds were committed by another write: the worker looks at once instead
+    /// of at its next poll.
+    pub fn created(&self, kinds: &[String]) {
+        for kind in kinds {
+            self.nudge(Look::kind(kind));
         }
-        Ok(enqueued)
     }
 
     /// Wakes the worker and tells it where to look.

@@ -65,8 +65,17 @@ async fn run(deps: &RecordingDeps, payload: Value, ctx: JobContext) -> Result<()
     let rel_dir = format!("{}/{}", path_part(&call.org_id), path_part(&call.id));
     let outcome = download::fetch(&rec.source_url, &deps.settings, &deps.storage, &rel_dir, &rec.kind).await;
     let now = now_ms();
-    let mut done =
-        RecordingDone { id, state: String::new(), size_bytes: None, sha256: None, content_type: None, path: None, reason: None, now };
+    let mut done = RecordingDone {
+        id,
+        state: String::new(),
+        size_bytes: None,
+        sha256: None,
+        content_type: None,
+        path: None,
+        reason: None,
+        now,
+        announce: Vec::new(),
+    };
     let result = match outcome {
         Ok(s) => {
             done.state = "ready".into();
@@ -91,33 +100,42 @@ async fn run(deps: &RecordingDeps, payload: Value, ctx: JobContext) -> Result<()
         }
     };
     let ready = done.state == "ready";
+    // The deliveries commit with the row that says ready: an instance that dies right after
+    // leaves them on record (its rerun of this job finds the recording ready and does nothing).
+    let outbox = if ready { deps.webhooks.outbox(&[crate::webhooks::events::RECORDING_READY]) } else { None };
+    if let Some(outbox) = &outbox {
+        done.announce =
+            outbox.deliveries(&crate::webhooks::events::recording_ready(&call.org_id, rec.id, done.now, ready_data(&rec, &done)));
+    }
     deps.store.finish_recording(done.clone()).await.map_err(|e| e.to_string())?;
+    if outbox.is_some() {
+        deps.webhooks.committed();
+    }
     if ready {
         publish_ready(deps, &call.org_id, &rec, &done).await;
     }
     result
 }
 
+/// `recording.ready`'s data, for supervisors and webhook endpoints alike.
+fn ready_data(rec: &RecordingRow, done: &RecordingDone) -> serde_json::Value {
+    json!({
+        "call_id": rec.call_id,
+        "kind": rec.kind,
+        "size_bytes": done.size_bytes,
+        "sha256": done.sha256,
+        "content_type": done.content_type,
+    })
+}
+
 async fn publish_ready(deps: &RecordingDeps, org: &str, rec: &RecordingRow, done: &RecordingDone) {
-    let event = Event {
-        kind: "recording.ready".into(),
-        at: iso(done.now),
-        org_id: org.to_string(),
-        data: json!({
-            "call_id": rec.call_id,
-            "kind": rec.kind,
-            "size_bytes": done.size_bytes,
-            "sha256": done.sha256,
-            "content_type": done.content_type,
-        }),
-    };
+    let event = Event { kind: "recording.ready".into(), at: iso(done.now), org_id: org.to_string(), data: ready_data(rec, done) };
     for topic in [topics::CALLS.to_string(), topics::call(&rec.call_id)] {
         if let Err(e) = deps.broker.publish(&topic, event.clone()).await {
             // Stored already: a supervisor that missed it sees it in the call's detail.
             tracing::warn!(error = %e, topic, "could not publish recording.ready");
         }
     }
-    deps.webhooks.emit(crate::webhooks::events::recording_ready(org, rec.id, done.now, event.data)).await;
 }
 
 /// Org and call ids come from webhook payloads: used as folder (key) parts only when they are

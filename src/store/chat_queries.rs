@@ -135,6 +135,9 @@ macro_rules! chat_queries {
                 return Ok(refused);
             }
             insert_chat_message(c, &r.session_id, seq, &r.message).await?;
+            if let Some(follow_ups) = &r.follow_ups {
+                enqueue_all(c, &follow_ups.jobs(&seq)).await?;
+            }
             Ok(RunStart::Started { message_seq: seq })
         }
 
@@ -165,6 +168,7 @@ macro_rules! chat_queries {
             for m in &f.messages {
                 append_chat_message(c, &f.session_id, m).await?;
             }
+            enqueue_all(c, &f.announce).await?;
             Ok(true)
         }
 

@@ -27,6 +27,17 @@ macro_rules! job_queries {
             existing.map(|job| Enqueued { job, created: false }).ok_or(sqlx::Error::RowNotFound)
         }
 
+        /// Jobs written by another write's transaction (its follow-ups): the kinds of those created.
+        pub async fn enqueue_all(c: &mut $conn, jobs: &[NewJob]) -> sqlx::Result<Vec<String>> {
+            let mut created = Vec::new();
+            for j in jobs {
+                if enqueue_job(c, j).await?.created {
+                    created.push(j.kind.clone());
+                }
+            }
+            Ok(created)
+        }
+
         pub async fn claim_jobs(c: &mut $conn, k: &ClaimJobs) -> sqlx::Result<Vec<JobRow>> {
             let lock: Option<&str> = $kind_lock;
             if let (Some(lock), Some(_)) = (lock, k.kind_limit) {

@@ -115,7 +115,7 @@ macro_rules! shared_queries {
         /// The whole of one message, inside the caller's transaction.
         pub async fn ingest(c: &mut $conn, i: &Ingest, now: i64) -> sqlx::Result<IngestOutcome> {
             let Some(call) = &i.call else {
-                return Ok(if insert_raw(c, &i.raw).await? { IngestOutcome::Applied(Box::default()) } else { IngestOutcome::Duplicate });
+                return if insert_raw(c, &i.raw).await? { applied(c, i, Applied::default()).await } else { Ok(IngestOutcome::Duplicate) };
             };
             // One statement logs the message and reads its call's owner and staleness (see
             // `sql::LOG_AND_CHECK_CALL`): one round trip fewer. No row back: a redelivery.
@@ -146,7 +146,7 @@ macro_rules! shared_queries {
             };
             if owner.as_ref().is_some_and(|(o, _)| *o != call.org_id) {
                 // A call belongs to the org that first named it; another org's message is only logged.
-                return Ok(IngestOutcome::Applied(Box::default()));
+                return applied(c, i, Applied::default()).await;
             }
             let existed = owner.is_some();
             if owner.is_none_or(|(_, stale)| stale == 1) {
@@ -162,6 +162,14 @@ macro_rules! shared_queries {
             // The row is read back only when an event will show it (created, status, end).
             if applied.call_created || applied.status_changed || matches!(i.change, CallChange::Ended(_)) {
                 applied.call = get_call(c, &call.id).await?;
+            }
+            self::applied(c, i, applied).await
+        }
+
+        /// Enqueues the message's follow-ups in its transaction, then reports what it changed.
+        async fn applied(c: &mut $conn, i: &Ingest, mut applied: Applied) -> sqlx::Result<IngestOutcome> {
+            if let Some(follow_ups) = &i.follow_ups {
+                applied.jobs_created = enqueue_all(c, &follow_ups.jobs(&applied)).await?;
             }
             Ok(IngestOutcome::Applied(Box::new(applied)))
         }
@@ -322,7 +330,11 @@ macro_rules! shared_queries {
                 .bind(n.lease_until)
                 .execute(&mut *c)
                 .await?;
-            Ok(done.rows_affected() == 1)
+            let stored = done.rows_affected() == 1;
+            if stored {
+                enqueue_all(c, &d.announce).await?;
+            }
+            Ok(stored)
         }
 
         pub async fn recordings(c: &mut $conn, call_id: &str) -> sqlx::Result<Vec<RecordingRow>> {
@@ -360,6 +372,7 @@ macro_rules! shared_queries {
             .bind(d.now)
             .execute(&mut *c)
             .await?;
+            enqueue_all(c, &d.announce).await?;
             Ok(())
         }
 

@@ -102,6 +102,35 @@ pub struct Ingest {
     pub raw: RawEvent,
     pub call: Option<CallSeen>,
     pub change: CallChange,
+    /// Jobs that announce what the message changed (outgoing webhooks), enqueued in its
+    /// transaction: they commit with the change or not at all.
+    pub follow_ups: Option<FollowUps>,
+}
+
+/// Derives, inside a write's transaction, the jobs (outgoing webhooks) that announce what it
+/// stored, from what only the transaction knows (`T`: what a message changed, a chat message's
+/// position). It runs once per write that stores something, never for a redelivery that stores
+/// nothing; it runs on the store's writer, so it only builds rows.
+pub struct FollowUps<T: ?Sized = Applied>(pub std::sync::Arc<DeriveJobs<T>>);
+
+pub type DeriveJobs<T> = dyn Fn(&T) -> Vec<NewJob> + Send + Sync;
+
+impl<T: ?Sized> FollowUps<T> {
+    pub fn jobs(&self, stored: &T) -> Vec<NewJob> {
+        (self.0)(stored)
+    }
+}
+
+impl<T: ?Sized> Clone for FollowUps<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T: ?Sized> std::fmt::Debug for FollowUps<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FollowUps(..)")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +149,8 @@ pub struct Applied {
     /// The status actually moved (out-of-order updates do not).
     pub status_changed: bool,
     pub segment: Option<SegmentRow>,
+    /// Jobs the message's follow-ups created (not those a dedup key already had).
+    pub jobs_created: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -187,6 +218,8 @@ pub struct RecordingDone {
     pub path: Option<String>,
     pub reason: Option<String>,
     pub now: i64,
+    /// Jobs written in the same transaction (the `recording.ready` deliveries).
+    pub announce: Vec<NewJob>,
 }
 
 #[derive(Debug, Clone)]
@@ -238,6 +271,9 @@ pub struct Finished {
     pub error: Option<String>,
     pub latency_ms: f64,
     pub finished_at: i64,
+    /// Jobs written in the same transaction when the result is (the `function.completed`
+    /// deliveries): a result on record has its deliveries on record.
+    pub announce: Vec<NewJob>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -440,6 +476,8 @@ pub struct StartRun {
     pub lease_until: i64,
     /// Messages the session may hold, the new one included.
     pub max_messages: i64,
+    /// Given the message's position, once the run started.
+    pub follow_ups: Option<FollowUps<i64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -476,6 +514,9 @@ pub struct FinishRun {
     pub error: Option<String>,
     pub finished_at: i64,
     pub messages: Vec<NewChatMessage>,
+    /// Jobs written in the same transaction when the answer is stored (its `chat.message`
+    /// deliveries).
+    pub announce: Vec<NewJob>,
 }
 
 /// Tokens the model used on one UTC day, as the chat budgets count them.

@@ -5,6 +5,7 @@ pub mod auth;
 mod events;
 mod handler;
 pub mod message;
+mod outbox;
 mod parse;
 mod record;
 pub mod redact;

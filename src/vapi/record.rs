@@ -169,7 +169,7 @@ pub fn ingest(m: &Message<'_>, org: &str, raw: &[u8], now: i64) -> Ingest {
     if let (Some(c), CallChange::Status(_) | CallChange::Ended(_)) = (&mut call, &change) {
         c.initial_status = None;
     }
-    Ingest { raw: raw_event(m, org, dedup_key(m, raw), now), call, change }
+    Ingest { raw: raw_event(m, org, dedup_key(m, raw), now), call, change, follow_ups: None }
 }
 
 pub fn raw_event(m: &Message<'_>, org: &str, dedup_key: String, now: i64) -> RawEvent {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tokio_util::task::TaskTracker;
 
 use super::message::{Kind, Message};
-use super::{events, record, replies, tools};
+use super::{events, outbox, record, replies, tools};
 use crate::config::VapiSettings;
 use crate::functions::{CallContext, Executor, Outcome, ToolOutcome};
 use crate::http::ApiError;
@@ -107,8 +107,9 @@ impl VapiService {
             self.publish_live(m, org, at).await;
             return Ok("processed");
         }
-        let ingest = record::ingest(m, org, raw, now);
+        let mut ingest = record::ingest(m, org, raw, now);
         let ended = matches!(ingest.change, CallChange::Ended(_));
+        ingest.follow_ups = outbox::follow_ups(&self.webhooks, org, at, ended);
         let outcome = self.metrics.time_store("ingest", self.store.ingest(ingest)).await?;
         if ended && let Some(call_id) = m.call_id() {
             // Also on a duplicate report: if the first one was stored but the instance died
@@ -118,6 +119,9 @@ impl VapiService {
         match outcome {
             IngestOutcome::Duplicate => Ok("duplicate"),
             IngestOutcome::Applied(applied) => {
+                if !applied.jobs_created.is_empty() {
+                    self.webhooks.committed();
+                }
                 self.publish_applied(m, org, at, &applied, ended).await;
                 Ok("processed")
             }
@@ -129,20 +133,12 @@ impl VapiService {
             if a.call_created || (a.status_changed && !ended) {
                 self.publish(events::status(call, at)).await;
             }
-            // `call.started`: this message made the record say in progress (or the first message
-            // about a call already said so). A step back from forwarding repeats it; the
-            // event's id (the call) lets only the first through.
-            if (a.call_created || a.status_changed) && matches!(call.status.as_str(), "in-progress" | "forwarding") {
-                self.webhooks.emit(hooks::call_started(call, at)).await;
-            }
             if ended {
                 self.publish(events::ended(call, at)).await;
-                self.webhooks.emit(hooks::call_ended(call, at)).await;
             }
         }
         if let Some(seg) = &a.segment {
             self.publish(events::transcript_final(org, seg)).await;
-            self.webhooks.emit(hooks::transcript_final(org, seg)).await;
         }
         if matches!(m.kind(), Kind::Activity | Kind::SpeechUpdate) || record::is_ephemeral(m) {
             self.publish_live(m, org, at).await;
@@ -235,12 +231,20 @@ async fn run_tool(
             publish_to(broker, events::function_invoked(&call_id, &ctx.org_id, &call.id, &call.name, &args)).await;
         }
     };
-    let outcome = executor.execute(call, ctx, announce).await;
+    let outbox = if call_id.is_empty() { None } else { webhooks.outbox(&[hooks::FUNCTION_COMPLETED]) };
+    let deliveries = |o: &ToolOutcome| match &outbox {
+        Some(outbox) => {
+            let data = events::function_completed(&call_id, &ctx.org_id, o).event.data;
+            outbox.deliveries(&hooks::function_completed(&ctx.org_id, &o.id, crate::clock::now_ms(), data))
+        }
+        None => Vec::new(),
+    };
+    let outcome = executor.execute(call, ctx, announce, deliveries).await;
     if !call_id.is_empty() && !outcome.replayed {
-        let out = events::function_completed(&call_id, &ctx.org_id, &outcome);
-        let hook = hooks::function_completed(&ctx.org_id, &outcome.id, crate::clock::now_ms(), out.event.data.clone());
-        publish_to(broker, out).await;
-        webhooks.emit(hook).await;
+        publish_to(broker, events::function_completed(&call_id, &ctx.org_id, &outcome)).await;
+        if outbox.is_some() {
+            webhooks.committed();
+        }
     }
     outcome
 }

@@ -31,7 +31,7 @@ pub(super) struct Deliverer {
     pub cache: Arc<Cache>,
 }
 
-/// What `Webhooks::emit` enqueues.
+/// What `Outbox::deliveries` enqueues.
 #[derive(Debug, Deserialize)]
 pub(super) struct Payload {
     pub endpoint_id: String,

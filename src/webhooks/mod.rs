@@ -1,5 +1,6 @@
-//! Outgoing webhooks: admins register endpoints (`routes`), and the places that publish live
-//! events also `emit` them here. Each matching enabled endpoint gets a durable
+//! Outgoing webhooks: admins register endpoints (`routes`), and the writes that store what an
+//! event announces (a VAPI message, a tool call's result, a recording, a chat message) write its
+//! deliveries in their own transaction (`Outbox`). Each matching enabled endpoint gets a durable
 //! `webhook.deliver` job (`deliver`), signed per Standard Webhooks (`sign`), sent only to
 //! public addresses (`target`). The enabled endpoints are cached in memory, so an event nobody
 //! subscribed to costs no store round trip; admin changes refresh the cache at once on this
@@ -23,7 +24,7 @@ pub use routes::router;
 
 use crate::config::WebhooksSettings;
 use crate::jobs::{EnqueueOptions, JobContext, JobKind, Jobs};
-use crate::store::{DynStore, StoreError};
+use crate::store::{DynStore, NewJob, StoreError};
 
 pub const KIND: &str = "webhook.deliver";
 /// Deliveries in flight at once across every instance: a slow receiver cannot take every slot
@@ -131,21 +132,46 @@ impl Webhooks {
         });
     }
 
-    /// Enqueues one delivery per enabled endpoint that wants this event. With no endpoint
-    /// (or none that matches) it returns at once, touching nothing. The dedup key
-    /// `webhook:<endpoint>:<event id>` makes a repeat of the same fact enqueue nothing.
-    pub async fn emit(&self, event: WebhookEvent) {
+    /// For a write that commits the deliveries of its events in its own transaction (see
+    /// `Outbox`): `None` when no enabled endpoint wants any of `kinds`, so such writes carry
+    /// nothing extra.
+    pub fn outbox(&self, kinds: &[&str]) -> Option<Outbox> {
         let endpoints = self.cache.snapshot();
-        if endpoints.is_empty() {
-            return;
-        }
-        let body = event.body();
-        for e in endpoints.iter().filter(|e| e.filter.matches(event.kind)) {
+        let wanted = endpoints.iter().any(|e| kinds.iter().any(|k| e.filter.matches(k)));
+        wanted.then(|| Outbox { endpoints, jobs: self.jobs.clone() })
+    }
+
+    /// After such a write committed deliveries: they go out now rather than at the next poll.
+    pub fn committed(&self) {
+        self.jobs.created(&[KIND.to_string()]);
+    }
+}
+
+/// The deliveries of events as job rows, for a write that stores them in the same transaction
+/// as the fact they announce. That write commits both or neither: an instance that dies right
+/// after the commit has its deliveries on record, where enqueueing them after the commit would
+/// have lost them (and a redelivered VAPI message, seen as a duplicate, enqueues nothing). The
+/// dedup key `webhook:<endpoint>:<event id>` makes a repeat of the same fact deliver once.
+#[derive(Clone)]
+pub struct Outbox {
+    endpoints: Arc<Vec<Cached>>,
+    jobs: Arc<Jobs>,
+}
+
+impl Outbox {
+    /// One row per endpoint that wants `event`, each with its dedup key.
+    pub fn deliveries(&self, event: &WebhookEvent) -> Vec<NewJob> {
+        let mut body = None;
+        let mut rows = Vec::new();
+        for e in self.endpoints.iter().filter(|e| e.filter.matches(event.kind)) {
+            let body = body.get_or_insert_with(|| event.body()).clone();
             let payload = json!({ "endpoint_id": e.id, "webhook_id": event.id, "type": event.kind, "body": body });
             let opts = EnqueueOptions { run_at: None, dedup_key: Some(format!("webhook:{}:{}", e.id, event.id)) };
-            if let Err(err) = self.jobs.enqueue(KIND, payload, opts).await {
-                tracing::warn!(endpoint = %e.id, event = event.kind, error = %err, "could not enqueue a webhook delivery");
+            match self.jobs.new_job(KIND, &payload, opts) {
+                Ok(job) => rows.push(job),
+                Err(err) => tracing::warn!(endpoint = %e.id, event = event.kind, error = %err, "could not build a webhook delivery"),
             }
         }
+        rows
     }
 }

@@ -234,3 +234,31 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test]
+async fn a_ready_recordings_delivery_carries_its_stored_checksum_and_is_made_once_for_a_repeated_report() {
+    let files = FileServer::start().await;
+    let app = spawn_with(|s| {
+        local(s, &["127.0.0.1"], true);
+        crate::webhooks::local(s);
+    })
+    .await;
+    let admin = app.token("admin", &["*"]).await;
+    // An endpoint nobody answers: only the queued deliveries matter here.
+    let endpoint = json!({ "url": format!("{}/hooks", files.base), "events": ["recording.ready"] });
+    crate::webhooks::create(&app, &admin, endpoint).await;
+    let body = report(CALL_ID, json!({ "mono": { "combinedUrl": format!("{}/audio.wav", files.base) } }));
+    for _ in 0..2 {
+        assert_eq!(app.post_vapi(&body).await.0, 200);
+    }
+    let rows = settled(&app, CALL_ID).await;
+    assert_eq!(rows[0].state, "ready");
+    let filter = switchboard::store::JobFilter { status: None, kind: Some("webhook.deliver".into()), before: None, limit: 50 };
+    let jobs = app.state.store.list_jobs(&filter).await.unwrap();
+    let ready: Vec<Value> =
+        jobs.iter().map(|j| serde_json::from_str::<Value>(&j.payload).unwrap()).filter(|p| p["type"] == "recording.ready").collect();
+    assert_eq!(ready.len(), 1, "{ready:?}");
+    assert_eq!(ready[0]["body"]["data"]["sha256"], json!(rows[0].sha256));
+    assert_eq!(ready[0]["body"]["data"]["call_id"], CALL_ID);
+    app.shutdown().await;
+}

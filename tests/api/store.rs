@@ -1,5 +1,8 @@
 //! The store's write path: one failing write never takes its neighbours down with it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use serde_json::json;
 
 use crate::helpers::*;
@@ -34,7 +37,7 @@ fn user_message(id: &str, at: i64) -> switchboard::store::NewChatMessage {
 
 #[tokio::test]
 async fn a_chat_run_holds_its_session_until_its_lease_runs_out_and_a_refusal_stores_nothing() {
-    use switchboard::store::{NewChatSession, RunStart, StartRun};
+    use switchboard::store::{FollowUps, NewChatSession, RunStart, StartRun};
     let app = spawn_app().await;
     let store = app.state.store.clone();
     let now = switchboard::clock::now_ms();
@@ -47,6 +50,11 @@ async fn a_chat_run_holds_its_session_until_its_lease_runs_out_and_a_refusal_sto
         now: at,
         lease_until: at + 1_000,
         max_messages,
+        // The message's delivery, named by the run and the position the transaction gave it.
+        follow_ups: Some(FollowUps(Arc::new({
+            let run = run.to_string();
+            move |seq: &i64| vec![follow_up_job(&format!("job-{run}-{seq}"), &format!("fu:{run}"))]
+        }))),
     };
     assert_eq!(store.start_chat_run(start("r1", now, 10)).await.unwrap(), RunStart::Started { message_seq: 1 });
     assert_eq!(store.start_chat_run(start("r2", now + 10, 10)).await.unwrap(), RunStart::Busy { run_id: "r1".into() });
@@ -69,16 +77,21 @@ async fn a_chat_run_holds_its_session_until_its_lease_runs_out_and_a_refusal_sto
         error: None,
         finished_at: now + 1_100,
         messages: Vec::new(),
+        announce: vec![follow_up_job("job-answer-r3", "fu:answer-r3")],
     };
     assert!(store.finish_chat_run(done).await.unwrap());
+    assert!(store.get_job("job-answer-r3").await.unwrap().is_some(), "the answer's delivery was written with it");
     assert_eq!(store.start_chat_run(start("r4", now + 1_200, 3)).await.unwrap(), RunStart::Full);
     let ids: Vec<(i64, String)> = store.chat_messages("s-lease").await.unwrap().into_iter().map(|m| (m.seq, m.id)).collect();
     assert_eq!(ids, vec![(1, "m-r1".to_string()), (2, "m-r3".to_string())], "refusals took no position");
     assert_eq!(store.start_chat_run(start("r5", now + 1_300, 4)).await.unwrap(), RunStart::Started { message_seq: 3 });
+    for (job, written) in [("job-r1-1", true), ("job-r3-2", true), ("job-r5-3", true), ("job-r2-2", false), ("job-r4-3", false)] {
+        assert_eq!(store.get_job(job).await.unwrap().is_some(), written, "{job}: only a started run's message is announced");
+    }
 }
 
 #[tokio::test]
-async fn a_tool_call_result_is_stored_only_by_the_claim_that_still_holds_it() {
+async fn a_tool_call_result_and_its_deliveries_are_stored_only_by_the_claim_that_still_holds_it() {
     use switchboard::store::{Claim, Finished, NewInvocation};
     let app = spawn_app().await;
     let store = app.state.store.clone();
@@ -100,6 +113,7 @@ async fn a_tool_call_result_is_stored_only_by_the_claim_that_still_holds_it() {
         error: None,
         latency_ms: 1.0,
         finished_at: claimed_at + 1,
+        announce: vec![follow_up_job(&format!("job-{result}"), &format!("fu:{result}"))],
     };
     assert!(matches!(store.claim_invocation(claim(now)).await.unwrap(), Claim::Claimed));
     // The first claimant went quiet past its lease; a redelivery took the call over.
@@ -109,6 +123,10 @@ async fn a_tool_call_result_is_stored_only_by_the_claim_that_still_holds_it() {
     let row = store.get_invocation("tc-held").await.unwrap().unwrap();
     assert_eq!((row.status.as_str(), row.result.as_deref()), ("ok", Some("current")));
     assert!(!store.finish_invocation(finish(now + 200, "again")).await.unwrap(), "a finished call is not written twice");
+    assert!(store.get_job("job-current").await.unwrap().is_some(), "the stored result's deliveries were written with it");
+    for refused in ["job-late", "job-again"] {
+        assert!(store.get_job(refused).await.unwrap().is_none(), "{refused}: a refused result announces nothing");
+    }
 }
 
 #[tokio::test]
@@ -128,7 +146,15 @@ async fn a_result_whose_claim_was_lost_is_stored_whole() {
         lease_until: now + 100,
         result_soon: true,
     };
-    let done = Finished { claim, ok: false, result: None, error: Some("not found".into()), latency_ms: 2.0, finished_at: now + 2 };
+    let done = Finished {
+        claim,
+        ok: false,
+        result: None,
+        error: Some("not found".into()),
+        latency_ms: 2.0,
+        finished_at: now + 2,
+        announce: Vec::new(),
+    };
     assert!(store.finish_invocation(done).await.unwrap());
     let row = store.get_invocation("tc-lost").await.unwrap().unwrap();
     assert_eq!(
@@ -157,6 +183,7 @@ async fn a_finished_runs_tokens_count_for_its_session_its_site_and_all_chat_on_i
             now,
             lease_until: now + 60_000,
             max_messages: 10,
+            follow_ups: None,
         };
         assert!(matches!(store.start_chat_run(start).await.unwrap(), RunStart::Started { .. }));
         let done = FinishRun {
@@ -172,6 +199,7 @@ async fn a_finished_runs_tokens_count_for_its_session_its_site_and_all_chat_on_i
             error: None,
             finished_at: now,
             messages: Vec::new(),
+            announce: Vec::new(),
         };
         assert!(store.finish_chat_run(done).await.unwrap());
     }
@@ -196,6 +224,7 @@ async fn a_finished_runs_tokens_count_for_its_session_its_site_and_all_chat_on_i
         now: at,
         lease_until: at + 10,
         max_messages: 10,
+        follow_ups: None,
     };
     assert!(matches!(store.start_chat_run(start("r-e1", now)).await.unwrap(), RunStart::Started { .. }));
     assert!(matches!(store.start_chat_run(start("r-e2", now + 20)).await.unwrap(), RunStart::Started { .. }));
@@ -212,10 +241,84 @@ async fn a_finished_runs_tokens_count_for_its_session_its_site_and_all_chat_on_i
         error: None,
         finished_at: now + 30,
         messages: Vec::new(),
+        announce: vec![follow_up_job("job-late-answer", "fu:late-answer")],
     };
     assert!(!store.finish_chat_run(late).await.unwrap(), "no longer running");
+    assert!(store.get_job("job-late-answer").await.unwrap().is_none(), "an answer not stored is not announced");
     assert_eq!(store.chat_usage(today, "s-e").await.unwrap(), ChatUsage { session: 7, site: 107, all: 142 });
     // Retention keeps the counts as long as the chats: a cutoff a day ahead takes both.
     store.prune_chats(now + 86_400_000, 100).await.unwrap();
     assert_eq!(store.chat_usage(today, "s-c").await.unwrap(), ChatUsage::default());
+}
+
+/// A status update that puts `call` in progress, as the VAPI handler would store it.
+fn in_progress(call: &str, follow_ups: Option<switchboard::store::FollowUps>) -> switchboard::store::Ingest {
+    use switchboard::store::{CallChange, CallSeen, Ingest, RawEvent, StatusChange};
+    let now = switchboard::clock::now_ms();
+    Ingest {
+        raw: RawEvent {
+            call_id: Some(call.into()),
+            org_id: ORG.into(),
+            kind: "status-update".into(),
+            received_at: now,
+            message_ts: Some(now),
+            dedup_key: format!("status:{call}:in-progress"),
+            payload: "{}".into(),
+        },
+        call: Some(CallSeen { id: call.into(), org_id: ORG.into(), created_at: now, seen_at: now, ..CallSeen::default() }),
+        change: CallChange::Status(StatusChange { status: "in-progress".into(), at: now, ended_reason: None }),
+        follow_ups,
+    }
+}
+
+fn follow_up_job(id: &str, dedup_key: &str) -> switchboard::store::NewJob {
+    let now = switchboard::clock::now_ms();
+    switchboard::store::NewJob {
+        id: id.into(),
+        kind: "test.follow-up".into(),
+        payload: "{}".into(),
+        max_attempts: 1,
+        run_at: now + 3_600_000,
+        dedup_key: Some(dedup_key.into()),
+        now,
+    }
+}
+
+#[tokio::test]
+async fn a_messages_follow_up_jobs_commit_with_it_and_its_redelivery_makes_none() {
+    use switchboard::store::{FollowUps, IngestOutcome};
+    let app = spawn_app().await;
+    let store = app.state.store.clone();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let follow_ups = FollowUps(Arc::new(move |a: &switchboard::store::Applied| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let moved = a.call.as_ref().is_some_and(|c| c.status == "in-progress") && a.status_changed;
+        if moved { vec![follow_up_job("job-fu-1", "fu:c-outbox")] } else { Vec::new() }
+    }));
+    let IngestOutcome::Applied(applied) = store.ingest(in_progress("c-outbox", Some(follow_ups.clone()))).await.unwrap() else {
+        panic!("the first delivery is applied");
+    };
+    assert_eq!(applied.jobs_created, ["test.follow-up"], "the follow-up saw the applied change");
+    let job = store.get_job("job-fu-1").await.unwrap().expect("the job was stored with the message");
+    assert_eq!((job.kind.as_str(), job.dedup_key.as_deref()), ("test.follow-up", Some("fu:c-outbox")));
+    let again = store.ingest(in_progress("c-outbox", Some(follow_ups))).await.unwrap();
+    assert!(matches!(again, IngestOutcome::Duplicate), "{again:?}");
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "a redelivery derives no follow-ups");
+}
+
+#[tokio::test]
+async fn a_message_whose_follow_up_cannot_be_written_is_not_stored_either() {
+    use switchboard::store::{FollowUps, IngestOutcome};
+    let app = spawn_app().await;
+    let store = app.state.store.clone();
+    store.enqueue_job(follow_up_job("job-taken", "fu:first")).await.unwrap();
+    // Same id, another dedup key: the insert finds neither a new row nor its key, and fails.
+    let clashing = FollowUps(Arc::new(|_: &switchboard::store::Applied| vec![follow_up_job("job-taken", "fu:second")]));
+    assert!(store.ingest(in_progress("c-rolled-back", Some(clashing))).await.is_err());
+    assert!(store.get_call("c-rolled-back").await.unwrap().is_none(), "the call was not written");
+    // Nor was the message's dedup record: its redelivery is applied, not taken for a duplicate.
+    let retried = store.ingest(in_progress("c-rolled-back", None)).await.unwrap();
+    assert!(matches!(retried, IngestOutcome::Applied(_)), "{retried:?}");
+    assert_eq!(store.get_call("c-rolled-back").await.unwrap().map(|c| c.status).as_deref(), Some("in-progress"));
 }

@@ -17,7 +17,7 @@ pub fn ingest(c: &Connection, i: &Ingest, now: i64) -> rusqlite::Result<IngestOu
     let Some(call) = &i.call else {
         let values: [&dyn ToSql; 7] = [&r.call_id, &r.org_id, &r.kind, &r.received_at, &r.message_ts, &r.dedup_key, &payload];
         let logged = execute(c, sql::INSERT_RAW, &values)? == 1;
-        return Ok(if logged { IngestOutcome::Applied(Box::default()) } else { IngestOutcome::Duplicate });
+        return if logged { applied(c, i, Applied::default()) } else { Ok(IngestOutcome::Duplicate) };
     };
     let metadata = clean(&call.metadata);
     let values: [&dyn ToSql; 16] = [
@@ -42,7 +42,7 @@ pub fn ingest(c: &Connection, i: &Ingest, now: i64) -> rusqlite::Result<IngestOu
     let Some((owner, stale)) = known else { return Ok(IngestOutcome::Duplicate) };
     if owner.as_ref().is_some_and(|o| *o != call.org_id) {
         // A call belongs to the org that first named it; another org's message is only logged.
-        return Ok(IngestOutcome::Applied(Box::default()));
+        return applied(c, i, Applied::default());
     }
     let existed = owner.is_some();
     if !existed || stale == Some(1) {
@@ -58,6 +58,14 @@ pub fn ingest(c: &Connection, i: &Ingest, now: i64) -> rusqlite::Result<IngestOu
     // The row is read back only when an event will show it (created, status, end).
     if applied.call_created || applied.status_changed || matches!(i.change, CallChange::Ended(_)) {
         applied.call = first(c, sql::GET_CALL, &[&call.id], call_row)?;
+    }
+    self::applied(c, i, applied)
+}
+
+/// Enqueues the message's follow-ups in its transaction, then reports what it changed.
+fn applied(c: &Connection, i: &Ingest, mut applied: Applied) -> rusqlite::Result<IngestOutcome> {
+    if let Some(follow_ups) = &i.follow_ups {
+        applied.jobs_created = super::jobs::enqueue_all(c, &follow_ups.jobs(&applied))?;
     }
     Ok(IngestOutcome::Applied(Box::new(applied)))
 }
@@ -149,7 +157,11 @@ pub fn finish_invocation(c: &Connection, d: &Finished) -> rusqlite::Result<bool>
         &d.finished_at,
         &n.lease_until,
     ];
-    execute(c, sql::FINISH_INVOCATION, &values).map(|changed| changed == 1)
+    let stored = execute(c, sql::FINISH_INVOCATION, &values)? == 1;
+    if stored {
+        super::jobs::enqueue_all(c, &d.announce)?;
+    }
+    Ok(stored)
 }
 
 /// A `calls` row in `sql::CALL_COLUMNS` order.

@@ -48,6 +48,9 @@ pub fn start_chat_run(c: &Connection, r: &StartRun) -> rusqlite::Result<RunStart
         return Ok(refused);
     }
     insert_message(c, &r.session_id, seq, &r.message)?;
+    if let Some(follow_ups) = &r.follow_ups {
+        super::jobs::enqueue_all(c, &follow_ups.jobs(&seq))?;
+    }
     Ok(RunStart::Started { message_seq: seq })
 }
 
@@ -72,6 +75,7 @@ pub fn finish_chat_run(c: &Connection, f: &FinishRun) -> rusqlite::Result<bool> 
             insert_message(c, &f.session_id, seq, m)?;
         }
     }
+    super::jobs::enqueue_all(c, &f.announce)?;
     Ok(true)
 }
 

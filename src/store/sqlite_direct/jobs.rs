@@ -21,6 +21,17 @@ pub fn enqueue_job(c: &Connection, j: &NewJob) -> rusqlite::Result<Enqueued> {
         .ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
+/// Jobs written by another write's transaction (its follow-ups): the kinds of those created.
+pub fn enqueue_all(c: &Connection, jobs: &[NewJob]) -> rusqlite::Result<Vec<String>> {
+    let mut created = Vec::new();
+    for j in jobs {
+        if enqueue_job(c, j)?.created {
+            created.push(j.kind.clone());
+        }
+    }
+    Ok(created)
+}
+
 /// No other claim can run meanwhile: the writer runs one job at a time.
 pub fn claim_jobs(c: &Connection, k: &ClaimJobs) -> rusqlite::Result<Vec<JobRow>> {
     execute(c, sql::BURY_ABANDONED_JOBS, &[&k.kind, &k.now])?;

@@ -179,10 +179,13 @@ async fn a_redelivered_vapi_webhook_makes_one_delivery() {
         assert_eq!(app.post_fixture("transcript.final.json").await.0, 200);
     }
     rx.wait_for(2, Duration::from_secs(10)).await;
-    // The same fact reported again by another path (an instance that stored it but died before
-    // enqueueing) has the same event id: the dedup key lets nothing more through.
+    // The same fact announced again by another write (another instance, another message) has
+    // the same event id: the dedup key lets nothing more through.
     let call = app.state.store.get_call(CALL_ID).await.unwrap().unwrap();
-    app.state.webhooks.emit(switchboard::webhooks::events::call_started(&call, 1)).await;
+    let outbox = app.state.webhooks.outbox(&["call.started"]).expect("an endpoint wants it");
+    for job in outbox.deliveries(&switchboard::webhooks::events::call_started(&call, 1)) {
+        assert!(!app.state.store.enqueue_job(job).await.unwrap().created);
+    }
     tokio::time::sleep(Duration::from_millis(400)).await;
     let got = rx.got();
     assert_eq!(got.len(), 2, "{:?}", got.iter().map(Got::kind).collect::<Vec<_>>());

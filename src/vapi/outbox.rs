@@ -1,0 +1,98 @@
+//! The outgoing webhooks a stored VAPI message announces, written in the message's own
+//! transaction (`store::FollowUps`): a 2xx to VAPI means its deliveries are on record too.
+
+use std::sync::Arc;
+
+use crate::store::{Applied, FollowUps};
+use crate::webhooks::{WebhookEvent, Webhooks, events as hooks};
+
+const KINDS: [&str; 3] = [hooks::CALL_STARTED, hooks::CALL_ENDED, hooks::TRANSCRIPT_FINAL];
+
+/// `None` when no enabled endpoint wants a call or transcript event: the write then carries
+/// nothing extra.
+pub fn follow_ups(webhooks: &Webhooks, org: &str, at: i64, ended: bool) -> Option<FollowUps> {
+    let outbox = webhooks.outbox(&KINDS)?;
+    let org = org.to_string();
+    Some(FollowUps(Arc::new(move |a: &Applied| announced(a, ended, &org, at).iter().flat_map(|e| outbox.deliveries(e)).collect())))
+}
+
+/// What an applied message announces.
+fn announced(a: &Applied, ended: bool, org: &str, at: i64) -> Vec<WebhookEvent> {
+    let mut out = Vec::new();
+    if let Some(call) = &a.call {
+        // `call.started`: this message made the record say in progress (or the first message
+        // about a call already said so). A step back from forwarding repeats it; the event's
+        // id (the call) lets only the first through.
+        if (a.call_created || a.status_changed) && matches!(call.status.as_str(), "in-progress" | "forwarding") {
+            out.push(hooks::call_started(call, at));
+        }
+        if ended {
+            out.push(hooks::call_ended(call, at));
+        }
+    }
+    if let Some(seg) = &a.segment {
+        out.push(hooks::transcript_final(org, seg));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{CallRow, SegmentRow};
+
+    fn call(status: &str) -> CallRow {
+        CallRow {
+            id: "c1".into(),
+            org_id: "o".into(),
+            assistant_id: None,
+            assistant_name: None,
+            call_type: None,
+            customer_number: None,
+            phone_number: None,
+            status: status.into(),
+            status_rank: crate::store::status_rank(status),
+            status_at: None,
+            created_at: 1,
+            started_at: None,
+            ended_at: None,
+            ended_reason: None,
+            cost: None,
+            cost_breakdown: None,
+            summary: None,
+            analysis: None,
+            metadata: None,
+            control_url: None,
+            listen_url: None,
+            last_event_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    fn kinds(a: &Applied, ended: bool) -> Vec<&'static str> {
+        announced(a, ended, "o", 5).iter().map(|e| e.kind).collect()
+    }
+
+    #[test]
+    fn a_call_is_announced_started_only_when_a_message_moved_it_into_progress() {
+        let moved = Applied { call: Some(call("in-progress")), status_changed: true, ..Applied::default() };
+        assert_eq!(kinds(&moved, false), [hooks::CALL_STARTED]);
+        let first_seen = Applied { call: Some(call("forwarding")), call_created: true, ..Applied::default() };
+        assert_eq!(kinds(&first_seen, false), [hooks::CALL_STARTED]);
+        let unchanged = Applied { call: Some(call("in-progress")), ..Applied::default() };
+        assert!(kinds(&unchanged, false).is_empty(), "a message that moved nothing announces nothing");
+        let ringing = Applied { call: Some(call("ringing")), status_changed: true, ..Applied::default() };
+        assert!(kinds(&ringing, false).is_empty());
+    }
+
+    #[test]
+    fn a_report_announces_the_end_and_a_stored_line_its_transcript() {
+        let report = Applied { call: Some(call("ended")), status_changed: true, ..Applied::default() };
+        assert_eq!(kinds(&report, true), [hooks::CALL_ENDED]);
+        let seg = SegmentRow { id: 7, call_id: "c1".into(), role: "user".into(), text: "hi".into(), spoken_at: 3 };
+        let line = Applied { segment: Some(seg), ..Applied::default() };
+        let events = announced(&line, false, "o", 5);
+        assert_eq!(events.iter().map(|e| e.kind).collect::<Vec<_>>(), [hooks::TRANSCRIPT_FINAL]);
+        assert_eq!(events[0].data["org_id"], "o");
+    }
+}
