@@ -389,11 +389,17 @@ impl ChatService {
         self.token_limits.check(token_id).map_err(ChatError::RateLimited)
     }
 
-    /// `chat.message` deliveries of a stored message, to write with it; `message` is its JSON
-    /// form. Empty when no endpoint wants them.
-    pub(super) fn message_deliveries(&self, org: &str, session_id: &str, m: &NewChatMessage, message: Value) -> Vec<NewJob> {
+    /// `chat.message` deliveries of a stored message, to write with it; `message` builds its
+    /// JSON form, only when some endpoint wants it.
+    pub(super) fn message_deliveries(
+        &self,
+        org: &str,
+        session_id: &str,
+        m: &NewChatMessage,
+        message: impl FnOnce(&NewChatMessage) -> Value,
+    ) -> Vec<NewJob> {
         let Some(outbox) = self.webhooks.outbox(&[crate::webhooks::events::CHAT_MESSAGE]) else { return Vec::new() };
-        outbox.deliveries(&crate::webhooks::events::chat_message(org, session_id, &m.id, m.created_at, message))
+        outbox.deliveries(&crate::webhooks::events::chat_message(org, session_id, &m.id, m.created_at, message(m)))
     }
 
     /// The same for a visitor's message, whose position the transaction that stores it takes.

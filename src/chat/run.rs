@@ -494,12 +494,10 @@ impl Run {
         let charged_tokens = self.charge(&content);
         let mut final_msg = self.message("assistant", content.clone(), msg_status, finish_reason.clone(), None, None, None);
         final_msg.id = message_id.clone();
-        let announce = {
-            let m = &final_msg;
-            let message = json!({"id": m.id, "role": m.role, "content": m.content, "status": m.status, "run_id": m.run_id,
-                "finish_reason": m.finish_reason, "created_at": crate::clock::iso(m.created_at)});
-            self.svc.message_deliveries(&self.org_id, &self.session_id, m, message)
-        };
+        let announce = self.svc.message_deliveries(&self.org_id, &self.session_id, &final_msg, |m| {
+            json!({"id": m.id, "role": m.role, "content": m.content, "status": m.status, "run_id": m.run_id,
+                "finish_reason": m.finish_reason, "created_at": crate::clock::iso(m.created_at)})
+        });
         let announced = !announce.is_empty();
         let mut messages = std::mem::take(&mut self.produced);
         messages.push(final_msg);

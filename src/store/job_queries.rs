@@ -27,7 +27,9 @@ macro_rules! job_queries {
             existing.map(|job| Enqueued { job, created: false }).ok_or(sqlx::Error::RowNotFound)
         }
 
-        /// Jobs written by another write's transaction (its follow-ups): the kinds of those created.
+        /// Jobs written by another write's transaction (its follow-ups): the kinds of those
+        /// created. A job that is neither written nor found by its dedup key (its id taken)
+        /// fails the write, as `enqueue_job` does, rather than being dropped unseen.
         pub async fn enqueue_all(c: &mut $conn, jobs: &[NewJob]) -> sqlx::Result<Vec<String>> {
             let mut created = Vec::new();
             for j in jobs {

@@ -110,7 +110,8 @@ pub struct Ingest {
 /// Derives, inside a write's transaction, the jobs (outgoing webhooks) that announce what it
 /// stored, from what only the transaction knows (`T`: what a message changed, a chat message's
 /// position). It runs once per write that stores something, never for a redelivery that stores
-/// nothing; it runs on the store's writer, so it only builds rows.
+/// nothing; it runs on the store's writer, so it only builds rows: it must not block, and must
+/// not panic (that would end the writer).
 pub struct FollowUps<T: ?Sized = Applied>(pub std::sync::Arc<DeriveJobs<T>>);
 
 pub type DeriveJobs<T> = dyn Fn(&T) -> Vec<NewJob> + Send + Sync;

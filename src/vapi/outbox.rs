@@ -13,24 +13,29 @@ const KINDS: [&str; 3] = [hooks::CALL_STARTED, hooks::CALL_ENDED, hooks::TRANSCR
 pub fn follow_ups(webhooks: &Webhooks, org: &str, at: i64, ended: bool) -> Option<FollowUps> {
     let outbox = webhooks.outbox(&KINDS)?;
     let org = org.to_string();
-    Some(FollowUps(Arc::new(move |a: &Applied| announced(a, ended, &org, at).iter().flat_map(|e| outbox.deliveries(e)).collect())))
+    Some(FollowUps(Arc::new(move |a: &Applied| {
+        // Runs on the store's writer: events nobody subscribed to are not even built.
+        let events = announced(a, ended, &org, at, &|kind| outbox.wants(kind));
+        events.iter().flat_map(|e| outbox.deliveries(e)).collect()
+    })))
 }
 
-/// What an applied message announces.
-fn announced(a: &Applied, ended: bool, org: &str, at: i64) -> Vec<WebhookEvent> {
+/// What an applied message announces, of the kinds `wanted`.
+fn announced(a: &Applied, ended: bool, org: &str, at: i64, wanted: &dyn Fn(&str) -> bool) -> Vec<WebhookEvent> {
     let mut out = Vec::new();
     if let Some(call) = &a.call {
         // `call.started`: this message made the record say in progress (or the first message
         // about a call already said so). A step back from forwarding repeats it; the event's
         // id (the call) lets only the first through.
-        if (a.call_created || a.status_changed) && matches!(call.status.as_str(), "in-progress" | "forwarding") {
+        let started = (a.call_created || a.status_changed) && matches!(call.status.as_str(), "in-progress" | "forwarding");
+        if started && wanted(hooks::CALL_STARTED) {
             out.push(hooks::call_started(call, at));
         }
-        if ended {
+        if ended && wanted(hooks::CALL_ENDED) {
             out.push(hooks::call_ended(call, at));
         }
     }
-    if let Some(seg) = &a.segment {
+    if let Some(seg) = a.segment.as_ref().filter(|_| wanted(hooks::TRANSCRIPT_FINAL)) {
         out.push(hooks::transcript_final(org, seg));
     }
     out
@@ -70,7 +75,7 @@ mod tests {
     }
 
     fn kinds(a: &Applied, ended: bool) -> Vec<&'static str> {
-        announced(a, ended, "o", 5).iter().map(|e| e.kind).collect()
+        announced(a, ended, "o", 5, &|_| true).iter().map(|e| e.kind).collect()
     }
 
     #[test]
@@ -91,8 +96,18 @@ mod tests {
         assert_eq!(kinds(&report, true), [hooks::CALL_ENDED]);
         let seg = SegmentRow { id: 7, call_id: "c1".into(), role: "user".into(), text: "hi".into(), spoken_at: 3 };
         let line = Applied { segment: Some(seg), ..Applied::default() };
-        let events = announced(&line, false, "o", 5);
+        let events = announced(&line, false, "o", 5, &|_| true);
         assert_eq!(events.iter().map(|e| e.kind).collect::<Vec<_>>(), [hooks::TRANSCRIPT_FINAL]);
         assert_eq!(events[0].data["org_id"], "o");
+    }
+
+    #[test]
+    fn only_the_kinds_some_endpoint_wants_are_built() {
+        let seg = SegmentRow { id: 7, call_id: "c1".into(), role: "user".into(), text: "hi".into(), spoken_at: 3 };
+        let both = Applied { call: Some(call("in-progress")), status_changed: true, segment: Some(seg), ..Applied::default() };
+        let only_ended = announced(&both, false, "o", 5, &|k| k == hooks::CALL_ENDED);
+        assert!(only_ended.is_empty(), "{only_ended:?}");
+        let only_lines = announced(&both, false, "o", 5, &|k| k == hooks::TRANSCRIPT_FINAL);
+        assert_eq!(only_lines.iter().map(|e| e.kind).collect::<Vec<_>>(), [hooks::TRANSCRIPT_FINAL]);
     }
 }

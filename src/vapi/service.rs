@@ -225,26 +225,28 @@ async fn run_tool(
     ctx: &CallContext,
 ) -> ToolOutcome {
     let call_id = ctx.call_id.clone().unwrap_or_default();
-    let announce = || async {
+    let on_start = || async {
         if !call_id.is_empty() {
             let args = call.args.clone().unwrap_or(Value::Null);
             publish_to(broker, events::function_invoked(&call_id, &ctx.org_id, &call.id, &call.name, &args)).await;
         }
     };
-    let outbox = if call_id.is_empty() { None } else { webhooks.outbox(&[hooks::FUNCTION_COMPLETED]) };
-    let deliveries = |o: &ToolOutcome| match &outbox {
-        Some(outbox) => {
-            let data = events::function_completed(&call_id, &ctx.org_id, o).event.data;
-            outbox.deliveries(&hooks::function_completed(&ctx.org_id, &o.id, crate::clock::now_ms(), data))
-        }
-        None => Vec::new(),
+    // The endpoints are read once the function has run (an HTTP function takes up to its
+    // timeout): one added or disabled meanwhile is seen.
+    let announced = std::sync::atomic::AtomicBool::new(false);
+    let deliveries = |o: &ToolOutcome| {
+        let Some(outbox) = webhooks.outbox(&[hooks::FUNCTION_COMPLETED]).filter(|_| !call_id.is_empty()) else { return Vec::new() };
+        let data = events::function_completed(&call_id, &ctx.org_id, o).event.data;
+        let jobs = outbox.deliveries(&hooks::function_completed(&ctx.org_id, &o.id, crate::clock::now_ms(), data));
+        announced.store(!jobs.is_empty(), std::sync::atomic::Ordering::Relaxed);
+        jobs
     };
-    let outcome = executor.execute(call, ctx, announce, deliveries).await;
+    let outcome = executor.execute(call, ctx, on_start, deliveries).await;
     if !call_id.is_empty() && !outcome.replayed {
         publish_to(broker, events::function_completed(&call_id, &ctx.org_id, &outcome)).await;
-        if outbox.is_some() {
-            webhooks.committed();
-        }
+    }
+    if announced.load(std::sync::atomic::Ordering::Relaxed) {
+        webhooks.committed();
     }
     outcome
 }

@@ -159,6 +159,11 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// Some endpoint wants events of `kind`: build the event only then.
+    pub fn wants(&self, kind: &str) -> bool {
+        self.endpoints.iter().any(|e| e.filter.matches(kind))
+    }
+
     /// One row per endpoint that wants `event`, each with its dedup key.
     pub fn deliveries(&self, event: &WebhookEvent) -> Vec<NewJob> {
         let mut body = None;

@@ -22,6 +22,8 @@ pub fn enqueue_job(c: &Connection, j: &NewJob) -> rusqlite::Result<Enqueued> {
 }
 
 /// Jobs written by another write's transaction (its follow-ups): the kinds of those created.
+/// A job that is neither written nor found by its dedup key (its id taken) fails the write, as
+/// `enqueue_job` does, rather than being dropped unseen.
 pub fn enqueue_all(c: &Connection, jobs: &[NewJob]) -> rusqlite::Result<Vec<String>> {
     let mut created = Vec::new();
     for j in jobs {

@@ -183,7 +183,9 @@ async fn a_redelivered_vapi_webhook_makes_one_delivery() {
     // the same event id: the dedup key lets nothing more through.
     let call = app.state.store.get_call(CALL_ID).await.unwrap().unwrap();
     let outbox = app.state.webhooks.outbox(&["call.started"]).expect("an endpoint wants it");
-    for job in outbox.deliveries(&switchboard::webhooks::events::call_started(&call, 1)) {
+    let again = outbox.deliveries(&switchboard::webhooks::events::call_started(&call, 1));
+    assert_eq!(again.len(), 1, "one endpoint, one delivery");
+    for job in again {
         assert!(!app.state.store.enqueue_job(job).await.unwrap().created);
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
