@@ -30,6 +30,13 @@ pub(super) fn estimate(prompt_chars: usize, completion_chars: usize) -> i64 {
     ((prompt_chars + completion_chars) / 4).max(1).min(MAX_CHARGE as usize) as i64
 }
 
+/// An answer whose earlier rounds reported usage and whose last did not (stopped or failed in
+/// it): the reports, plus an estimate of the last round, which read the whole conversation so
+/// far (`last_prompt_chars`) and counts as having read it even if it wrote nothing.
+pub(super) fn charge_with_unreported(reported: &Usage, last_prompt_chars: usize, last_written: usize) -> i64 {
+    charge(reported).saturating_add(estimate(last_prompt_chars, last_written.max(1))).min(MAX_CHARGE)
+}
+
 /// The characters of a request's `messages` (string contents and text parts).
 pub(super) fn prompt_chars(messages: &[Value]) -> usize {
     let text = |v: &Value| v.as_str().map_or(0, str::len);
@@ -176,6 +183,15 @@ mod tests {
         assert_eq!(charge(&Usage { prompt_tokens: 17, completion_tokens: 10, total_tokens: 0 }), 27, "a server that omits the total");
         assert_eq!(charge(&Usage { prompt_tokens: i64::MAX, completion_tokens: i64::MAX, total_tokens: -1 }), MAX_CHARGE);
         assert_eq!(charge(&Usage { prompt_tokens: -5, completion_tokens: -5, total_tokens: -5 }), 0);
+    }
+
+    #[test]
+    fn a_last_round_with_no_report_adds_what_it_read_to_the_earlier_reports() {
+        let reported = Usage { prompt_tokens: 17, completion_tokens: 10, total_tokens: 27 };
+        assert_eq!(charge_with_unreported(&reported, 400, 100), 27 + 125);
+        assert_eq!(charge_with_unreported(&reported, 400, 0), 27 + 100, "stopped before its first token, it still read");
+        let huge = Usage { prompt_tokens: MAX_CHARGE, completion_tokens: 0, total_tokens: MAX_CHARGE };
+        assert_eq!(charge_with_unreported(&huge, 400, 100), MAX_CHARGE);
     }
 
     #[test]

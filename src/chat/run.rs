@@ -127,6 +127,8 @@ pub(super) struct Run {
     prompt_chars: usize,
     /// The model accepted a request of this run: its prompt is spent, whatever comes back.
     opened: bool,
+    /// The last request the model accepted has not reported its usage (yet).
+    unreported: bool,
     /// The first round's request, when it went out before the run started.
     early: Option<EarlyOpen>,
 }
@@ -182,21 +184,24 @@ impl Run {
             usage: None,
             prompt_chars: 0,
             opened: false,
+            unreported: false,
             early: None,
         }
     }
 
     /// What the budgets count for this answer: the model's usage, or (stopped, failed, or no
     /// usage reported) an estimate from what it read and wrote — its prompt at least once the
-    /// model accepted a request; nothing with no budget set, or when the model refused it.
+    /// model accepted a request; nothing with no budget set, or when the model refused it. An
+    /// answer stopped in a later round adds that round's estimate to the earlier reports.
     fn charge(&self, last_text: &str) -> i64 {
         if !self.svc.settings.budgets.any() {
             return 0;
         }
+        let earlier: usize = self.produced.iter().map(|m| m.content.len() + m.tool_calls.as_deref().map_or(0, str::len)).sum();
         match &self.usage {
-            Some(u) => super::budget::charge(u),
+            Some(u) if !self.unreported => super::budget::charge(u),
+            Some(u) => super::budget::charge_with_unreported(u, self.prompt_chars + earlier, last_text.len()),
             None => {
-                let earlier: usize = self.produced.iter().map(|m| m.content.len() + m.tool_calls.as_deref().map_or(0, str::len)).sum();
                 // Stopped before its first token, an answer the model accepted still read its prompt.
                 let written = (earlier + last_text.len()).max(usize::from(self.opened));
                 super::budget::estimate(self.prompt_chars, written)
@@ -362,6 +367,7 @@ impl Run {
             Ok(Ok(s)) => s,
         };
         self.opened = true;
+        self.unreported = true;
         let mut read = Read::default();
         // One timer for the whole stream, moved only when it fires while chunks kept coming
         // (or once, when the first token starts the idle limit): re-arming a timer at every
@@ -469,6 +475,7 @@ impl Run {
             read.finish = Some(f);
         }
         if let Some(u) = c.usage {
+            self.unreported = false;
             let acc = self.usage.get_or_insert_with(Usage::default);
             // Saturating: the numbers are the upstream's, and must not panic or wrap the run.
             acc.prompt_tokens = acc.prompt_tokens.saturating_add(u.prompt_tokens);

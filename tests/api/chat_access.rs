@@ -376,3 +376,40 @@ async fn an_answer_stopped_before_its_first_token_still_spends_its_prompt() {
     settled(&app, &s).await;
     refusal(answered(&app, &s, None).await, 429, "budget_exhausted").await;
 }
+
+#[tokio::test]
+async fn an_answer_stopped_in_the_round_after_a_tool_call_adds_that_rounds_estimate_to_the_reported_tokens() {
+    use futures::StreamExt;
+    use switchboard::store::ChatUsage;
+    let m = mock().await;
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.tools = vec!["lookupCustomer".into()];
+        s.chat.budgets = Budgets { session: 1_000_000, site: 0, all: 0 };
+    })
+    .await;
+    let s = new_session(&app).await;
+    let prompt = r#"[mock:tool=lookupCustomer {"phone":"+14155550123"}] [mock:delay_ms=100] [mock:chunks=40] who am I?"#;
+    let mut stream = eventsource_stream::Eventsource::eventsource(send(&app, &s, prompt).await.bytes_stream());
+    let mut tool_done = false;
+    // The first round asks for the tool and reports its usage; the second is stopped at its first words.
+    loop {
+        let ev = stream.next().await.expect("the stream ended early").unwrap();
+        tool_done |= ev.event == "tool" && ev.data.contains("finished");
+        if tool_done && ev.event == "delta" {
+            break;
+        }
+    }
+    let stopped = app.http.post(app.url(&format!("/api/chat/sessions/{s}/stop"))).send().await.unwrap();
+    assert!(stopped.status().is_success());
+    let session = settled(&app, &s).await;
+    let run_id = session["messages"].as_array().unwrap().last().unwrap()["run_id"].as_str().unwrap().to_string();
+    let run = app.state.store.chat_run(&run_id).await.unwrap().unwrap();
+    let reported = run.prompt_tokens.unwrap_or(0) + run.completion_tokens.unwrap_or(0);
+    assert!(reported > 0, "the tool round reported its usage: {run:?}");
+    let day = ChatUsage::day(switchboard::clock::now_ms());
+    let counted = app.state.store.chat_usage(day, &s).await.unwrap().session;
+    // The stopped round read the whole conversation again (system prompt, question, tool call
+    // and result: far more than 40 characters) and reported nothing.
+    assert!(counted >= reported + 10, "counted {counted}, reported {reported}");
+}
