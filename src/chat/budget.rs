@@ -3,6 +3,7 @@
 //! every instance sees the same ones; a new answer is checked before it starts.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -161,15 +162,33 @@ impl ChatService {
         }
     }
 
-    /// The spend breaker for the routes that keep no session (`/api/ai/chat`, the pass-through).
+    /// The spend breaker for the routes that keep no session (`/api/ai/chat`, the pass-through),
+    /// as far as known without a read: once found spent, the rest of the day is refused here,
+    /// before the caller's rate-limit bucket, so a refusal costs the caller no token (and the
+    /// store nothing).
+    pub fn known_spent(&self) -> Result<(), ChatError> {
+        if self.settings.budgets.all == 0 || self.spent_day.load(Ordering::Relaxed) != ChatUsage::day(crate::clock::now_ms()) {
+            return Ok(());
+        }
+        self.metrics.chat_over_budget("all");
+        Err(ChatError::OverBudget { scope: "all", renews: until_next_day(crate::clock::now_ms()) })
+    }
+
+    /// The spend breaker, read from the store (after the rate limit, which keeps a flood off
+    /// the store); a spent day is remembered for `known_spent`.
     pub async fn within_daily_spend(&self) -> Result<(), ChatError> {
         if self.settings.budgets.all == 0 {
             return Ok(());
         }
+        let today = ChatUsage::day(crate::clock::now_ms());
         // No session has the id "": only the rows of all chat and of the site "" match, and
         // only the first is checked here.
-        let usage = self.store.chat_usage(ChatUsage::day(crate::clock::now_ms()), "").await?;
-        self.within_budget(&usage, false)
+        let usage = self.store.chat_usage(today, "").await?;
+        let checked = self.within_budget(&usage, false);
+        if checked.is_err() {
+            self.spent_day.store(today, Ordering::Relaxed);
+        }
+        checked
     }
 }
 

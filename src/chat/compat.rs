@@ -48,6 +48,7 @@ pub fn sdk_router() -> Router<Arc<AppState>> {
 }
 
 async fn ai_chat(State(app): State<Arc<AppState>>, visitor: Visitor, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    app.chat.known_spent()?;
     app.chat.limit(visitor.ip.as_deref(), None)?;
     app.chat.within_daily_spend().await?;
     let s = &app.chat.settings;
@@ -182,6 +183,7 @@ fn content_events(app: Arc<AppState>, stream: ChunkStream, meter: SpendMeter) ->
 
 async fn completions(State(app): State<Arc<AppState>>, who: Principal, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let started = Instant::now();
+    app.chat.known_spent()?;
     app.chat.limit_token(&who.token_id)?;
     app.chat.within_daily_spend().await?;
     let mut v = crate::http::read_json(&headers, body, PASSTHROUGH_BODY_LIMIT, app.settings.body_read_timeout).await?;

@@ -72,6 +72,9 @@ pub struct ChatService {
     safety: safety::SafetyIds,
     /// Stored messages (the visitor's and the answers) go to webhook endpoints as `chat.message`.
     webhooks: Arc<crate::webhooks::Webhooks>,
+    /// The UTC day (`ChatUsage::day`) the spend breaker was last found spent on: the count only
+    /// grows within a day, so until midnight a refusal needs no read.
+    spent_day: std::sync::atomic::AtomicI64,
 }
 
 /// Why a chat request was refused, mapped to HTTP by `routes`.
@@ -173,6 +176,7 @@ impl ChatService {
             site_limits,
             streams,
             safety,
+            spent_day: std::sync::atomic::AtomicI64::new(i64::MIN),
         }
     }
 

@@ -413,3 +413,22 @@ async fn an_answer_stopped_in_the_round_after_a_tool_call_adds_that_rounds_estim
     // and result: far more than 40 characters) and reported nothing.
     assert!(counted >= reported + 10, "counted {counted}, reported {reported}");
 }
+
+#[tokio::test]
+async fn once_the_spend_breaker_is_open_its_refusals_take_nothing_from_the_callers_rate_limit() {
+    let m = mock().await;
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.budgets = Budgets { session: 0, site: 0, all: 1 };
+        // One token a minute after the burst: a refusal that took one would show as a 429.
+        s.chat.ip_rate = Rate { per_minute: 1, burst: 6 };
+    })
+    .await;
+    let hi = json!({"messages": [{"role": "user", "content": "hi"}]});
+    let r = until_breaker(async || app.http.post(app.url("/api/ai/chat")).json(&hi).send().await.unwrap()).await;
+    refusal(r, 503, "spend_limit_reached").await;
+    for i in 0..12 {
+        let r = app.http.post(app.url("/api/ai/chat")).json(&hi).send().await.unwrap();
+        assert_eq!(r.status(), 503, "refusal {i} after the breaker opened");
+    }
+}
