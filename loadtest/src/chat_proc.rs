@@ -107,8 +107,8 @@ pub struct Stack {
 }
 
 /// Rate limits far above anything a run sends, so they never bite (bursts only exist in the file).
-const CHAT_TOML: &str =
-    "[chat]\nrate_ip_per_minute = 1000000\nrate_ip_burst = 100000\nrate_session_per_minute = 1000000\nrate_session_burst = 100000\n";
+const CHAT_TOML: &str = "[chat]\nrate_ip_per_minute = 1000000\nrate_ip_burst = 100000\nrate_session_per_minute = 1000000\n\
+     rate_session_burst = 100000\nrate_site_per_minute = 1000000\nrate_site_burst = 100000\n";
 
 impl Stack {
     /// Starts the mock (`--chunks`, `--chunk-delay-ms 0`: every request names its own pacing),
@@ -184,6 +184,23 @@ impl Drop for Stack {
         self.mock = None;
         if !self.keep_dir {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard::config::{ConfigArgs, Settings};
+
+    #[test]
+    fn the_hubs_chat_rate_limits_are_far_above_what_a_run_sends() {
+        let path = std::env::temp_dir().join(format!("loadtest-chat-{}.toml", std::process::id()));
+        std::fs::write(&path, super::CHAT_TOML).unwrap();
+        let s = Settings::load(&ConfigArgs { config: Some(path.clone()), ..ConfigArgs::default() }).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        // A zero-delay round opens up to 2,000 sessions at once: every bucket's burst covers it.
+        for (name, rate) in [("ip", s.chat.ip_rate), ("session", s.chat.session_rate), ("site", s.chat.site_rate)] {
+            assert!(rate.burst >= 100_000 && rate.per_minute >= 1_000_000, "{name}: {rate:?}");
         }
     }
 }
