@@ -89,31 +89,7 @@ mod tests {
 
     #[test]
     fn vtt_cues_are_relative_to_the_start_and_escaped() {
-        let call = CallRow {
-            id: "c".into(),
-            org_id: "o".into(),
-            assistant_id: None,
-            assistant_name: None,
-            call_type: None,
-            customer_number: None,
-            phone_number: None,
-            status: "ended".into(),
-            status_rank: 5,
-            status_at: None,
-            created_at: 0,
-            started_at: Some(1000),
-            ended_at: None,
-            ended_reason: None,
-            cost: None,
-            cost_breakdown: None,
-            summary: None,
-            analysis: None,
-            metadata: None,
-            control_url: None,
-            listen_url: None,
-            last_event_at: 0,
-            updated_at: 0,
-        };
+        let call = CallRow { id: "c".into(), org_id: "o".into(), status: "ended".into(), started_at: Some(1000), ..CallRow::default() };
         let out = vtt(&call, &[seg(1, "assistant", "Hi <there>", 1500), seg(2, "user", "a --> b", 3_725_250)]);
         assert!(out.starts_with("WEBVTT\n\n1\n00:00:00.500 --> 01:02:04.250\n<v AI>Hi &lt;there&gt;\n"), "{out}");
         assert!(out.contains("<v User>a --&gt; b"));

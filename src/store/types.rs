@@ -154,7 +154,7 @@ pub struct Applied {
     pub jobs_created: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, Serialize, sqlx::FromRow)]
 pub struct CallRow {
     pub id: String,
     pub org_id: String,

@@ -47,31 +47,7 @@ mod tests {
     use crate::store::{CallRow, SegmentRow};
 
     fn call(status: &str) -> CallRow {
-        CallRow {
-            id: "c1".into(),
-            org_id: "o".into(),
-            assistant_id: None,
-            assistant_name: None,
-            call_type: None,
-            customer_number: None,
-            phone_number: None,
-            status: status.into(),
-            status_rank: crate::store::status_rank(status),
-            status_at: None,
-            created_at: 1,
-            started_at: None,
-            ended_at: None,
-            ended_reason: None,
-            cost: None,
-            cost_breakdown: None,
-            summary: None,
-            analysis: None,
-            metadata: None,
-            control_url: None,
-            listen_url: None,
-            last_event_at: 1,
-            updated_at: 1,
-        }
+        CallRow { id: "c1".into(), org_id: "o".into(), status: status.into(), ..CallRow::default() }
     }
 
     fn kinds(a: &Applied, ended: bool) -> Vec<&'static str> {
