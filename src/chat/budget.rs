@@ -14,7 +14,7 @@ use crate::store::ChatUsage;
 
 /// More than any one answer can use: a model's usage report is clamped to it, so a broken or
 /// hostile upstream cannot overflow a day's count.
-const MAX_CHARGE: i64 = 1_000_000_000;
+pub(super) const MAX_CHARGE: i64 = 1_000_000_000;
 
 /// What the budgets count for a usage report: its total, or the sum of its parts.
 pub(super) fn charge(u: &Usage) -> i64 {
@@ -29,13 +29,6 @@ pub(super) fn estimate(prompt_chars: usize, completion_chars: usize) -> i64 {
         return 0;
     }
     ((prompt_chars + completion_chars) / 4).max(1).min(MAX_CHARGE as usize) as i64
-}
-
-/// An answer whose earlier rounds reported usage and whose last did not (stopped or failed in
-/// it): the reports, plus an estimate of the last round, which read the whole conversation so
-/// far (`last_prompt_chars`) and counts as having read it even if it wrote nothing.
-pub(super) fn charge_with_unreported(reported: &Usage, last_prompt_chars: usize, last_written: usize) -> i64 {
-    charge(reported).saturating_add(estimate(last_prompt_chars, last_written.max(1))).min(MAX_CHARGE)
 }
 
 /// The characters of a request's `messages` (string contents and text parts).
@@ -167,11 +160,16 @@ impl ChatService {
     /// before the caller's rate-limit bucket, so a refusal costs the caller no token (and the
     /// store nothing).
     pub fn known_spent(&self) -> Result<(), ChatError> {
-        if self.settings.budgets.all == 0 || self.spent_day.load(Ordering::Relaxed) != ChatUsage::day(crate::clock::now_ms()) {
+        if self.settings.budgets.all == 0 {
+            return Ok(());
+        }
+        // One reading of the clock: at midnight, the day checked is the day renewed from.
+        let now = crate::clock::now_ms();
+        if self.spent_day.load(Ordering::Relaxed) != ChatUsage::day(now) {
             return Ok(());
         }
         self.metrics.chat_over_budget("all");
-        Err(ChatError::OverBudget { scope: "all", renews: until_next_day(crate::clock::now_ms()) })
+        Err(ChatError::OverBudget { scope: "all", renews: until_next_day(now) })
     }
 
     /// The spend breaker, read from the store (after the rate limit, which keeps a flood off
@@ -180,13 +178,15 @@ impl ChatService {
         if self.settings.budgets.all == 0 {
             return Ok(());
         }
-        let today = ChatUsage::day(crate::clock::now_ms());
         // No session has the id "": only the rows of all chat and of the site "" match, and
         // only the first is checked here.
-        let usage = self.store.chat_usage(today, "").await?;
+        let day = ChatUsage::day(crate::clock::now_ms());
+        let usage = self.store.chat_usage(day, "").await?;
         let checked = self.within_budget(&usage, false);
         if checked.is_err() {
-            self.spent_day.store(today, Ordering::Relaxed);
+            // The day that was read, not the clock's now: a read of yesterday's count that
+            // returns after midnight must not close today.
+            self.spent_day.store(day, Ordering::Relaxed);
         }
         checked
     }
@@ -202,15 +202,6 @@ mod tests {
         assert_eq!(charge(&Usage { prompt_tokens: 17, completion_tokens: 10, total_tokens: 0 }), 27, "a server that omits the total");
         assert_eq!(charge(&Usage { prompt_tokens: i64::MAX, completion_tokens: i64::MAX, total_tokens: -1 }), MAX_CHARGE);
         assert_eq!(charge(&Usage { prompt_tokens: -5, completion_tokens: -5, total_tokens: -5 }), 0);
-    }
-
-    #[test]
-    fn a_last_round_with_no_report_adds_what_it_read_to_the_earlier_reports() {
-        let reported = Usage { prompt_tokens: 17, completion_tokens: 10, total_tokens: 27 };
-        assert_eq!(charge_with_unreported(&reported, 400, 100), 27 + 125);
-        assert_eq!(charge_with_unreported(&reported, 400, 0), 27 + 100, "stopped before its first token, it still read");
-        let huge = Usage { prompt_tokens: MAX_CHARGE, completion_tokens: 0, total_tokens: MAX_CHARGE };
-        assert_eq!(charge_with_unreported(&huge, 400, 100), MAX_CHARGE);
     }
 
     #[test]

@@ -122,13 +122,19 @@ pub(super) struct Run {
     text: String,
     /// Finished messages of earlier rounds: tool requests and results.
     produced: Vec<NewChatMessage>,
+    /// The rounds' usage reports added up (stored with the run, sent with `done`).
     usage: Option<Usage>,
     /// Characters of the first request's messages, for an estimate when no usage comes.
     prompt_chars: usize,
-    /// The model accepted a request of this run: its prompt is spent, whatever comes back.
-    opened: bool,
-    /// The last request the model accepted has not reported its usage (yet).
-    unreported: bool,
+    /// What the budgets count for the rounds already over: each its usage report, or an
+    /// estimate when it sent none.
+    settled: i64,
+    /// The current round's latest usage report. A server may send a running total in every
+    /// chunk, so the latest replaces the earlier ones instead of adding to them.
+    round_usage: Option<Usage>,
+    /// The model accepted a request whose round is not over: its prompt is spent, whatever
+    /// comes back.
+    in_round: bool,
     /// The first round's request, when it went out before the run started.
     early: Option<EarlyOpen>,
 }
@@ -183,30 +189,59 @@ impl Run {
             produced: Vec::new(),
             usage: None,
             prompt_chars: 0,
-            opened: false,
-            unreported: false,
+            settled: 0,
+            round_usage: None,
+            in_round: false,
             early: None,
         }
     }
 
-    /// What the budgets count for this answer: the model's usage, or (stopped, failed, or no
-    /// usage reported) an estimate from what it read and wrote — its prompt at least once the
-    /// model accepted a request; nothing with no budget set, or when the model refused it. An
-    /// answer stopped in a later round adds that round's estimate to the earlier reports.
-    fn charge(&self, last_text: &str) -> i64 {
-        if !self.svc.settings.budgets.any() {
-            return 0;
+    /// What the budgets count for this answer: per round, the model's usage report, else an
+    /// estimate from what the round read (the whole conversation so far) and wrote — its prompt
+    /// at least once the model accepted the request; nothing with no budget set, or when the
+    /// model refused every request. A round stopped or failed after a report counts at least
+    /// its estimate (the report may have come before the rest of the round).
+    fn charge(&self, last_text: &str, complete: bool) -> i64 {
+        if !self.svc.settings.budgets.any() || !self.in_round {
+            return self.settled;
         }
-        let earlier: usize = self.produced.iter().map(|m| m.content.len() + m.tool_calls.as_deref().map_or(0, str::len)).sum();
-        match &self.usage {
-            Some(u) if !self.unreported => super::budget::charge(u),
-            Some(u) => super::budget::charge_with_unreported(u, self.prompt_chars + earlier, last_text.len()),
-            None => {
-                // Stopped before its first token, an answer the model accepted still read its prompt.
-                let written = (earlier + last_text.len()).max(usize::from(self.opened));
-                super::budget::estimate(self.prompt_chars, written)
+        let estimate = super::budget::estimate(self.prompt_chars + self.produced_chars(), last_text.len().max(1));
+        let last = match &self.round_usage {
+            Some(u) if complete => super::budget::charge(u),
+            Some(u) => super::budget::charge(u).max(estimate),
+            None => estimate,
+        };
+        self.settled.saturating_add(last).min(super::budget::MAX_CHARGE)
+    }
+
+    /// A round ended in tool requests (`written` characters of them): charged as reported, or
+    /// estimated, before the next round starts.
+    fn end_round(&mut self, written: usize) {
+        let read = self.prompt_chars + self.produced_chars();
+        let charged = match self.round_usage.take() {
+            Some(u) => {
+                self.add_usage(u);
+                super::budget::charge(&u)
             }
-        }
+            None if self.in_round => super::budget::estimate(read, written.max(1)),
+            None => 0,
+        };
+        self.settled = self.settled.saturating_add(charged);
+        self.in_round = false;
+    }
+
+    fn add_usage(&mut self, u: Usage) {
+        let acc = self.usage.get_or_insert_with(Usage::default);
+        // Saturating: the numbers are the upstream's, and must not panic or wrap the run.
+        acc.prompt_tokens = acc.prompt_tokens.saturating_add(u.prompt_tokens);
+        acc.completion_tokens = acc.completion_tokens.saturating_add(u.completion_tokens);
+        acc.total_tokens = acc.total_tokens.saturating_add(u.total_tokens);
+    }
+
+    /// Characters of what earlier rounds produced (tool requests and results): what a later
+    /// round's request carries beyond the first one's.
+    fn produced_chars(&self) -> usize {
+        self.produced.iter().map(|m| m.content.len() + m.tool_calls.as_deref().map_or(0, str::len)).sum()
     }
 
     /// Runs to the end; `cancel` is the stop button (from this instance, or relayed from
@@ -281,6 +316,7 @@ impl Run {
                 None,
                 None,
             );
+            self.end_round(request.content.len() + request.tool_calls.as_deref().map_or(0, str::len));
             self.produced.push(request);
             for (i, call) in calls.iter().enumerate() {
                 let ran = tokio::select! {
@@ -366,8 +402,8 @@ impl Run {
             Ok(Err(e)) => return Err(not_started(e)),
             Ok(Ok(s)) => s,
         };
-        self.opened = true;
-        self.unreported = true;
+        self.in_round = true;
+        self.round_usage = None;
         let mut read = Read::default();
         // One timer for the whole stream, moved only when it fires while chunks kept coming
         // (or once, when the first token starts the idle limit): re-arming a timer at every
@@ -474,13 +510,8 @@ impl Run {
         if let Some(f) = c.finish_reason {
             read.finish = Some(f);
         }
-        if let Some(u) = c.usage {
-            self.unreported = false;
-            let acc = self.usage.get_or_insert_with(Usage::default);
-            // Saturating: the numbers are the upstream's, and must not panic or wrap the run.
-            acc.prompt_tokens = acc.prompt_tokens.saturating_add(u.prompt_tokens);
-            acc.completion_tokens = acc.completion_tokens.saturating_add(u.completion_tokens);
-            acc.total_tokens = acc.total_tokens.saturating_add(u.total_tokens);
+        if c.usage.is_some() {
+            self.round_usage = c.usage;
         }
         Ok(())
     }
@@ -498,7 +529,10 @@ impl Run {
             }
         };
         let content = std::mem::take(&mut self.text);
-        let charged_tokens = self.charge(&content);
+        let charged_tokens = self.charge(&content, matches!(end, End::Done { .. }));
+        if let Some(u) = self.round_usage.take() {
+            self.add_usage(u);
+        }
         let mut final_msg = self.message("assistant", content.clone(), msg_status, finish_reason.clone(), None, None, None);
         final_msg.id = message_id.clone();
         let announce = self.svc.message_deliveries(&self.org_id, &self.session_id, &final_msg, |m| {
