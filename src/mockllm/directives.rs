@@ -22,6 +22,9 @@ pub struct Directives {
     /// `[mock:echo=1]`: the answer is the user's message itself, directives removed — so a
     /// test decides the exact text (Markdown, hostile HTML, multi-byte characters).
     pub echo: bool,
+    /// `[mock:usage=every]`: with `include_usage`, a running total after every delta (some
+    /// compatible servers do that); `[mock:usage=final]` (the default): one report at the end.
+    pub running_usage: bool,
 }
 
 /// `[mock:fail_first=N label]`: the first `n` requests with this same `key` (the whole value,
@@ -90,6 +93,11 @@ pub fn parse(text: &str) -> Result<Directives, String> {
                 d.drop_first = Some(FailFirst { n, key: format!("drop {value}") });
             }
             "echo" => d.echo = matches!(value, "1" | "true"),
+            "usage" => match value {
+                "every" => d.running_usage = true,
+                "final" => d.running_usage = false,
+                _ => return Err("mock directive `usage` must be every or final".into()),
+            },
             other => return Err(format!("unknown mock directive `{other}`")),
         }
     }

@@ -63,8 +63,9 @@ impl Fault {
     }
 }
 
-/// The steps of a streamed answer.
-pub fn streamed(env: &Envelope, reply: &Reply, usage: Usage, pacing: Pacing, fault: Option<Fault>) -> Vec<Step> {
+/// The steps of a streamed answer. With `running_usage` (and `include_usage`), a usage chunk
+/// with the totals so far follows every delta, as some OpenAI-compatible servers send.
+pub fn streamed(env: &Envelope, reply: &Reply, usage: Usage, running_usage: bool, pacing: Pacing, fault: Option<Fault>) -> Vec<Step> {
     let mut steps = Vec::new();
     if !pacing.ttft.is_zero() {
         steps.push(Step::Wait(pacing.ttft));
@@ -83,6 +84,10 @@ pub fn streamed(env: &Envelope, reply: &Reply, usage: Usage, pacing: Pacing, fau
             Delta::Content(text) => env.content_chunk(text),
             Delta::Tool(v) => env.chunk(v, None),
         }));
+        if env.include_usage && running_usage {
+            let so_far = usage.completion * (sent as u64 + 1) / deltas.len() as u64;
+            steps.push(Step::Send(env.usage_chunk(Usage { completion: so_far, ..usage })));
+        }
     }
     if let Some(f) = fault {
         // Asked to fail after more chunks than there are: fail before the finish chunk, so
@@ -151,7 +156,7 @@ mod tests {
     fn a_text_stream_is_role_content_finish_done_paced_before_each_content_chunk() {
         let reply = Reply::Text { text: "a b c d".into(), finish: "stop" };
         let p = Pacing { ttft: Duration::from_millis(5), delay: Duration::from_millis(2), chunks: 2 };
-        let steps = streamed(&env(), &reply, USAGE, p, None);
+        let steps = streamed(&env(), &reply, USAGE, false, p, None);
         assert_eq!(steps[0], Step::Wait(Duration::from_millis(5)));
         assert_eq!(steps.iter().filter(|s| **s == Step::Wait(Duration::from_millis(2))).count(), 2);
         let frames = sent(&steps);
@@ -162,10 +167,23 @@ mod tests {
     }
 
     #[test]
+    fn running_usage_follows_every_delta_with_the_totals_so_far_and_ends_with_the_whole() {
+        let reply = Reply::Text { text: "a b c d".into(), finish: "stop" };
+        let with_usage = Envelope::new("chatcmpl-t".into(), 1, "m".into(), true);
+        let frames = sent(&streamed(&with_usage, &reply, USAGE, true, pacing(2), None));
+        let reports: Vec<&String> = frames.iter().filter(|f| f.contains(r#""usage":{"#)).collect();
+        assert_eq!(reports.len(), 3, "{frames:?}");
+        assert!(reports[0].contains(r#""completion_tokens":2"#) && reports[1].contains(r#""completion_tokens":4"#));
+        assert!(reports[2].contains(r#""total_tokens":5"#));
+        let once = sent(&streamed(&with_usage, &reply, USAGE, false, pacing(2), None));
+        assert_eq!(once.iter().filter(|f| f.contains(r#""usage":{"#)).count(), 1);
+    }
+
+    #[test]
     fn a_mid_stream_error_is_sent_as_an_error_chunk_and_the_stream_ends_without_done() {
         let reply = Reply::Text { text: "a b c d".into(), finish: "stop" };
         let fault = Some(Fault { after: 1, kind: FaultKind::Error });
-        let frames = sent(&streamed(&env(), &reply, USAGE, pacing(4), fault));
+        let frames = sent(&streamed(&env(), &reply, USAGE, false, pacing(4), fault));
         assert_eq!(frames.len(), 3);
         assert!(frames[2].starts_with(r#"data: {"error":"#), "{}", frames[2]);
     }
@@ -173,7 +191,7 @@ mod tests {
     #[test]
     fn a_fault_beyond_the_last_chunk_still_happens_before_the_finish_chunk() {
         let reply = Reply::Text { text: "a b".into(), finish: "stop" };
-        let steps = streamed(&env(), &reply, USAGE, pacing(2), Some(Fault { after: 99, kind: FaultKind::Drop }));
+        let steps = streamed(&env(), &reply, USAGE, false, pacing(2), Some(Fault { after: 99, kind: FaultKind::Drop }));
         assert_eq!(steps.last(), Some(&Step::Abort));
         assert!(!sent(&steps).iter().any(|f| f.contains("finish_reason\":\"stop") || f.contains("[DONE]")));
     }
@@ -195,7 +213,7 @@ mod tests {
         };
         let indexes: Vec<u64> = deltas(&reply, 3).iter().map(index).collect();
         assert_eq!(indexes, vec![0, 1, 0, 1, 0, 1, 0]);
-        let frames = sent(&streamed(&env(), &reply, USAGE, pacing(3), None));
+        let frames = sent(&streamed(&env(), &reply, USAGE, false, pacing(3), None));
         assert!(frames[frames.len() - 2].contains(r#""finish_reason":"tool_calls""#));
     }
 }

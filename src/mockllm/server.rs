@@ -219,7 +219,7 @@ async fn complete(State(mock): State<Arc<Shared>>, headers: HeaderMap, body: Byt
     let fault = Fault::from_directives(&d);
 
     if req.streams() {
-        let steps = script::streamed(&env, &reply, usage, pacing, fault);
+        let steps = script::streamed(&env, &reply, usage, d.running_usage, pacing, fault);
         let headers = [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
         return (headers, mock.body(steps)).into_response();
     }

@@ -432,3 +432,23 @@ async fn once_the_spend_breaker_is_open_its_refusals_take_nothing_from_the_calle
         assert_eq!(r.status(), 503, "refusal {i} after the breaker opened");
     }
 }
+
+#[tokio::test]
+async fn a_server_that_reports_a_running_total_in_every_chunk_is_counted_once() {
+    let m = mock().await;
+    let app = budget_app(&m, Budgets { session: 1_000_000, site: 0, all: 0 }).await;
+    // The same number of words either way, so the mock counts the same prompt.
+    let mut stored = Vec::new();
+    for style in ["every", "final"] {
+        let s = new_session(&app).await;
+        read_events(send(&app, &s, &format!("[mock:usage={style}] [mock:chunks=8] count me once")).await, 1000).await;
+        let session = settled(&app, &s).await;
+        let run_id = session["messages"][1]["run_id"].as_str().unwrap().to_string();
+        let run = app.state.store.chat_run(&run_id).await.unwrap().unwrap();
+        let day = switchboard::store::ChatUsage::day(switchboard::clock::now_ms());
+        let counted = app.state.store.chat_usage(day, &s).await.unwrap().session;
+        stored.push((run.prompt_tokens, run.completion_tokens, counted));
+    }
+    assert!(stored[1].0.is_some_and(|p| p > 0), "{stored:?}");
+    assert_eq!(stored[0], stored[1], "running totals (first) against one final report (second)");
+}
