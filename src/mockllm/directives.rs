@@ -25,6 +25,9 @@ pub struct Directives {
     /// `[mock:usage=every]`: with `include_usage`, a running total after every delta (some
     /// compatible servers do that); `[mock:usage=final]` (the default): one report at the end.
     pub running_usage: bool,
+    /// `[mock:usage=none]`: no usage at all, even when asked (servers that ignore
+    /// `stream_options`).
+    pub no_usage: bool,
 }
 
 /// `[mock:fail_first=N label]`: the first `n` requests with this same `key` (the whole value,
@@ -94,9 +97,10 @@ pub fn parse(text: &str) -> Result<Directives, String> {
             }
             "echo" => d.echo = matches!(value, "1" | "true"),
             "usage" => match value {
-                "every" => d.running_usage = true,
-                "final" => d.running_usage = false,
-                _ => return Err("mock directive `usage` must be every or final".into()),
+                "every" => (d.running_usage, d.no_usage) = (true, false),
+                "final" => (d.running_usage, d.no_usage) = (false, false),
+                "none" => (d.running_usage, d.no_usage) = (false, true),
+                _ => return Err("mock directive `usage` must be every, final or none".into()),
             },
             other => return Err(format!("unknown mock directive `{other}`")),
         }
@@ -211,5 +215,8 @@ mod tests {
         assert!(parse("[mock:delay_ms=5").is_err());
         assert!(parse("[mock:tool=x {broken]").is_err());
         assert!(parse("[mock:tool=a b]").is_err());
+        assert!(parse("[mock:usage=sometimes]").is_err());
+        let d = parse("[mock:usage=every] [mock:usage=none]").unwrap();
+        assert!(d.no_usage && !d.running_usage, "the last one wins");
     }
 }

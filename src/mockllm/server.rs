@@ -214,7 +214,7 @@ async fn complete(State(mock): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         format!("chatcmpl-{}", short_id()),
         crate::clock::now_ms() / 1000,
         req.model.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| cfg.model.clone()),
-        req.include_usage(),
+        req.include_usage() && !d.no_usage,
     );
     let fault = Fault::from_directives(&d);
 

@@ -452,3 +452,29 @@ async fn a_server_that_reports_a_running_total_in_every_chunk_is_counted_once() 
     assert!(stored[1].0.is_some_and(|p| p > 0), "{stored:?}");
     assert_eq!(stored[0], stored[1], "running totals (first) against one final report (second)");
 }
+
+#[tokio::test]
+async fn a_server_that_never_reports_usage_is_charged_each_rounds_reading_of_the_conversation() {
+    let m = mock().await;
+    // A long system prompt: what each round reads dwarfs what the model writes.
+    let system = "Answer briefly. ".repeat(250);
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.tools = vec!["lookupCustomer".into()];
+        s.chat.budgets = Budgets { session: 1_000_000, site: 0, all: 0 };
+        s.chat.system_prompt = system.clone();
+    })
+    .await;
+    let s = new_session(&app).await;
+    let prompt = r#"[mock:usage=none] [mock:tool=lookupCustomer {"phone":"+14155550123"}] who am I?"#;
+    let events = read_events(send(&app, &s, prompt).await, 1000).await;
+    assert_eq!(events.last().unwrap().event, "done");
+    settled(&app, &s).await;
+    let requests = m.requests();
+    assert_eq!(requests.len(), 2, "a tool round, then the answer");
+    let day = switchboard::store::ChatUsage::day(switchboard::clock::now_ms());
+    let counted = app.state.store.chat_usage(day, &s).await.unwrap().session;
+    // Both requests carried the system prompt: each round is charged for reading it.
+    let read_twice = (2 * system.len() / 4) as i64;
+    assert!(counted >= read_twice, "counted {counted}, the system prompt alone read twice is {read_twice} tokens");
+}
