@@ -223,12 +223,10 @@ impl Jobs {
         })
     }
 
-    /// Jobs of these kinds were committed by another write: the worker looks at once instead
-    /// of at its next poll.
-    pub fn created(&self, kinds: &[String]) {
-        for kind in kinds {
-            self.nudge(Look::kind(kind));
-        }
+    /// Jobs of this kind were committed by another write: the worker looks at once instead of
+    /// at its next poll.
+    pub fn created(&self, kind: &str) {
+        self.nudge(Look::kind(kind));
     }
 
     /// Wakes the worker and tells it where to look.

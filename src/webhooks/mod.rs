@@ -143,7 +143,7 @@ impl Webhooks {
 
     /// After such a write committed deliveries: they go out now rather than at the next poll.
     pub fn committed(&self) {
-        self.jobs.created(&[KIND.to_string()]);
+        self.jobs.created(KIND);
     }
 }
 
