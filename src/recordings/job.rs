@@ -12,7 +12,7 @@ use crate::clock::{iso, now_ms};
 use crate::config::RecordingsSettings;
 use crate::hub::{DynBroker, Event, topics};
 use crate::jobs::{EnqueueOptions, JobContext, JobKind, Jobs};
-use crate::store::{DynStore, RecordingDone, RecordingRow};
+use crate::store::{DynStore, NewJob, RecordingDone, RecordingRow};
 
 pub const KIND: &str = "recording.download";
 
@@ -33,20 +33,16 @@ pub fn register(jobs: &Jobs, deps: RecordingDeps) {
     }));
 }
 
-/// Enqueues a download of each of the call's recordings still `pending`, one job per
-/// recording ever (the dedup key), so a repeated end-of-call report adds nothing.
-pub async fn enqueue_pending(jobs: &Jobs, store: &DynStore, call_id: &str) {
-    let rows = match store.recordings(call_id).await {
-        Ok(rows) => rows,
+/// The download of a recording an end-of-call report added, as a job row for that report's own
+/// transaction (`store::FollowUps`): a 2xx to VAPI means the download is on record, even if the
+/// instance dies right after. One job per recording ever (the dedup key).
+pub fn download_job(jobs: &Jobs, recording_id: i64) -> Option<NewJob> {
+    let opts = EnqueueOptions { run_at: None, dedup_key: Some(format!("recording:{recording_id}")) };
+    match jobs.new_job(KIND, &json!({ "recording_id": recording_id }), opts) {
+        Ok(job) => Some(job),
         Err(e) => {
-            tracing::warn!(error = %e, call_id, "could not read the call's recordings to download them");
-            return;
-        }
-    };
-    for r in rows.iter().filter(|r| r.state == "pending") {
-        let opts = EnqueueOptions { run_at: None, dedup_key: Some(format!("recording:{}", r.id)) };
-        if let Err(e) = jobs.enqueue(KIND, json!({ "recording_id": r.id }), opts).await {
-            tracing::warn!(error = %e, call_id, kind = %r.kind, "could not enqueue a recording download");
+            tracing::warn!(error = %e, recording_id, "could not build a recording download");
+            None
         }
     }
 }

@@ -9,7 +9,7 @@ mod job;
 mod serve;
 pub mod storage;
 
-pub use job::{KIND, RecordingDeps, enqueue_pending, register};
+pub use job::{KIND, RecordingDeps, download_job, register};
 pub use serve::router;
 pub use storage::Storage;
 

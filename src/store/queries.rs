@@ -79,7 +79,8 @@ macro_rules! shared_queries {
         }
 
         /// The end-of-call report completes the record whatever order things arrived in.
-        pub async fn apply_end_report(c: &mut $conn, call_id: &str, r: &EndReport, now: i64) -> sqlx::Result<bool> {
+        /// Whether it moved the status, and the recordings it added.
+        pub async fn apply_end_report(c: &mut $conn, call_id: &str, r: &EndReport, now: i64) -> sqlx::Result<(bool, Vec<i64>)> {
             let res = sqlx::query(sql::APPLY_END_REPORT)
                 .bind(call_id)
                 .bind(TERMINAL_RANK)
@@ -93,10 +94,18 @@ macro_rules! shared_queries {
                 .bind(now)
                 .execute(&mut *c)
                 .await?;
+            let mut added = Vec::new();
             for rec in &r.recordings {
-                sqlx::query(sql::INSERT_RECORDING).bind(call_id).bind(&rec.kind).bind(&rec.source_url).bind(now).execute(&mut *c).await?;
+                let id: Option<i64> = sqlx::query_scalar(sql::INSERT_RECORDING)
+                    .bind(call_id)
+                    .bind(&rec.kind)
+                    .bind(&rec.source_url)
+                    .bind(now)
+                    .fetch_optional(&mut *c)
+                    .await?;
+                added.extend(id);
             }
-            Ok(res.rows_affected() == 1)
+            Ok((res.rows_affected() == 1, added))
         }
 
         pub async fn insert_segment(c: &mut $conn, call_id: &str, s: &NewSegment, now: i64) -> sqlx::Result<SegmentRow> {
@@ -157,7 +166,7 @@ macro_rules! shared_queries {
                 CallChange::Nothing => {}
                 CallChange::Status(ch) => applied.status_changed = apply_status(c, &call.id, ch, now).await?,
                 CallChange::Transcript(seg) => applied.segment = Some(insert_segment(c, &call.id, seg, now).await?),
-                CallChange::Ended(r) => applied.status_changed = apply_end_report(c, &call.id, r, now).await?,
+                CallChange::Ended(r) => (applied.status_changed, applied.recordings) = apply_end_report(c, &call.id, r, now).await?,
             }
             // The row is read back only when an event will show it (created, status, end).
             if applied.call_created || applied.status_changed || matches!(i.change, CallChange::Ended(_)) {

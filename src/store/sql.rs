@@ -133,7 +133,7 @@ pub const APPLY_END_REPORT: &str = "UPDATE calls SET status = 'ended', status_ra
      WHERE id = $1";
 
 pub const INSERT_RECORDING: &str = "INSERT INTO recordings (call_id, kind, source_url, state, created_at, updated_at) \
-     VALUES ($1, $2, $3, 'pending', $4, $4) ON CONFLICT (call_id, kind) DO NOTHING";
+     VALUES ($1, $2, $3, 'pending', $4, $4) ON CONFLICT (call_id, kind) DO NOTHING RETURNING id";
 
 pub const INSERT_SEGMENT: &str = "INSERT INTO transcript_segments (call_id, role, text, spoken_at, created_at) \
      VALUES ($1, $2, $3, $4, $5) RETURNING id";

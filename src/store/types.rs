@@ -150,6 +150,9 @@ pub struct Applied {
     /// The status actually moved (out-of-order updates do not).
     pub status_changed: bool,
     pub segment: Option<SegmentRow>,
+    /// Recordings this message added (an end-of-call report's), by id; a report repeating a
+    /// kind the call already has adds nothing.
+    pub recordings: Vec<i64>,
     /// Jobs the message's follow-ups created (not those a dedup key already had).
     pub jobs_created: Vec<String>,
 }

@@ -1,23 +1,35 @@
-//! The outgoing webhooks a stored VAPI message announces, written in the message's own
-//! transaction (`store::FollowUps`): a 2xx to VAPI means its deliveries are on record too.
+//! The jobs a stored VAPI message leads to, written in the message's own transaction
+//! (`store::FollowUps`): the downloads of the recordings an end-of-call report added, and the
+//! outgoing webhooks that announce what it changed. A 2xx to VAPI means they are on record too.
 
 use std::sync::Arc;
 
-use crate::store::{Applied, FollowUps};
-use crate::webhooks::{WebhookEvent, Webhooks, events as hooks};
+use crate::jobs::Jobs;
+use crate::store::{Applied, FollowUps, NewJob};
+use crate::webhooks::{Outbox, WebhookEvent, Webhooks, events as hooks};
 
 const KINDS: [&str; 3] = [hooks::CALL_STARTED, hooks::CALL_ENDED, hooks::TRANSCRIPT_FINAL];
 
-/// `None` when no enabled endpoint wants a call or transcript event: the write then carries
-/// nothing extra.
-pub fn follow_ups(webhooks: &Webhooks, org: &str, at: i64, ended: bool) -> Option<FollowUps> {
-    let outbox = webhooks.outbox(&KINDS)?;
+/// `None` when the message can lead to nothing: not an end-of-call report, and no enabled
+/// endpoint wants a call or transcript event. The write then carries nothing extra.
+pub fn follow_ups(webhooks: &Webhooks, jobs: &Arc<Jobs>, org: &str, at: i64, ended: bool) -> Option<FollowUps> {
+    let outbox = webhooks.outbox(&KINDS);
+    if outbox.is_none() && !ended {
+        return None;
+    }
+    let jobs = jobs.clone();
     let org = org.to_string();
-    Some(FollowUps(Arc::new(move |a: &Applied| {
-        // Runs on the store's writer: events nobody subscribed to are not even built.
-        let events = announced(a, ended, &org, at, &|kind| outbox.wants(kind));
-        events.iter().flat_map(|e| outbox.deliveries(e)).collect()
-    })))
+    Some(FollowUps(Arc::new(move |a: &Applied| rows(a, &jobs, outbox.as_ref(), ended, &org, at))))
+}
+
+/// Runs on the store's writer: events nobody subscribed to are not even built.
+fn rows(a: &Applied, jobs: &Jobs, outbox: Option<&Outbox>, ended: bool, org: &str, at: i64) -> Vec<NewJob> {
+    let mut rows: Vec<NewJob> = a.recordings.iter().filter_map(|id| crate::recordings::download_job(jobs, *id)).collect();
+    if let Some(outbox) = outbox {
+        let events = announced(a, ended, org, at, &|kind| outbox.wants(kind));
+        rows.extend(events.iter().flat_map(|e| outbox.deliveries(e)));
+    }
+    rows
 }
 
 /// What an applied message announces, of the kinds `wanted`.

@@ -30,7 +30,7 @@ pub struct VapiService {
     pub metrics: Arc<Metrics>,
     /// Background work (async tools) that shutdown waits for.
     pub tasks: TaskTracker,
-    /// Recording downloads are enqueued here when a report ends a call.
+    /// What a stored message leads to (recording downloads, webhook deliveries) is queued here.
     pub jobs: Arc<crate::jobs::Jobs>,
     /// Outgoing webhooks for what the live events announce (call, transcript, function).
     pub webhooks: Arc<Webhooks>,
@@ -109,18 +109,12 @@ impl VapiService {
         }
         let mut ingest = record::ingest(m, org, raw, now);
         let ended = matches!(ingest.change, CallChange::Ended(_));
-        ingest.follow_ups = outbox::follow_ups(&self.webhooks, org, at, ended);
-        let outcome = self.metrics.time_store("ingest", self.store.ingest(ingest)).await?;
-        if ended && let Some(call_id) = m.call_id() {
-            // Also on a duplicate report: if the first one was stored but the instance died
-            // before enqueueing, VAPI's retry enqueues now (the dedup key stops a second job).
-            crate::recordings::enqueue_pending(&self.jobs, &self.store, call_id).await;
-        }
-        match outcome {
+        ingest.follow_ups = outbox::follow_ups(&self.webhooks, &self.jobs, org, at, ended);
+        match self.metrics.time_store("ingest", self.store.ingest(ingest)).await? {
             IngestOutcome::Duplicate => Ok("duplicate"),
             IngestOutcome::Applied(applied) => {
-                if !applied.jobs_created.is_empty() {
-                    self.webhooks.committed();
+                for kind in &applied.jobs_created {
+                    self.jobs.created(kind);
                 }
                 self.publish_applied(m, org, at, &applied, ended).await;
                 Ok("processed")

@@ -322,3 +322,49 @@ async fn a_message_whose_follow_up_cannot_be_written_is_not_stored_either() {
     assert!(matches!(retried, IngestOutcome::Applied(_)), "{retried:?}");
     assert_eq!(store.get_call("c-rolled-back").await.unwrap().map(|c| c.status).as_deref(), Some("in-progress"));
 }
+
+/// An end-of-call report for `call` under `dedup_key`, naming one recording of each kind.
+fn end_report(call: &str, dedup_key: &str, kinds: &[&str], follow_ups: switchboard::store::FollowUps) -> switchboard::store::Ingest {
+    use switchboard::store::{CallChange, EndReport, NewRecording};
+    let mut ingest = in_progress(call, Some(follow_ups));
+    ingest.raw.kind = "end-of-call-report".into();
+    ingest.raw.dedup_key = dedup_key.into();
+    let recordings =
+        kinds.iter().map(|k| NewRecording { kind: (*k).into(), source_url: format!("https://storage.vapi.ai/{call}-{k}.wav") }).collect();
+    ingest.change = CallChange::Ended(EndReport { ended_at: ingest.raw.received_at, recordings, ..EndReport::default() });
+    ingest
+}
+
+#[tokio::test]
+async fn a_reports_follow_ups_see_the_recordings_it_added_and_a_later_report_of_the_same_kinds_adds_none() {
+    use switchboard::store::{FollowUps, IngestOutcome};
+    let app = spawn_app().await;
+    let store = app.state.store.clone();
+    // One job per added recording, as the VAPI handler queues their downloads.
+    let downloads = FollowUps(Arc::new(|a: &switchboard::store::Applied| {
+        a.recordings.iter().map(|id| follow_up_job(&format!("job-rec-{id}"), &format!("fu:rec:{id}"))).collect()
+    }));
+    let IngestOutcome::Applied(first) =
+        store.ingest(end_report("c-recs", "end:c-recs", &["mono", "stereo"], downloads.clone())).await.unwrap()
+    else {
+        panic!("the first report is applied");
+    };
+    let stored = store.recordings("c-recs").await.unwrap();
+    let mut ids: Vec<i64> = stored.iter().map(|r| r.id).collect();
+    let mut added = first.recordings.clone();
+    ids.sort();
+    added.sort();
+    assert_eq!((added.len(), &added), (2, &ids), "the report names exactly the rows it inserted");
+    for id in &ids {
+        assert!(store.get_job(&format!("job-rec-{id}")).await.unwrap().is_some(), "the download committed with the report");
+    }
+    // VAPI's legacy report of the same call (another dedup key) repeats `mono` and adds `video`.
+    let IngestOutcome::Applied(later) =
+        store.ingest(end_report("c-recs", "end-legacy:c-recs", &["mono", "video"], downloads)).await.unwrap()
+    else {
+        panic!("the legacy report is applied");
+    };
+    let video = store.recordings("c-recs").await.unwrap().into_iter().find(|r| r.kind == "video").expect("video stored");
+    assert_eq!(later.recordings, [video.id], "only the new kind counts as added");
+    assert_eq!(later.jobs_created, ["test.follow-up"]);
+}

@@ -53,7 +53,7 @@ pub fn ingest(c: &Connection, i: &Ingest, now: i64) -> rusqlite::Result<IngestOu
         CallChange::Nothing => {}
         CallChange::Status(ch) => applied.status_changed = apply_status(c, &call.id, ch, now)?,
         CallChange::Transcript(seg) => applied.segment = Some(insert_segment(c, &call.id, seg, now)?),
-        CallChange::Ended(report) => applied.status_changed = apply_end_report(c, &call.id, report, now)?,
+        CallChange::Ended(report) => (applied.status_changed, applied.recordings) = apply_end_report(c, &call.id, report, now)?,
     }
     // The row is read back only when an event will show it (created, status, end).
     if applied.call_created || applied.status_changed || matches!(i.change, CallChange::Ended(_)) {
@@ -105,15 +105,17 @@ fn apply_status(c: &Connection, call_id: &str, ch: &StatusChange, now: i64) -> r
     Ok(false)
 }
 
-fn apply_end_report(c: &Connection, call_id: &str, r: &EndReport, now: i64) -> rusqlite::Result<bool> {
+/// Whether the report moved the status, and the recordings it added.
+fn apply_end_report(c: &Connection, call_id: &str, r: &EndReport, now: i64) -> rusqlite::Result<(bool, Vec<i64>)> {
     let (breakdown, summary, analysis) = (clean(&r.cost_breakdown), clean(&r.summary), clean(&r.analysis));
     let values: [&dyn ToSql; 10] =
         [&call_id, &TERMINAL_RANK, &r.ended_at, &r.ended_reason, &r.started_at, &r.cost, &breakdown, &summary, &analysis, &now];
     let changed = execute(c, sql::APPLY_END_REPORT, &values)?;
+    let mut added = Vec::new();
     for rec in &r.recordings {
-        execute(c, sql::INSERT_RECORDING, &[&call_id, &rec.kind, &rec.source_url, &now])?;
+        added.extend(first(c, sql::INSERT_RECORDING, &[&call_id, &rec.kind, &rec.source_url, &now], |row| row.get::<_, i64>(0))?);
     }
-    Ok(changed == 1)
+    Ok((changed == 1, added))
 }
 
 fn insert_segment(c: &Connection, call_id: &str, s: &NewSegment, now: i64) -> rusqlite::Result<SegmentRow> {
