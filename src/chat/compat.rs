@@ -202,9 +202,7 @@ async fn completions(State(app): State<Arc<AppState>>, who: Principal, headers: 
         ));
     }
     let settings = &app.chat.settings;
-    if obj.get("model").and_then(Value::as_str).is_none_or(str::is_empty) {
-        obj.insert("model".into(), Value::from(settings.model.clone()));
-    }
+    super::allowance::bound(obj, &settings.model, &settings.passthrough).map_err(refused)?;
     let streamed = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let model = obj.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
     let prompt = obj.get("messages").and_then(Value::as_array).map_or(0, |m| prompt_chars(m));
@@ -265,6 +263,14 @@ async fn completions(State(app): State<Arc<AppState>>, who: Principal, headers: 
 /// OpenAI's error shape, so an SDK raises its usual exception.
 fn openai_error(status: StatusCode, message: &str, kind: &str) -> ApiError {
     ApiError::Passthrough { status, body: json!({"error": {"message": message, "type": kind, "param": null, "code": null}}) }
+}
+
+fn refused(r: super::allowance::Refusal) -> ApiError {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+    ApiError::Passthrough {
+        status,
+        body: json!({"error": {"message": r.message, "type": "invalid_request_error", "param": r.param, "code": r.code}}),
+    }
 }
 
 fn upstream_error(e: UpstreamError) -> ApiError {

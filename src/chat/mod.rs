@@ -7,6 +7,7 @@
 //! answer, `follow` reads a run back from the broker, `events` names what a run says (and
 //! encodes it as SSE), `context` builds the prompt, `routes` is HTTP.
 
+mod allowance;
 mod budget;
 mod chunk;
 mod compat;

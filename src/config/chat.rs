@@ -73,6 +73,23 @@ pub struct ChatSettings {
     pub safety_secret: Option<Secret>,
     /// Peers whose `X-Forwarded-For` names the client (a reverse proxy); others' is ignored.
     pub trusted_proxies: Vec<IpAddr>,
+    /// What a `/v1/chat/completions` caller may ask of the model on the hub's key.
+    pub passthrough: Passthrough,
+}
+
+/// The pass-through's bounds: which models a caller may name, and the most completion tokens
+/// one request may ask for (its `max_tokens` or `max_completion_tokens`, times `n`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passthrough {
+    /// Besides `chat.model`, which callers always get; `"*"` allows any.
+    pub models: Vec<String>,
+    pub max_tokens: u32,
+}
+
+impl Passthrough {
+    pub fn allows(&self, model: &str, default_model: &str) -> bool {
+        model == default_model || self.models.iter().any(|m| m == "*" || m == model)
+    }
 }
 
 /// Model tokens per UTC day; 0 = no limit.
@@ -137,6 +154,7 @@ impl ChatSettings {
             budgets: Budgets { session: 200_000, site: 0, all: 0 },
             max_streams_per_session: 16,
             trusted_proxies: Vec::new(),
+            passthrough: Passthrough { models: Vec::new(), max_tokens: 4096 },
         }
     }
 
@@ -318,6 +336,20 @@ impl ChatSettings {
                 *slot = n;
             }
         }
+        let models: Option<Vec<String>> = match args.passthrough_models.as_deref() {
+            Some(v) => Some(v.split(',').map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect()),
+            None => file.passthrough_models.clone(),
+        };
+        if let Some(m) = models {
+            s.passthrough.models = m;
+        }
+        const PASS_MAX: &str = "chat.passthrough_max_tokens (SWITCHBOARD_PASSTHROUGH_MAX_TOKENS)";
+        if let Some(n) = parse_num::<u32>(&args.passthrough_max_tokens, file.passthrough_max_tokens, PASS_MAX)? {
+            if n == 0 {
+                return Err(ConfigError::new(PASS_MAX, "must be at least 1"));
+            }
+            s.passthrough.max_tokens = n;
+        }
         if let Some(on) =
             parse_bool(&args.chat_safety_identifier, file.safety_identifier, "chat.safety_identifier (SWITCHBOARD_CHAT_SAFETY_IDENTIFIER)")?
         {
@@ -443,6 +475,8 @@ pub struct ChatFile {
     pub site_daily_tokens: Option<u64>,
     pub daily_tokens: Option<u64>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub passthrough_models: Option<Vec<String>>,
+    pub passthrough_max_tokens: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use args::ConfigArgs;
-pub use chat::{Budgets, ChatSettings, Rate, Widget, origin as chat_origin};
+pub use chat::{Budgets, ChatSettings, Passthrough, Rate, Widget, origin as chat_origin};
 pub use control::ControlSettings;
 pub use file::FileConfig;
 pub use jobs::{JobsSettings, KindSettings, valid_kind as valid_job_kind};

@@ -139,7 +139,7 @@ async fn a_pass_through_upstream_error_is_openai_shaped_and_generic() {
         .http
         .post(app.url("/v1/chat/completions"))
         .bearer_auth(&token)
-        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "[mock:status=400] hi"}]}))
+        .json(&json!({"model": "mock-model", "messages": [{"role": "user", "content": "[mock:status=400] hi"}]}))
         .send()
         .await
         .unwrap();
@@ -226,4 +226,40 @@ async fn every_model_request_names_its_asker_by_a_keyed_hash_and_a_callers_own_n
         assert_eq!(r.json::<Value>().await.unwrap()["error"]["type"], "invalid_request_error");
     }
     assert_eq!(m.request_count(), before);
+}
+
+#[tokio::test]
+async fn a_pass_through_caller_gets_only_the_models_and_the_answer_length_the_hub_allows() {
+    let m = mock().await;
+    let app = spawn_with(|s| {
+        use_mock(s, &m);
+        s.chat.passthrough = switchboard::config::Passthrough { models: vec!["mock-large".into()], max_tokens: 300 };
+    })
+    .await;
+    let token = app.token("supervisor", &["*"]).await;
+    let post = |body: Value| app.http.post(app.url("/v1/chat/completions")).bearer_auth(&token).json(&body).send();
+    let hi = json!([{"role": "user", "content": "hi"}]);
+    for (body, status, code) in [
+        (json!({"model": "o1-pro", "messages": hi}), 403, "model_not_allowed"),
+        (json!({"model": "mock-large", "messages": hi, "max_tokens": 301}), 400, "max_tokens_too_large"),
+        (json!({"messages": hi, "max_completion_tokens": 200, "n": 2}), 400, "max_tokens_too_large"),
+        (json!({"messages": hi, "max_tokens": 0}), 400, "invalid_value"),
+    ] {
+        let r = post(body.clone()).await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{body}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], code, "{v}");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+    }
+    assert_eq!(m.request_count(), 0, "a refused request reaches no model");
+    // Allowed: a listed model with a length inside the cap goes as asked; one without a length
+    // is bounded by the cap.
+    let r = post(json!({"model": "mock-large", "messages": hi, "max_tokens": 300})).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let sent = m.requests().last().cloned().unwrap();
+    assert_eq!((&sent["model"], &sent["max_tokens"]), (&json!("mock-large"), &json!(300)));
+    let r = post(json!({"messages": hi})).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let sent = m.requests().last().cloned().unwrap();
+    assert_eq!((&sent["model"], &sent["max_completion_tokens"]), (&json!("mock-model"), &json!(300)));
 }
