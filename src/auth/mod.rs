@@ -45,6 +45,26 @@ pub struct Principal {
     pub scope: OrgScope,
 }
 
+impl Principal {
+    /// An admin token, of whatever orgs: enough for what is scoped to them (webhook endpoints).
+    pub fn admin(&self) -> Result<(), ApiError> {
+        if self.role == Role::Admin { Ok(()) } else { Err(ApiError::Forbidden) }
+    }
+
+    /// An admin token for every org: for what acts on the whole hub (the job queue, whose
+    /// payloads carry every org's data; retention). An admin of some orgs gets a `403` that says so.
+    pub fn hub_admin(&self) -> Result<(), ApiError> {
+        self.admin()?;
+        match self.scope {
+            OrgScope::All => Ok(()),
+            OrgScope::Only(_) => Err(ApiError::Denied {
+                code: "hub_admin_only",
+                message: "This acts on every org's data: it needs an admin token for every org (--org '*').".into(),
+            }),
+        }
+    }
+}
+
 pub fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
@@ -70,8 +90,7 @@ pub async fn authenticate(store: &DynStore, token: &str) -> Result<Option<Princi
         return Ok(None);
     }
     let Some(role) = Role::parse(&row.role) else { return Ok(None) };
-    let orgs: Vec<String> = serde_json::from_str(&row.orgs).unwrap_or_default();
-    let scope = if orgs.iter().any(|o| o == "*") { OrgScope::All } else { OrgScope::Only(orgs) };
+    let scope = OrgScope::from_json(&row.orgs).unwrap_or(OrgScope::Only(Vec::new()));
     let name = row.label.clone().filter(|l| !l.trim().is_empty()).unwrap_or_else(|| format!("token {}", short_id(&row.id)));
     Ok(Some(Principal { token_id: row.id, name, role, scope }))
 }

@@ -18,6 +18,8 @@ pub enum ApiError {
     Unauthenticated,
     /// 403: authenticated, but not allowed to see or do this.
     Forbidden,
+    /// 403 with the reason, where the caller can do something about it (another token).
+    Denied { code: &'static str, message: String },
     /// 403: a browser page whose origin may not use this route (no CORS headers either).
     OriginNotAllowed,
     /// 403: a widget site key that is not configured.
@@ -66,6 +68,7 @@ impl ApiError {
             ApiError::Conflict { code, message } => (StatusCode::CONFLICT, code, message.clone()),
             ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", "Missing or invalid credentials.".into()),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "This token may not do that.".into()),
+            ApiError::Denied { code, message } => (StatusCode::FORBIDDEN, code, message.clone()),
             ApiError::OriginNotAllowed => {
                 (StatusCode::FORBIDDEN, "origin_not_allowed", "This page's origin may not use the chat API.".into())
             }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{EnqueueError, EnqueueOptions};
 use crate::app::AppState;
-use crate::auth::{Principal, Role};
+use crate::auth::Principal;
 use crate::clock::iso;
 use crate::http::{ApiError, read_json};
 use crate::store::{JobFilter, JobRetry, JobRow};
@@ -28,10 +28,6 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/admin/jobs", get(list))
         .route("/api/admin/jobs/{id}/retry", post(retry))
         .route("/api/admin/jobs/run/{kind}", post(run_now))
-}
-
-fn admin(who: &Principal) -> Result<(), ApiError> {
-    if who.role == Role::Admin { Ok(()) } else { Err(ApiError::Forbidden) }
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,7 +44,7 @@ async fn list(
     who: Principal,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&who)?;
+    who.hub_admin()?;
     let Query(q) = q.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = crate::http::page_limit(q.limit)?;
     if let Some(s) = q.status.as_deref().filter(|s| !STATUSES.contains(s)) {
@@ -66,7 +62,7 @@ async fn list(
 }
 
 async fn retry(State(app): State<Arc<AppState>>, who: Principal, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    admin(&who)?;
+    who.hub_admin()?;
     match app.store.retry_job(&id, crate::clock::now_ms()).await? {
         JobRetry::Retried(job) => {
             tracing::info!(job = %job.id, kind = %job.kind, by = %who.name, "job retried by an admin");
@@ -88,7 +84,7 @@ async fn run_now(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    admin(&who)?;
+    who.hub_admin()?;
     if !app.jobs.is_registered(&kind) {
         return Err(ApiError::NotFound);
     }

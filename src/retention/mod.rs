@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::app::AppState;
-use crate::auth::{Principal, Role};
+use crate::auth::Principal;
 use crate::config::RetentionSettings;
 use crate::http::ApiError;
 use crate::jobs::{JobContext, JobKind, Jobs};
@@ -66,9 +66,7 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 async fn run_now(State(app): State<Arc<AppState>>, who: Principal) -> Result<Json<Summary>, ApiError> {
-    if who.role != Role::Admin {
-        return Err(ApiError::Forbidden);
-    }
+    who.hub_admin()?;
     let deps = RetentionDeps { settings: app.settings.retention.clone(), store: app.store.clone(), recordings: app.recordings.clone() };
     Ok(Json(run(&deps, None).await?))
 }

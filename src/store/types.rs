@@ -15,10 +15,36 @@ pub enum OrgScope {
 }
 
 impl OrgScope {
+    /// From stored org ids, where `*` stands for every org.
+    pub fn from_names(orgs: Vec<String>) -> Self {
+        if orgs.iter().any(|o| o == "*") { OrgScope::All } else { OrgScope::Only(orgs) }
+    }
+
+    /// A JSON array of org ids, as stored (`["*"]` for every org).
+    pub fn from_json(orgs: &str) -> Option<Self> {
+        serde_json::from_str::<Vec<String>>(orgs).ok().map(Self::from_names)
+    }
+
+    pub fn to_json(&self) -> String {
+        match self {
+            OrgScope::All => r#"["*"]"#.to_string(),
+            OrgScope::Only(orgs) => serde_json::Value::from(orgs.clone()).to_string(),
+        }
+    }
+
     pub fn allows(&self, org: &str) -> bool {
         match self {
             OrgScope::All => true,
             OrgScope::Only(orgs) => orgs.iter().any(|o| o == org),
+        }
+    }
+
+    /// Every org `other` allows, this allows too.
+    pub fn covers(&self, other: &OrgScope) -> bool {
+        match (self, other) {
+            (OrgScope::All, _) => true,
+            (OrgScope::Only(_), OrgScope::All) => false,
+            (OrgScope::Only(_), OrgScope::Only(theirs)) => theirs.iter().all(|o| self.allows(o)),
         }
     }
 }
@@ -569,4 +595,32 @@ pub struct ChatRunRow {
     pub completion_tokens: Option<i64>,
     pub error_code: Option<String>,
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OrgScope;
+
+    fn only(orgs: &[&str]) -> OrgScope {
+        OrgScope::Only(orgs.iter().map(|o| o.to_string()).collect())
+    }
+
+    #[test]
+    fn a_scope_covers_another_only_when_it_allows_every_org_of_it() {
+        assert!(OrgScope::All.covers(&OrgScope::All));
+        assert!(OrgScope::All.covers(&only(&["a"])));
+        assert!(!only(&["a", "b"]).covers(&OrgScope::All), "some orgs never cover every org");
+        assert!(only(&["a", "b"]).covers(&only(&["b"])));
+        assert!(!only(&["a"]).covers(&only(&["a", "b"])));
+    }
+
+    #[test]
+    fn stored_org_lists_read_back_as_scopes_with_a_star_meaning_every_org() {
+        assert_eq!(OrgScope::from_json(r#"["*"]"#), Some(OrgScope::All));
+        assert_eq!(OrgScope::from_json(r#"["a","*"]"#), Some(OrgScope::All));
+        assert_eq!(OrgScope::from_json(r#"["a"]"#), Some(only(&["a"])));
+        assert_eq!(OrgScope::from_json("not json"), None);
+        assert_eq!(OrgScope::from_json(&only(&["a", "b"]).to_json()), Some(only(&["a", "b"])));
+        assert_eq!(OrgScope::All.to_json(), r#"["*"]"#);
+    }
 }

@@ -6,17 +6,18 @@
 macro_rules! webhook_queries {
     ($db:ty, $conn:ty) => {
         const WEBHOOK_COLUMNS: &str =
-            "id, url, events, secret, description, consecutive_failures, disabled_at, disabled_reason, created_at, updated_at";
+            "id, url, events, orgs, secret, description, consecutive_failures, disabled_at, disabled_reason, created_at, updated_at";
         const DELIVERY_COLUMNS: &str = "id, endpoint_id, event_type, webhook_id, attempt, status_code, duration_ms, error, at";
 
         pub async fn create_webhook(c: &mut $conn, w: &NewWebhook) -> sqlx::Result<WebhookRow> {
             sqlx::query_as::<_, WebhookRow>(&format!(
-                "INSERT INTO webhook_endpoints (id, url, events, secret, description, consecutive_failures, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, 0, $6, $6) RETURNING {WEBHOOK_COLUMNS}"
+                "INSERT INTO webhook_endpoints (id, url, events, orgs, secret, description, consecutive_failures, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7) RETURNING {WEBHOOK_COLUMNS}"
             ))
             .bind(&w.id)
             .bind(sanitize_text(&w.url))
             .bind(&w.events)
+            .bind(&w.orgs)
             .bind(&w.secret)
             .bind(clean(&w.description))
             .bind(w.now)

@@ -10,6 +10,8 @@ pub struct NewWebhook {
     pub url: String,
     /// JSON array of event names, or `["*"]`.
     pub events: String,
+    /// JSON array of the org ids whose events it receives, or `["*"]`.
+    pub orgs: String,
     pub secret: String,
     pub description: Option<String>,
     pub now: i64,
@@ -20,6 +22,8 @@ pub struct WebhookRow {
     pub id: String,
     pub url: String,
     pub events: String,
+    /// JSON array of org ids, or `["*"]`.
+    pub orgs: String,
     pub secret: String,
     pub description: Option<String>,
     pub consecutive_failures: i64,

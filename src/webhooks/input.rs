@@ -10,16 +10,21 @@ use super::{sign, target};
 use crate::clock::iso;
 use crate::config::WebhooksSettings;
 use crate::http::ApiError;
-use crate::store::{DeliveryRow, WebhookRow};
+use crate::store::{DeliveryRow, OrgScope, WebhookRow};
 
-const FIELDS: [&str; 4] = ["url", "events", "secret", "description"];
+const FIELDS: [&str; 5] = ["url", "events", "orgs", "secret", "description"];
 const MAX_DESCRIPTION: usize = 500;
+/// Org ids an endpoint may name; each at most `MAX_ORG_CHARS` long.
+const MAX_ORGS: usize = 100;
+const MAX_ORG_CHARS: usize = 200;
 
 /// A valid create request.
 #[derive(Debug)]
 pub struct NewEndpoint {
     pub url: Url,
     pub filter: Filter,
+    /// The orgs whose events it receives; `None`: the creating token's.
+    pub orgs: Option<OrgScope>,
     /// `None`: the hub generates one.
     pub secret: Option<String>,
     pub description: Option<String>,
@@ -30,7 +35,7 @@ impl NewEndpoint {
         let Value::Object(obj) = v else {
             return Err(ApiError::invalid(
                 "invalid_body",
-                "The body must be an object: {\"url\", \"events\", \"secret\"?, \"description\"?}.",
+                "The body must be an object: {\"url\", \"events\", \"orgs\"?, \"secret\"?, \"description\"?}.",
             ));
         };
         if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
@@ -42,6 +47,7 @@ impl NewEndpoint {
             _ => return Err(ApiError::invalid("invalid_url", "url is required: the https URL deliveries are POSTed to.")),
         };
         let filter = events(&obj)?;
+        let orgs = orgs(&obj)?;
         let secret = match obj.get("secret") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => {
@@ -60,7 +66,7 @@ impl NewEndpoint {
                 ));
             }
         };
-        Ok(NewEndpoint { url, filter, secret, description })
+        Ok(NewEndpoint { url, filter, orgs, secret, description })
     }
 }
 
@@ -76,12 +82,30 @@ fn events(obj: &Map<String, Value>) -> Result<Filter, ApiError> {
     Filter::parse(&names).map_err(|m| ApiError::invalid(if unknown { "unknown_event" } else { "invalid_events" }, m))
 }
 
+fn orgs(obj: &Map<String, Value>) -> Result<Option<OrgScope>, ApiError> {
+    let expected =
+        || format!("orgs must be a list of 1 to {MAX_ORGS} org ids (each 1 to {MAX_ORG_CHARS} characters) or [\"*\"] for every org.");
+    let items = match obj.get("orgs") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(items)) if !items.is_empty() && items.len() <= MAX_ORGS => items,
+        Some(_) => return Err(ApiError::invalid("invalid_orgs", expected())),
+    };
+    let names: Vec<String> = items
+        .iter()
+        .map(|i| i.as_str().filter(|o| !o.is_empty() && o.chars().count() <= MAX_ORG_CHARS).map(str::to_string))
+        .collect::<Option<_>>()
+        .ok_or_else(|| ApiError::invalid("invalid_orgs", expected()))?;
+    Ok(Some(OrgScope::from_names(names)))
+}
+
 pub fn endpoint_view(w: &WebhookRow) -> Value {
     let events: Value = serde_json::from_str(&w.events).unwrap_or(Value::Null);
+    let orgs: Value = serde_json::from_str(&w.orgs).unwrap_or(Value::Null);
     json!({
         "id": w.id,
         "url": w.url,
         "events": events,
+        "orgs": orgs,
         "description": w.description,
         "enabled": w.enabled(),
         "disabled_at": w.disabled_at.map(iso),

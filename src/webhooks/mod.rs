@@ -24,7 +24,7 @@ pub use routes::router;
 
 use crate::config::WebhooksSettings;
 use crate::jobs::{EnqueueOptions, JobContext, JobKind, Jobs};
-use crate::store::{DynStore, NewJob, StoreError};
+use crate::store::{DynStore, NewJob, OrgScope, StoreError};
 
 pub const KIND: &str = "webhook.deliver";
 /// Deliveries in flight at once across every instance: a slow receiver cannot take every slot
@@ -45,6 +45,8 @@ pub struct Webhooks {
 struct Cached {
     id: String,
     filter: Filter,
+    /// The orgs whose events it receives.
+    orgs: OrgScope,
 }
 
 /// The enabled endpoints. Replaced whole on each refresh; read (cloned out, lock dropped) on
@@ -62,10 +64,10 @@ impl Cache {
         let rows = self.store.list_webhooks(true).await?;
         let endpoints = rows
             .into_iter()
-            .filter_map(|r| match Filter::from_stored(&r.events) {
-                Some(filter) => Some(Cached { id: r.id, filter }),
-                None => {
-                    tracing::warn!(endpoint = %r.id, "a webhook endpoint's stored events cannot be read; it gets nothing");
+            .filter_map(|r| match (Filter::from_stored(&r.events), OrgScope::from_json(&r.orgs)) {
+                (Some(filter), Some(orgs)) => Some(Cached { id: r.id, filter, orgs }),
+                _ => {
+                    tracing::warn!(endpoint = %r.id, "a webhook endpoint's stored events or orgs cannot be read; it gets nothing");
                     None
                 }
             })
@@ -164,11 +166,12 @@ impl Outbox {
         self.endpoints.iter().any(|e| e.filter.matches(kind))
     }
 
-    /// One row per endpoint that wants `event`, each with its dedup key.
+    /// One row per endpoint that wants `event` and receives its org, each with its dedup key.
     pub fn deliveries(&self, event: &WebhookEvent) -> Vec<NewJob> {
         let mut body = None;
         let mut rows = Vec::new();
-        for e in self.endpoints.iter().filter(|e| e.filter.matches(event.kind)) {
+        let org = event.data["org_id"].as_str().unwrap_or_default();
+        for e in self.endpoints.iter().filter(|e| e.filter.matches(event.kind) && e.orgs.allows(org)) {
             let body = body.get_or_insert_with(|| event.body()).clone();
             let payload = json!({ "endpoint_id": e.id, "webhook_id": event.id, "type": event.kind, "body": body });
             let opts = EnqueueOptions { run_at: None, dedup_key: Some(format!("webhook:{}:{}", e.id, event.id)) };

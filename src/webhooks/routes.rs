@@ -1,5 +1,7 @@
 //! The admin webhooks API (admin tokens only): create, list, show and delete endpoints,
-//! re-enable one that was disabled, and page through its delivery attempts.
+//! re-enable one that was disabled, and page through its delivery attempts. An endpoint
+//! receives the events of some orgs (its creator's by default); an admin token sees and
+//! changes only the endpoints whose orgs it covers.
 
 use std::sync::Arc;
 
@@ -14,9 +16,9 @@ use serde_json::{Value, json};
 use super::input::{NewEndpoint, delivery_view, endpoint_view};
 use super::{sign, target};
 use crate::app::AppState;
-use crate::auth::{Principal, Role};
+use crate::auth::Principal;
 use crate::http::{ApiError, read_json};
-use crate::store::NewWebhook;
+use crate::store::{NewWebhook, OrgScope, WebhookRow};
 
 const BODY_LIMIT: usize = 16 * 1024;
 /// Every event is matched against every endpoint: keep the list short.
@@ -30,8 +32,16 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/admin/webhooks/{id}/deliveries", get(deliveries))
 }
 
-fn admin(who: &Principal) -> Result<(), ApiError> {
-    if who.role == Role::Admin { Ok(()) } else { Err(ApiError::Forbidden) }
+/// The endpoint, if the caller's orgs cover every org it receives events of; else it is not
+/// there for this caller (`404`, so ids cannot be probed).
+async fn visible(app: &AppState, who: &Principal, id: &str) -> Result<WebhookRow, ApiError> {
+    who.admin()?;
+    let row = app.store.get_webhook(id).await?.ok_or(ApiError::NotFound)?;
+    if covers(who, &row) { Ok(row) } else { Err(ApiError::NotFound) }
+}
+
+fn covers(who: &Principal, row: &WebhookRow) -> bool {
+    OrgScope::from_json(&row.orgs).is_some_and(|orgs| who.scope.covers(&orgs))
 }
 
 /// `201` with the endpoint and its secret, the only time the secret is shown.
@@ -41,9 +51,17 @@ async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    admin(&who)?;
+    who.admin()?;
     let v = read_json(&headers, body, BODY_LIMIT, app.settings.body_read_timeout).await?;
     let new = NewEndpoint::parse(v, &app.webhooks.settings)?;
+    // An endpoint receives the events of its creator's orgs, or fewer: never more.
+    let orgs = new.orgs.unwrap_or_else(|| who.scope.clone());
+    if !who.scope.covers(&orgs) {
+        return Err(ApiError::Denied {
+            code: "org_not_allowed",
+            message: "orgs names an org this token may not see; an endpoint receives only its creator's orgs.".into(),
+        });
+    }
     target::check_resolved(&new.url, &app.webhooks.settings).await.map_err(|m| ApiError::invalid("invalid_url", m))?;
     if app.store.list_webhooks(false).await?.len() >= MAX_ENDPOINTS {
         return Err(ApiError::Conflict {
@@ -62,6 +80,7 @@ async fn create(
             id: uuid::Uuid::now_v7().to_string(),
             url: new.url.to_string(),
             events,
+            orgs: orgs.to_json(),
             secret: secret.clone(),
             description: new.description,
             now: crate::clock::now_ms(),
@@ -74,21 +93,20 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+/// The endpoints within the caller's orgs.
 async fn list(State(app): State<Arc<AppState>>, who: Principal) -> Result<Json<Value>, ApiError> {
-    admin(&who)?;
+    who.admin()?;
     let rows = app.store.list_webhooks(false).await?;
-    Ok(Json(json!({ "webhooks": rows.iter().map(endpoint_view).collect::<Vec<_>>() })))
+    Ok(Json(json!({ "webhooks": rows.iter().filter(|r| covers(&who, r)).map(endpoint_view).collect::<Vec<_>>() })))
 }
 
 async fn show(State(app): State<Arc<AppState>>, who: Principal, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    admin(&who)?;
-    let row = app.store.get_webhook(&id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(endpoint_view(&row)))
+    Ok(Json(endpoint_view(&visible(&app, &who, &id).await?)))
 }
 
 /// `204`; deliveries still queued for it end without sending.
 async fn remove(State(app): State<Arc<AppState>>, who: Principal, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    admin(&who)?;
+    visible(&app, &who, &id).await?;
     if !app.store.delete_webhook(&id).await? {
         return Err(ApiError::NotFound);
     }
@@ -99,7 +117,7 @@ async fn remove(State(app): State<Arc<AppState>>, who: Principal, Path(id): Path
 
 /// Enabled again with its failure count reset (also fine on an enabled endpoint).
 async fn enable(State(app): State<Arc<AppState>>, who: Principal, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    admin(&who)?;
+    visible(&app, &who, &id).await?;
     let row = app.store.enable_webhook(&id, crate::clock::now_ms()).await?.ok_or(ApiError::NotFound)?;
     app.webhooks.refresh().await;
     tracing::info!(endpoint = %id, by = %who.name, "webhook endpoint enabled");
@@ -120,14 +138,14 @@ async fn deliveries(
     Path(id): Path<String>,
     q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&who)?;
+    who.admin()?;
     let Query(q) = q.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = crate::http::page_limit(q.limit)?;
     let before = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => None,
         Some(c) => Some(c.parse::<i64>().map_err(|_| ApiError::invalid("invalid_cursor", "cursor must be a next_cursor from this list"))?),
     };
-    app.store.get_webhook(&id).await?.ok_or(ApiError::NotFound)?;
+    visible(&app, &who, &id).await?;
     let mut rows = app.store.webhook_deliveries(&id, before, limit + 1).await?;
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);

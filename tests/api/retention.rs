@@ -145,6 +145,7 @@ async fn old_outgoing_webhook_delivery_logs_are_removed_and_recent_ones_kept() {
             id: "wh_1".into(),
             url: "https://crm.example/hook".into(),
             events: "[\"*\"]".into(),
+            orgs: "[\"*\"]".into(),
             secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
             description: None,
             now,

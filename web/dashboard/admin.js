@@ -183,6 +183,7 @@ export function mountWebhooks(el) {
         h('span.pill', { class: enabled ? 'tone-live' : 'tone-bad' }, enabled ? 'enabled' : 'disabled')),
       w.description ? h('p', w.description) : null,
       h('p.muted', `Events: ${(Array.isArray(w.events) ? w.events : [w.events]).filter(Boolean).join(', ') || '*'}`,
+        ` · orgs: ${(Array.isArray(w.orgs) ? w.orgs : [w.orgs]).filter(Boolean).join(', ') || '*'}`,
         w.consecutive_failures ? ` · ${w.consecutive_failures} failures in a row` : '',
         w.created_at ? ` · added ${ago(w.created_at)}` : ''),
       !enabled ? h('p.notice.error', `Disabled${w.disabled_at ? ` ${ago(w.disabled_at)}` : ''}${w.disabled_reason ? `: ${w.disabled_reason}` : ''}`) : null,

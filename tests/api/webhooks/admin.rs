@@ -142,3 +142,79 @@ async fn bad_input_is_refused_with_a_json_error_and_changes_nothing() {
     assert_eq!(list["webhooks"], json!([]), "nothing was created");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_admin_of_one_org_manages_only_that_orgs_endpoints_and_they_receive_only_its_events() {
+    const OTHER: &str = "org-other";
+    let (app, admin) = hooks_app().await;
+    let ours_admin = app.token("admin", &[ORG]).await;
+    let (ours, theirs, everyone) = (Receiver::start(&[], 200).await, Receiver::start(&[], 200).await, Receiver::start(&[], 200).await);
+    // Made by an admin of ORG: its orgs default to the token's.
+    let a = create(&app, &ours_admin, json!({ "url": ours.url, "events": ["call.started"] })).await;
+    assert_eq!(a["orgs"], json!([ORG]));
+    let b = create(&app, &admin, json!({ "url": theirs.url, "events": ["call.started"], "orgs": [OTHER] })).await;
+    let c = create(&app, &admin, json!({ "url": everyone.url, "events": ["call.started"] })).await;
+    assert_eq!(c["orgs"], json!(["*"]));
+    // It may not reach past its orgs, nor say everyone.
+    for orgs in [json!([OTHER]), json!([ORG, OTHER]), json!(["*"])] {
+        let body = json!({ "url": ours.url, "events": ["*"], "orgs": orgs });
+        let (status, v) = send_json(&app, reqwest::Method::POST, "/api/admin/webhooks", Some(&ours_admin), Some(&body)).await;
+        assert_eq!((status, v["error"]["code"].as_str()), (403, Some("org_not_allowed")), "{orgs}: {v}");
+    }
+    for orgs in [json!([]), json!([""]), json!([7]), json!("acme")] {
+        let body = json!({ "url": ours.url, "events": ["*"], "orgs": orgs });
+        let (status, v) = send_json(&app, reqwest::Method::POST, "/api/admin/webhooks", Some(&admin), Some(&body)).await;
+        assert_eq!((status, v["error"]["code"].as_str()), (422, Some("invalid_orgs")), "{orgs}: {v}");
+    }
+    // It sees its own endpoint only; the others are not there for it.
+    let (_, list) = app.get_json("/api/admin/webhooks", &ours_admin).await;
+    let ids: Vec<&str> = list["webhooks"].as_array().unwrap().iter().map(|w| w["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [a["id"].as_str().unwrap()]);
+    for other in [&b, &c] {
+        let id = other["id"].as_str().unwrap();
+        for (method, path) in [
+            (reqwest::Method::GET, format!("/api/admin/webhooks/{id}")),
+            (reqwest::Method::DELETE, format!("/api/admin/webhooks/{id}")),
+            (reqwest::Method::POST, format!("/api/admin/webhooks/{id}/enable")),
+            (reqwest::Method::GET, format!("/api/admin/webhooks/{id}/deliveries")),
+        ] {
+            let (status, v) = send_json(&app, method.clone(), &path, Some(&ours_admin), None).await;
+            assert_eq!(status, 404, "{method} {path}: {v}");
+        }
+    }
+    let (_, all) = app.get_json("/api/admin/webhooks", &admin).await;
+    assert_eq!(all["webhooks"].as_array().unwrap().len(), 3, "nothing was deleted; the admin of every org sees all");
+
+    // A call of each org starts: each endpoint gets the events of its orgs only.
+    let started = |org: &str, call: &str| message(call, org, json!({ "type": "status-update", "status": "in-progress" }));
+    assert_eq!(app.post_vapi(&started(ORG, "c-org-ours")).await.0, 200);
+    assert_eq!(app.post_vapi(&started(OTHER, "c-org-theirs")).await.0, 200);
+    let call_of = |g: &super::receiver::Got| g.json()["data"]["call"]["id"].as_str().unwrap().to_string();
+    assert_eq!(ours.wait_for(1, Duration::from_secs(10)).await.iter().map(call_of).collect::<Vec<_>>(), ["c-org-ours"]);
+    assert_eq!(theirs.wait_for(1, Duration::from_secs(10)).await.iter().map(call_of).collect::<Vec<_>>(), ["c-org-theirs"]);
+    let mut both: Vec<String> = everyone.wait_for(2, Duration::from_secs(10)).await.iter().map(call_of).collect();
+    both.sort();
+    assert_eq!(both, ["c-org-ours", "c-org-theirs"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!((ours.got().len(), theirs.got().len()), (1, 1), "no endpoint got another org's event");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_job_queue_and_retention_need_an_admin_of_every_org() {
+    let (app, admin) = hooks_app().await;
+    let ours_admin = app.token("admin", &[ORG]).await;
+    for (method, path) in [
+        (reqwest::Method::GET, "/api/admin/jobs"),
+        (reqwest::Method::POST, "/api/admin/jobs/run/noop"),
+        (reqwest::Method::POST, "/api/admin/jobs/0190c0de-0000-7000-8000-000000000000/retry"),
+        (reqwest::Method::POST, "/api/admin/retention/run"),
+    ] {
+        let (status, v) = send_json(&app, method.clone(), path, Some(&ours_admin), None).await;
+        assert_eq!((status, v["error"]["code"].as_str()), (403, Some("hub_admin_only")), "{method} {path}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("every org"), "{v}");
+    }
+    let (status, _) = app.get_json("/api/admin/jobs", &admin).await;
+    assert_eq!(status, 200, "an admin of every org still may");
+    app.shutdown().await;
+}
