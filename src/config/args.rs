@@ -238,11 +238,11 @@ pub struct ConfigArgs {
     #[arg(long, env = "SWITCHBOARD_CHAT_SAFETY_SECRET", hide_env_values = true)]
     pub chat_safety_secret: Option<String>,
     /// Comma-separated models a /v1/chat/completions caller may name besides chat.model ("*": any) [default: none]
-    #[arg(long, env = "SWITCHBOARD_PASSTHROUGH_MODELS")]
-    pub passthrough_models: Option<String>,
+    #[arg(long, env = "SWITCHBOARD_CHAT_PASSTHROUGH_MODELS")]
+    pub chat_passthrough_models: Option<String>,
     /// Most completion tokens one /v1/chat/completions request may ask for (max_tokens × n) [default: 4096]
-    #[arg(long, env = "SWITCHBOARD_PASSTHROUGH_MAX_TOKENS")]
-    pub passthrough_max_tokens: Option<String>,
+    #[arg(long, env = "SWITCHBOARD_CHAT_PASSTHROUGH_MAX_TOKENS")]
+    pub chat_passthrough_max_tokens: Option<String>,
     /// SSE streams following one chat session at once, per instance [default: 16]
     #[arg(long, env = "SWITCHBOARD_CHAT_MAX_STREAMS_PER_SESSION")]
     pub chat_max_streams_per_session: Option<String>,

@@ -336,15 +336,15 @@ impl ChatSettings {
                 *slot = n;
             }
         }
-        let models: Option<Vec<String>> = match args.passthrough_models.as_deref() {
+        let models: Option<Vec<String>> = match args.chat_passthrough_models.as_deref() {
             Some(v) => Some(v.split(',').map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect()),
             None => file.passthrough_models.clone(),
         };
         if let Some(m) = models {
             s.passthrough.models = m;
         }
-        const PASS_MAX: &str = "chat.passthrough_max_tokens (SWITCHBOARD_PASSTHROUGH_MAX_TOKENS)";
-        if let Some(n) = parse_num::<u32>(&args.passthrough_max_tokens, file.passthrough_max_tokens, PASS_MAX)? {
+        const PASS_MAX: &str = "chat.passthrough_max_tokens (SWITCHBOARD_CHAT_PASSTHROUGH_MAX_TOKENS)";
+        if let Some(n) = parse_num::<u32>(&args.chat_passthrough_max_tokens, file.passthrough_max_tokens, PASS_MAX)? {
             if n == 0 {
                 return Err(ConfigError::new(PASS_MAX, "must be at least 1"));
             }
@@ -511,6 +511,22 @@ mod tests {
             ConfigArgs { openai_base_url: Some("http://127.0.0.1:8090/v1/".into()), model: Some("mock".into()), ..ConfigArgs::default() };
         let s = load(args, "[chat]\nopenai_base_url = \"https://example.test/v1\"\nmodel = \"m\"\nmax_message_chars = 10\n").unwrap();
         assert_eq!((s.base_url.as_str(), s.model.as_str(), s.max_message_chars), ("http://127.0.0.1:8090/v1", "mock", 10));
+    }
+
+    #[test]
+    fn the_pass_through_bounds_come_from_the_file_or_the_environment_and_zero_is_refused() {
+        let d = load(ConfigArgs::default(), "").unwrap().passthrough;
+        assert_eq!(d, Passthrough { models: Vec::new(), max_tokens: 4096 });
+        let file = "[chat]\npassthrough_models = [\"gpt-4o\"]\npassthrough_max_tokens = 500\n";
+        assert_eq!(load(ConfigArgs::default(), file).unwrap().passthrough, Passthrough { models: vec!["gpt-4o".into()], max_tokens: 500 });
+        let env = ConfigArgs {
+            chat_passthrough_models: Some(" gpt-4.1 , o3,".into()),
+            chat_passthrough_max_tokens: Some("800".into()),
+            ..ConfigArgs::default()
+        };
+        assert_eq!(load(env, file).unwrap().passthrough, Passthrough { models: vec!["gpt-4.1".into(), "o3".into()], max_tokens: 800 });
+        let zero = ConfigArgs { chat_passthrough_max_tokens: Some("0".into()), ..ConfigArgs::default() };
+        assert!(load(zero, "").unwrap_err().to_string().contains("SWITCHBOARD_CHAT_PASSTHROUGH_MAX_TOKENS"));
     }
 
     #[test]

@@ -116,8 +116,11 @@ async fn start(args: &DemoArgs, dir: &std::path::Path) -> Result<(), String> {
     let _ = writeln!(out, "  Dashboard: {hub}/dashboard/#token={token}");
     let _ = writeln!(out, "  Demo page: {site_origin}/");
     let _ = writeln!(out, "\n  Hub {hub} · mock model {} · data in {}", mock.base_url(), dir.display());
-    let _ =
-        writeln!(out, "  ({} simulated calls at once, {}× real time; the token is an admin token for org {ORG})\n", args.calls, args.speed);
+    let _ = writeln!(
+        out,
+        "  ({} simulated calls at once, {}× real time; the token is an admin token for every org; the calls are org {ORG}'s)\n",
+        args.calls, args.speed
+    );
     let _ = out.flush();
 
     app.run_until(shutdown_signal()).await;

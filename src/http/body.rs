@@ -22,3 +22,11 @@ pub async fn read_json(headers: &HeaderMap, body: Body, limit: usize, timeout: D
     })?;
     serde_json::from_slice(&raw).map_err(|e| ApiError::Malformed(format!("The body is not valid JSON: {e}.")))
 }
+
+/// For a route whose body is optional: `None` when the request has none (`Content-Length: 0`,
+/// or neither a content type nor chunked framing), else as `read_json`.
+pub async fn read_optional_json(headers: &HeaderMap, body: Body, limit: usize, timeout: Duration) -> Result<Option<Value>, ApiError> {
+    let empty = headers.get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0")
+        || (!headers.contains_key(header::CONTENT_TYPE) && !headers.contains_key(header::TRANSFER_ENCODING));
+    if empty { Ok(None) } else { read_json(headers, body, limit, timeout).await.map(Some) }
+}

@@ -20,7 +20,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 
 pub use address::address_allowed;
-pub use body::read_json;
+pub use body::{read_json, read_optional_json};
 pub use error::ApiError;
 pub use outbound::{direct_client, public_only_client};
 pub use page::page_limit;

@@ -173,6 +173,14 @@ pub const ROUTES: &[Route] = &[
     r("delete", "/api/admin/webhooks/{id}", "admin", Who::Admin, "Remove an endpoint", (204, "removed")),
     r("post", "/api/admin/webhooks/{id}/enable", "admin", Who::Admin, "Enable a disabled endpoint", (200, "the endpoint")),
     r(
+        "post",
+        "/api/admin/webhooks/{id}/rotate",
+        "admin",
+        Who::Admin,
+        "A new signing secret; the old one signs too for grace_ms (default 24 h)",
+        (200, "the endpoint with its new secret, shown once"),
+    ),
+    r(
         "get",
         "/api/admin/webhooks/{id}/deliveries",
         "admin",

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -16,7 +16,7 @@ use super::{EnqueueError, EnqueueOptions};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::clock::iso;
-use crate::http::{ApiError, read_json};
+use crate::http::{ApiError, read_optional_json};
 use crate::store::{JobFilter, JobRetry, JobRow};
 
 const STATUSES: [&str; 5] = ["queued", "running", "done", "dead", "cancelled"];
@@ -88,9 +88,7 @@ async fn run_now(
     if !app.jobs.is_registered(&kind) {
         return Err(ApiError::NotFound);
     }
-    let empty = headers.get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0")
-        || (!headers.contains_key(header::CONTENT_TYPE) && !headers.contains_key(header::TRANSFER_ENCODING));
-    let payload = if empty { json!({}) } else { read_json(&headers, body, PAYLOAD_LIMIT, Duration::from_secs(10)).await? };
+    let payload = read_optional_json(&headers, body, PAYLOAD_LIMIT, Duration::from_secs(10)).await?.unwrap_or_else(|| json!({}));
     match app.jobs.enqueue(&kind, payload, EnqueueOptions::default()).await {
         Ok(e) => {
             tracing::info!(job = %e.job.id, kind = %kind, by = %who.name, "job run now by an admin");

@@ -238,6 +238,10 @@ macro_rules! impl_store {
                 self.write(move |c| Box::pin(async move { q::enable_webhook(c, &id, now).await })).await
             }
 
+            async fn rotate_webhook_secret(&self, r: SecretRotation) -> crate::store::Result<Option<WebhookRow>> {
+                self.write(move |c| Box::pin(async move { q::rotate_webhook_secret(c, &r).await })).await
+            }
+
             async fn record_webhook_attempt(&self, a: WebhookAttempt) -> crate::store::Result<Option<EndpointAfter>> {
                 self.write(move |c| Box::pin(async move { q::record_webhook_attempt(c, &a).await })).await
             }

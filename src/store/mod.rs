@@ -120,6 +120,9 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_webhook(&self, id: &str) -> Result<bool>;
     /// Clears a disable and the failure count; `None` when there is no such endpoint.
     async fn enable_webhook(&self, id: &str, now: i64) -> Result<Option<WebhookRow>>;
+    /// A new signing secret, the old one still signing until the rotation's `previous_until`;
+    /// `None` when there is no such endpoint.
+    async fn rotate_webhook_secret(&self, r: SecretRotation) -> Result<Option<WebhookRow>>;
     /// Logs an attempt and counts it against its endpoint (disabling it when that is due), in
     /// one transaction; `None` (nothing logged) when the endpoint no longer exists.
     async fn record_webhook_attempt(&self, a: WebhookAttempt) -> Result<Option<EndpointAfter>>;

@@ -6,7 +6,8 @@
 macro_rules! webhook_queries {
     ($db:ty, $conn:ty) => {
         const WEBHOOK_COLUMNS: &str =
-            "id, url, events, orgs, secret, description, consecutive_failures, disabled_at, disabled_reason, created_at, updated_at";
+            "id, url, events, orgs, secret, previous_secret, previous_until, description, consecutive_failures, disabled_at, \
+             disabled_reason, created_at, updated_at";
         const DELIVERY_COLUMNS: &str = "id, endpoint_id, event_type, webhook_id, attempt, status_code, duration_ms, error, at";
 
         pub async fn create_webhook(c: &mut $conn, w: &NewWebhook) -> sqlx::Result<WebhookRow> {
@@ -44,6 +45,21 @@ macro_rules! webhook_queries {
         pub async fn delete_webhook(c: &mut $conn, id: &str) -> sqlx::Result<bool> {
             let r = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1").bind(id).execute(&mut *c).await?;
             Ok(r.rows_affected() == 1)
+        }
+
+        /// A new signing secret; the one it replaces stays valid until `previous_until` (an
+        /// earlier previous one is dropped: at most two secrets sign at once).
+        pub async fn rotate_webhook_secret(c: &mut $conn, r: &SecretRotation) -> sqlx::Result<Option<WebhookRow>> {
+            sqlx::query_as::<_, WebhookRow>(&format!(
+                "UPDATE webhook_endpoints SET previous_secret = secret, previous_until = $3, secret = $2, updated_at = $4 \
+                 WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}"
+            ))
+            .bind(&r.id)
+            .bind(&r.secret)
+            .bind(r.previous_until)
+            .bind(r.now)
+            .fetch_optional(&mut *c)
+            .await
         }
 
         /// Enabled again with a clean slate: no failures counted.

@@ -25,6 +25,9 @@ pub struct WebhookRow {
     /// JSON array of org ids, or `["*"]`.
     pub orgs: String,
     pub secret: String,
+    /// The secret before the last rotation, still signing until `previous_until` (ms).
+    pub previous_secret: Option<String>,
+    pub previous_until: Option<i64>,
     pub description: Option<String>,
     pub consecutive_failures: i64,
     /// Set while disabled.
@@ -34,9 +37,24 @@ pub struct WebhookRow {
     pub updated_at: i64,
 }
 
+/// A new secret for an endpoint.
+#[derive(Debug, Clone)]
+pub struct SecretRotation {
+    pub id: String,
+    pub secret: String,
+    /// Until when (ms) the replaced secret still signs; `now` or earlier retires it at once.
+    pub previous_until: i64,
+    pub now: i64,
+}
+
 impl WebhookRow {
     pub fn enabled(&self) -> bool {
         self.disabled_at.is_none()
+    }
+
+    /// The secret a rotation replaced, while it still signs at `now`.
+    pub fn previous_secret_at(&self, now: i64) -> Option<&str> {
+        self.previous_secret.as_deref().filter(|_| self.previous_until.is_some_and(|until| now < until))
     }
 }
 

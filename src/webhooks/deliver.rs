@@ -1,5 +1,5 @@
 //! The `webhook.deliver` job kind: one event to one endpoint. Each attempt is signed afresh
-//! (new timestamp, same `webhook-id`), sent without following redirects, given
+//! (new timestamp, same `webhook-id`; with the rotated-out secret too while it is valid), sent without following redirects, given
 //! `webhooks.timeout_ms` in all, and logged with its outcome; the log and the endpoint's
 //! failure count change together (`Store::record_webhook_attempt`). 2xx succeeds; 410 Gone
 //! disables the endpoint; anything else is a failed attempt the job retries with its backoff,
@@ -105,7 +105,15 @@ async fn send(d: &Deliverer, endpoint: &WebhookRow, p: &Payload) -> Sent {
         Err(why) => return Sent::NoAnswer(format!("the endpoint's secret is unusable: {why}")),
     };
     let body = p.body.to_string();
-    let timestamp = crate::clock::now_ms() / 1000;
+    let now = crate::clock::now_ms();
+    let timestamp = now / 1000;
+    // While a rotated-out secret still signs, both signatures go (space-separated, as the
+    // scheme allows), so a receiver verifies with whichever secret it has.
+    let mut signature = sign::sign(&key, &p.webhook_id, timestamp, &body);
+    if let Some(old) = endpoint.previous_secret_at(now).and_then(|s| sign::decode_secret(s).ok()) {
+        signature.push(' ');
+        signature.push_str(&sign::sign(&old, &p.webhook_id, timestamp, &body));
+    }
     let request = d
         .client
         .post(url)
@@ -114,7 +122,7 @@ async fn send(d: &Deliverer, endpoint: &WebhookRow, p: &Payload) -> Sent {
         .header(USER_AGENT, concat!("switchboard-webhooks/", env!("CARGO_PKG_VERSION")))
         .header("webhook-id", &p.webhook_id)
         .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", sign::sign(&key, &p.webhook_id, timestamp, &body))
+        .header("webhook-signature", signature)
         .body(body);
     let exchange = async {
         let mut resp = request.send().await.map_err(|e| describe(&e, d))?;

@@ -48,14 +48,7 @@ impl NewEndpoint {
         };
         let filter = events(&obj)?;
         let orgs = orgs(&obj)?;
-        let secret = match obj.get("secret") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => {
-                sign::decode_secret(s).map_err(|m| ApiError::invalid("invalid_secret", format!("{m}; or leave secret out to get one")))?;
-                Some(s.clone())
-            }
-            Some(_) => return Err(ApiError::invalid("invalid_secret", "secret must be a string (whsec_…).")),
-        };
+        let secret = secret(&obj)?;
         let description = match obj.get("description") {
             None | Some(Value::Null) => None,
             Some(Value::String(d)) if d.chars().count() <= MAX_DESCRIPTION => Some(d.clone()),
@@ -98,6 +91,56 @@ fn orgs(obj: &Map<String, Value>) -> Result<Option<OrgScope>, ApiError> {
     Ok(Some(OrgScope::from_names(names)))
 }
 
+/// Longest a rotated-out secret may keep signing, and how long it does by default.
+const MAX_GRACE_MS: u64 = 7 * 24 * 3_600_000;
+const DEFAULT_GRACE_MS: u64 = 24 * 3_600_000;
+
+/// A valid rotation request: `{"secret"?, "grace_ms"?}`, or no body.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rotation {
+    /// `None`: the hub generates one.
+    pub secret: Option<String>,
+    /// How long the replaced secret keeps signing; 0 retires it at once.
+    pub grace_ms: u64,
+}
+
+impl Rotation {
+    pub fn parse(v: Option<Value>) -> Result<Rotation, ApiError> {
+        let obj = match v {
+            None => return Ok(Rotation { secret: None, grace_ms: DEFAULT_GRACE_MS }),
+            Some(Value::Object(obj)) => obj,
+            Some(_) => return Err(ApiError::invalid("invalid_body", "The body must be an object: {\"secret\"?, \"grace_ms\"?}.")),
+        };
+        if let Some(k) = obj.keys().find(|k| !["secret", "grace_ms"].contains(&k.as_str())) {
+            let k: String = k.chars().take(40).collect();
+            return Err(ApiError::invalid("unknown_field", format!("{k} is not accepted; send only secret, grace_ms.")));
+        }
+        let secret = secret(&obj)?;
+        let grace_ms = match obj.get("grace_ms") {
+            None | Some(Value::Null) => DEFAULT_GRACE_MS,
+            Some(v) => v.as_u64().filter(|ms| *ms <= MAX_GRACE_MS).ok_or_else(|| {
+                ApiError::invalid(
+                    "invalid_grace",
+                    format!("grace_ms must be a whole number of milliseconds from 0 to {MAX_GRACE_MS} (7 days)."),
+                )
+            })?,
+        };
+        Ok(Rotation { secret, grace_ms })
+    }
+}
+
+/// An optional `secret`: `whsec_` and the base64 of 24–64 bytes.
+fn secret(obj: &Map<String, Value>) -> Result<Option<String>, ApiError> {
+    match obj.get("secret") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            sign::decode_secret(s).map_err(|m| ApiError::invalid("invalid_secret", format!("{m}; or leave secret out to get one")))?;
+            Ok(Some(s.clone()))
+        }
+        Some(_) => Err(ApiError::invalid("invalid_secret", "secret must be a string (whsec_…).")),
+    }
+}
+
 pub fn endpoint_view(w: &WebhookRow) -> Value {
     let events: Value = serde_json::from_str(&w.events).unwrap_or(Value::Null);
     let orgs: Value = serde_json::from_str(&w.orgs).unwrap_or(Value::Null);
@@ -106,6 +149,7 @@ pub fn endpoint_view(w: &WebhookRow) -> Value {
         "url": w.url,
         "events": events,
         "orgs": orgs,
+        "previous_secret_expires_at": w.previous_secret_at(crate::clock::now_ms()).and(w.previous_until).map(iso),
         "description": w.description,
         "enabled": w.enabled(),
         "disabled_at": w.disabled_at.map(iso),

@@ -336,7 +336,7 @@ fn end_report(call: &str, dedup_key: &str, kinds: &[&str], follow_ups: switchboa
 }
 
 #[tokio::test]
-async fn a_reports_follow_ups_see_the_recordings_it_added_and_a_later_report_of_the_same_kinds_adds_none() {
+async fn a_reports_follow_ups_see_the_recordings_it_added_and_a_later_report_adds_only_the_kinds_the_call_lacked() {
     use switchboard::store::{FollowUps, IngestOutcome};
     let app = spawn_app().await;
     let store = app.state.store.clone();

@@ -390,5 +390,13 @@ test('an admin adds an outgoing webhook, sees its secret once, and its deliverie
   await page.waitForSelector('.deliveries-table tbody tr', { timeout: WAIT });
   assert.match(await page.textContent('.deliveries-table tbody'), /call\.started[\s\S]*200/);
   await screenshot(page, 'dashboard-webhooks');
+
+  // Rotating the secret (confirmed in a dialog) shows the new one once; the old one still signs.
+  await page.click('li.webhook button.rotate');
+  await page.click('dialog[open] button[type="submit"]');
+  await until(page, () => /New signing secret/.test(document.querySelector('.secret-once')?.textContent || ''));
+  const rotated = (await page.$$eval('.secret-once code.secret', (els) => els.map((e) => e.textContent))).find((t) => t !== secret);
+  assert.match(rotated || '', /^whsec_/, 'a new secret, different from the first');
+  await until(page, () => /previous secret also signs until/.test(document.querySelector('li.webhook')?.textContent || ''));
   await done(page);
 });

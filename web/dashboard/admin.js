@@ -190,8 +190,24 @@ export function mountWebhooks(el) {
       h('div.button-row',
         h('button', { type: 'button', onclick: () => showDeliveries(w, deliveries) }, 'Deliveries'),
         !enabled ? h('button', { type: 'button', onclick: () => act(`/api/admin/webhooks/${encodeURIComponent(w.id)}/enable`, 'POST', 'Enabled.') }, 'Enable') : null,
+        h('button.rotate', { type: 'button', onclick: (e) => rotate(w, e.currentTarget) }, 'Rotate secret'),
         h('button.danger', { type: 'button', onclick: (e) => remove(w, e.currentTarget) }, 'Delete')),
+      w.previous_secret_expires_at ? h('p.muted', `The previous secret also signs until ${dateTime(w.previous_secret_expires_at)}.`) : null,
       deliveries);
+  }
+
+  // The old secret keeps signing for a day (the hub's default), so the receiver can switch.
+  async function rotate(w, opener) {
+    const ok = await openDialog({ title: 'Rotate the signing secret?', explain: `${w.url} gets a new secret. Deliveries carry a signature with the old one too for 24 hours, while you update the receiver.`, confirmLabel: 'Rotate', opener });
+    if (!ok) return;
+    try {
+      const res = await api(`/api/admin/webhooks/${encodeURIComponent(w.id)}/rotate`, { method: 'POST' });
+      fill(status, notice('Secret rotated.'),
+        h('div.secret-once', h('p', h('strong', 'New signing secret — shown once, store it now:')), h('code.secret', res?.secret || '')));
+      load();
+    } catch (e) {
+      fill(status, notice(`Could not rotate the secret: ${describe(e)}`, 'error'));
+    }
   }
 
   async function remove(w, opener) {

@@ -218,3 +218,55 @@ async fn the_job_queue_and_retention_need_an_admin_of_every_org() {
     assert_eq!(status, 200, "an admin of every org still may");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_bad_rotation_is_refused_and_leaves_the_secret_as_it_was() {
+    let (app, admin) = hooks_app().await;
+    let rx = Receiver::start(&[], 200).await;
+    let ep = create(&app, &admin, json!({ "url": rx.url, "events": ["call.started"], "secret": SECRET })).await;
+    let path = format!("/api/admin/webhooks/{}/rotate", ep["id"].as_str().unwrap());
+    for (body, code) in [
+        (json!({ "grace_ms": -1 }), "invalid_grace"),
+        (json!({ "grace_ms": 604_800_001u64 }), "invalid_grace"),
+        (json!({ "grace_ms": "60000" }), "invalid_grace"),
+        (json!({ "secret": "hunter2" }), "invalid_secret"),
+        (json!({ "secret": SECRET, "keep": true }), "unknown_field"),
+        (json!([1]), "invalid_body"),
+    ] {
+        let (status, v) = send_json(&app, reqwest::Method::POST, &path, Some(&admin), Some(&body)).await;
+        assert_eq!((status, v["error"]["code"].as_str()), (422, Some(code)), "{body}: {v}");
+    }
+    let supervisor = app.token("supervisor", &["*"]).await;
+    let other_org_admin = app.token("admin", &["org-other"]).await;
+    assert_eq!(send_json(&app, reqwest::Method::POST, &path, Some(&supervisor), None).await.0, 403);
+    assert_eq!(send_json(&app, reqwest::Method::POST, &path, Some(&other_org_admin), None).await.0, 404, "not its org's endpoint");
+    let missing = "/api/admin/webhooks/0190c0de-0000-7000-8000-000000000000/rotate";
+    assert_eq!(send_json(&app, reqwest::Method::POST, missing, Some(&admin), None).await.0, 404);
+    // Nothing changed: deliveries are still signed with the first secret alone.
+    app.post_fixture("status-update.in-progress.json").await;
+    let got = rx.wait_for(1, Duration::from_secs(10)).await;
+    assert!(super::receiver::verify(SECRET, &got[0]));
+    assert_eq!(got[0].header("webhook-signature").split(' ').count(), 1);
+    assert_eq!(endpoint(&app, &admin, ep["id"].as_str().unwrap()).await["previous_secret_expires_at"], Value::Null);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_admin_of_some_orgs_holds_at_most_ten_endpoints_and_one_of_no_org_none() {
+    let (app, admin) = hooks_app().await;
+    let ours_admin = app.token("admin", &[ORG]).await;
+    let body = json!({ "url": "http://127.0.0.1:9/hook", "events": ["*"] });
+    for _ in 0..10 {
+        create(&app, &ours_admin, body.clone()).await;
+    }
+    let (status, v) = send_json(&app, reqwest::Method::POST, "/api/admin/webhooks", Some(&ours_admin), Some(&body)).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (409, Some("too_many_webhooks")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("admin of some orgs"), "{v}");
+    create(&app, &admin, body.clone()).await; // the hub's own cap is not reached
+    let nobody = app.token("admin", &[]).await;
+    let (status, v) = send_json(&app, reqwest::Method::POST, "/api/admin/webhooks", Some(&nobody), Some(&body)).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (403, Some("org_not_allowed")), "{v}");
+    let (_, list) = app.get_json("/api/admin/webhooks", &nobody).await;
+    assert_eq!(list["webhooks"], json!([]), "a token of no org sees no endpoint");
+    app.shutdown().await;
+}

@@ -254,3 +254,40 @@ async fn chat_messages_of_the_visitor_and_the_answer_are_delivered() {
     assert_eq!(message("assistant")["status"], "complete");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_rotated_secret_keeps_signing_beside_the_new_one_for_its_grace_and_then_stops() {
+    const NEW: &str = "whsec_q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
+    let (app, admin) = hooks_app().await;
+    let rx = Receiver::start(&[], 200).await;
+    let ep = create(&app, &admin, json!({ "url": rx.url, "events": ["call.started"], "secret": SECRET })).await;
+    let id = ep["id"].as_str().unwrap();
+    let path = format!("/api/admin/webhooks/{id}/rotate");
+    let (status, rotated) = send_json(&app, reqwest::Method::POST, &path, Some(&admin), Some(&json!({ "secret": NEW }))).await;
+    assert_eq!(status, 200, "{rotated}");
+    assert_eq!(rotated["secret"], NEW, "the new secret is shown this once");
+    let expires = switchboard::clock::parse_iso(rotated["previous_secret_expires_at"].as_str().unwrap()).unwrap();
+    let day = expires - switchboard::clock::now_ms();
+    assert!((86_000_000..=86_400_000).contains(&day), "the old secret signs for a day by default: {day} ms");
+    let shown = endpoint(&app, &admin, id).await;
+    assert!(!shown.to_string().contains("whsec_"), "a rotated secret is not shown again: {shown}");
+
+    app.post_vapi(&message("c-rot-1", ORG, json!({ "type": "status-update", "status": "in-progress" }))).await;
+    let got = rx.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].header("webhook-signature").split(' ').count(), 2, "one signature per valid secret");
+    assert!(verify(SECRET, &got[0]) && verify(NEW, &got[0]), "a receiver with either secret accepts it");
+
+    // Rotated again with no grace and no secret given: a generated one signs alone.
+    let (status, again) = send_json(&app, reqwest::Method::POST, &path, Some(&admin), Some(&json!({ "grace_ms": 0 }))).await;
+    assert_eq!(status, 200, "{again}");
+    let third = again["secret"].as_str().unwrap().to_string();
+    assert!(third.starts_with("whsec_") && third != NEW && third != SECRET);
+    assert_eq!(again["previous_secret_expires_at"], Value::Null);
+    app.post_vapi(&message("c-rot-2", ORG, json!({ "type": "status-update", "status": "in-progress" }))).await;
+    let got = rx.wait_for(2, Duration::from_secs(10)).await;
+    let last = got.iter().find(|g| g.json()["data"]["call"]["id"] == "c-rot-2").unwrap();
+    assert!(verify(&third, last), "the new secret verifies");
+    assert!(!verify(NEW, last) && !verify(SECRET, last), "retired secrets no longer do");
+    assert_eq!(last.header("webhook-signature").split(' ').count(), 1);
+    app.shutdown().await;
+}
